@@ -1,0 +1,110 @@
+/**
+ * The Hono app: stage handlers (`POST /stages/:name`), health, stats, runs and
+ * dead letters. Runtime-neutral: Workers use its default export's `fetch`, the
+ * Node worker-host calls `app.fetch(request, env)` in-process.
+ */
+import { Hono } from "hono";
+import { z } from "zod";
+import { settingsFor } from "./config";
+import { listDeadLetters, redriveDeadLetters } from "./dead-letters";
+import { apiError, requireApiToken, validate } from "./http";
+import { RunId, StageName } from "./keys";
+import type { Pipeline } from "./pipeline";
+import { evalScript, redisFromEnv, type AppEnv } from "./redis";
+import { readRun, startRuns } from "./runs";
+import { readStats } from "./stats";
+import { stageRoute } from "./stage-route";
+import { LUA } from "./lua.generated";
+
+export type AppBindings = { Bindings: AppEnv };
+
+/** Parses `INFO server` text into server name and version. */
+export function parseServerInfo(info: string): { server: "valkey" | "redis"; version: string } {
+  const field = (name: string) => new RegExp(`^${name}:(.+)$`, "m").exec(info)?.[1]?.trim();
+  const valkey = field("valkey_version");
+  if (valkey || field("server_name") === "valkey") return { server: "valkey", version: valkey ?? field("redis_version") ?? "unknown" };
+  return { server: "redis", version: field("redis_version") ?? "unknown" };
+}
+
+/**
+ * Builds the app for a pipeline.
+ * @example
+ * const app = createApp({ pipeline });
+ * const res = await app.request("/health", {}, env);
+ */
+export function createApp({ pipeline }: { pipeline: Pipeline }) {
+  const stageNames = [...pipeline.stages.keys()] as [string, ...string[]];
+  const KnownStage = StageName.refine((s) => pipeline.stages.has(s), { message: `must be one of: ${stageNames.join(", ")}` });
+
+  const app = new Hono<AppBindings>()
+    .get("/health", async (c) => {
+      try {
+        const redis = redisFromEnv(c.env ?? {});
+        const info = String(await evalScript(redis, "serverInfo", [], []));
+        const shas = Object.values(LUA).map((s) => s.sha);
+        const exists = (await redis.scriptExists(...(shas as [string, ...string[]]))) as number[];
+        const { server, version } = parseServerInfo(info);
+        return c.json({
+          ok: true,
+          valkey: { reachable: true, server, version },
+          scripts: { total: shas.length, loaded: exists.filter((e) => Number(e) === 1).length, fallback: "EVAL on NOSCRIPT" },
+          pipeline: { name: pipeline.name, stages: stageNames },
+        });
+      } catch (err) {
+        return c.json({ ok: false, valkey: { reachable: false, server: null, version: null, error: (err as Error).message } }, 503);
+      }
+    })
+    .get("/v1/stats", async (c) => {
+      const { keys } = settingsFor(c.env);
+      return c.json(await readStats(redisFromEnv(c.env ?? {}), keys, pipeline));
+    })
+    .post(
+      "/v1/runs",
+      requireApiToken(),
+      validate("json", z.object({ stage: KnownStage.optional(), payloads: z.array(z.unknown()).min(1).max(500) }), { tooLargePath: "payloads" }),
+      async (c) => {
+        const { stage, payloads } = c.req.valid("json");
+        const { keys, settings } = settingsFor(c.env);
+        const runIds = await startRuns(redisFromEnv(c.env ?? {}), payloads, { keys, pipeline, stage, ttlSeconds: settings.CHECKPOINT_TTL_SECONDS });
+        return c.json({ accepted: runIds.length, runIds }, 202);
+      },
+    )
+    .get("/v1/runs/:runId", validate("param", z.object({ runId: RunId })), async (c) => {
+      const { runId } = c.req.valid("param");
+      const { keys } = settingsFor(c.env);
+      const run = await readRun(redisFromEnv(c.env ?? {}), keys, pipeline, runId);
+      if (!run) return apiError(c, 404, "not_found", `no run ${runId} (unknown or expired)`);
+      return c.json(run);
+    })
+    .get(
+      "/v1/dead-letters",
+      validate("query", z.object({ stage: KnownStage.optional(), limit: z.coerce.number().int().min(1).max(1000).default(50) })),
+      async (c) => {
+        const { stage, limit } = c.req.valid("query");
+        const { keys } = settingsFor(c.env);
+        const items = await listDeadLetters(redisFromEnv(c.env ?? {}), keys, pipeline, { stage, limit });
+        return c.json({ items });
+      },
+    )
+    .post(
+      "/v1/dead-letters/redrive",
+      requireApiToken(),
+      validate("json", z.object({ stage: KnownStage, ids: z.array(z.string().regex(/^\d+-\d+$/, "stream ids look like 1700000000000-0")).min(1).max(1000).optional() })),
+      async (c) => {
+        const { stage, ids } = c.req.valid("json");
+        const { keys } = settingsFor(c.env);
+        const redriven = await redriveDeadLetters(redisFromEnv(c.env ?? {}), keys, { stage, ids });
+        return c.json({ redriven });
+      },
+    )
+    .post("/stages/:name", stageRoute(pipeline));
+
+  app.notFound((c) => apiError(c, 404, "not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`));
+  app.onError((err, c) => {
+    console.error(`[app] ${c.req.method} ${new URL(c.req.url).pathname}:`, err);
+    return apiError(c, 500, "internal", err.message);
+  });
+  return app;
+}
+
+export type App = ReturnType<typeof createApp>;

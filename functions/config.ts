@@ -1,0 +1,30 @@
+/**
+ * Reads the deployment settings the app needs from its environment
+ * (Workers bindings or the Node host's env object), validated.
+ */
+import { z } from "zod";
+import { createKeys, type Keys } from "./keys";
+import type { AppEnv } from "./redis";
+
+const Settings = z.object({
+  KEY_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]{1,32}$/).default("ep"),
+  PARTITIONS: z.coerce.number().int().min(1).max(1024).default(1),
+  CHECKPOINT_TTL_SECONDS: z.coerce.number().int().min(60).default(7 * 24 * 3600),
+});
+export type Settings = z.infer<typeof Settings>;
+
+const cache = new WeakMap<object, { settings: Settings; keys: Keys }>();
+
+/** Settings and key builder for an env; memoized per env object (pure function of it). */
+export function settingsFor(env: AppEnv | undefined): { settings: Settings; keys: Keys } {
+  const source = env ?? {};
+  const hit = cache.get(source);
+  if (hit) return hit;
+  const parsed = Settings.safeParse(source);
+  if (!parsed.success) {
+    throw new Error(`invalid configuration: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  }
+  const value = { settings: parsed.data, keys: createKeys({ prefix: parsed.data.KEY_PREFIX, partitions: parsed.data.PARTITIONS }) };
+  cache.set(source, value);
+  return value;
+}

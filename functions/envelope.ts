@@ -1,0 +1,75 @@
+/**
+ * The one schema module for the stage runtime: the envelope every stream entry
+ * carries, and the request/response of `POST /stages/:name`.
+ */
+import { z } from "zod";
+import { RunId, StageName } from "./keys";
+
+/** W3C trace-context trace id: 32 lowercase hex chars, not all zero. */
+export const TraceId = z.string().regex(/^(?!0{32})[0-9a-f]{32}$/, "traceId must be 32 lowercase hex chars");
+
+/** One unit of work on its way through the pipeline. */
+export const Envelope = z.object({
+  runId: RunId,
+  stage: StageName,
+  /** Delivery attempt, 1-based; the worker-host sets it from the PEL delivery count. */
+  attempt: z.number().int().min(1).max(1000),
+  traceId: TraceId,
+  /** Epoch milliseconds when this envelope was created. */
+  createdAt: z.number().int().nonnegative(),
+  /** Distinguishes several envelopes of one run for the same stage (fan-in/fan-out shapes). */
+  branch: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).optional(),
+  payload: z.unknown(),
+});
+export type Envelope = z.infer<typeof Envelope>;
+
+/** Most envelopes one `POST /stages/:name` call may carry. */
+export const MAX_BATCH = 1000;
+
+export const StageRequest = z.object({
+  envelopes: z.array(Envelope).min(1).max(MAX_BATCH),
+});
+export type StageRequest = z.infer<typeof StageRequest>;
+
+/** Per-envelope success: the envelopes for the next stage(s) and a small result for the checkpoint. */
+export const StageSuccess = z.object({
+  ok: z.literal(true),
+  status: z.enum(["completed", "skipped"]),
+  outputs: z.array(Envelope),
+  result: z.unknown().optional(),
+  /** Handler time for this envelope, milliseconds. */
+  ms: z.number().nonnegative(),
+});
+export type StageSuccess = z.infer<typeof StageSuccess>;
+
+/** Per-envelope failure: retryable errors are redelivered with backoff, others dead-lettered. */
+export const StageFailure = z.object({
+  ok: z.literal(false),
+  error: z.object({ message: z.string(), retryable: z.boolean() }),
+  ms: z.number().nonnegative(),
+});
+export type StageFailure = z.infer<typeof StageFailure>;
+
+export const StageItemResult = z.discriminatedUnion("ok", [StageSuccess, StageFailure]);
+export type StageItemResult = z.infer<typeof StageItemResult>;
+
+export const StageResponse = z.object({ results: z.array(StageItemResult) });
+export type StageResponse = z.infer<typeof StageResponse>;
+
+/** Random hex of `bytes` bytes from WebCrypto (works in Workers and Node). */
+export function randomHex(bytes: number): string {
+  const buf = crypto.getRandomValues(new Uint8Array(bytes));
+  let out = "";
+  for (const b of buf) out += b.toString(16).padStart(2, "0");
+  return out;
+}
+
+/** A new sortable run id: base-36 time + random suffix. */
+export function newRunId(now = Date.now()): string {
+  return `r${now.toString(36)}${randomHex(6)}`;
+}
+
+/** Builds the first envelope of a new run. */
+export function newEnvelope(stage: string, payload: unknown, { runId = newRunId(), now = Date.now() } = {}): Envelope {
+  return { runId, stage, attempt: 1, traceId: randomHex(16), createdAt: now, payload };
+}

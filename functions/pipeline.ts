@@ -1,0 +1,92 @@
+/**
+ * Stage and pipeline definitions. A stage is one module exporting
+ * `defineStage({...})`; a pipeline lists its stages. Adding a stage = one
+ * handler module + one line in the pipeline definition.
+ */
+import type { z } from "zod";
+import type { RedisClient } from "./redis";
+import type { Keys } from "./keys";
+
+/** Throw from a handler to fail an envelope; `retryable: false` dead-letters it at once. */
+export class StageError extends Error {
+  readonly retryable: boolean;
+  constructor(message: string, { retryable = true }: { retryable?: boolean } = {}) {
+    super(message);
+    this.name = "StageError";
+    this.retryable = retryable;
+  }
+}
+
+/** What a handler sees besides its payload. Handlers keep no state between calls. */
+export interface StageContext {
+  runId: string;
+  stage: string;
+  attempt: number;
+  traceId: string;
+  /** Valkey through the @upstash/redis API (HTTP on Workers, iovalkey in-process). */
+  redis: RedisClient;
+  keys: Keys;
+  /** Platform bindings / configuration (read-only). */
+  env: Record<string, unknown>;
+}
+
+/** One envelope to emit: to a named next stage, or the stage's only `next`. */
+export interface Emit {
+  to?: string;
+  payload: unknown;
+  branch?: string;
+}
+
+/** What a handler returns. */
+export interface StageOutcome {
+  /** Envelopes for the next stage(s). Omit or leave empty to end the run here. */
+  emit?: Emit[];
+  /** Small JSON stored in the run checkpoint for this step. */
+  result?: unknown;
+  /** Set to a reason to end the run as "skipped" (e.g. a duplicate). */
+  skipped?: string;
+}
+
+export interface StageDef<S extends z.ZodType = z.ZodType> {
+  name: string;
+  /** Payload schema; an invalid payload is a non-retryable error (dead-lettered). */
+  input: S;
+  /** Stages this one may emit to; the first is the default target. */
+  next: readonly string[];
+  handle: (payload: z.infer<S>, ctx: StageContext) => Promise<StageOutcome> | StageOutcome;
+}
+
+/**
+ * Declares a stage.
+ * @example
+ * export const shout = defineStage({
+ *   name: "shout", input: z.object({ text: z.string() }), next: [],
+ *   handle: ({ text }) => ({ result: { text: text.toUpperCase() } }),
+ * });
+ */
+export function defineStage<S extends z.ZodType>(def: StageDef<S>): StageDef<S> {
+  return def;
+}
+
+export interface Pipeline {
+  name: string;
+  /** The stage new runs start at. */
+  entry: string;
+  stages: ReadonlyMap<string, StageDef>;
+}
+
+/** Declares a pipeline and checks that every `next` names a known stage. */
+export function definePipeline({ name, stages }: { name: string; stages: StageDef[] }): Pipeline {
+  if (stages.length === 0) throw new Error(`pipeline ${name} has no stages`);
+  const byName = new Map<string, StageDef>();
+  for (const s of stages) {
+    if (byName.has(s.name)) throw new Error(`pipeline ${name}: duplicate stage ${s.name}`);
+    byName.set(s.name, s);
+  }
+  for (const s of stages) {
+    for (const n of s.next) {
+      if (!byName.has(n)) throw new Error(`pipeline ${name}: stage ${s.name} emits to unknown stage ${n}`);
+    }
+  }
+  return { name, entry: stages[0].name, stages: byName };
+}

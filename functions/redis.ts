@@ -1,0 +1,61 @@
+/**
+ * Valkey access for handlers and the HTTP app: the @upstash/redis client API
+ * everywhere. On Workers it speaks HTTP to UPSTASH_REDIS_REST_URL (Upstash or
+ * the worker-host's REST bridge); in-process on Node the worker-host injects a
+ * client whose Requester runs commands over iovalkey (env.REDIS).
+ */
+import { Redis } from "@upstash/redis/cloudflare";
+import { LUA } from "./lua.generated";
+
+/** The client type handlers see (same API on Workers and in-process). */
+export type RedisClient = Pick<Redis, keyof Redis>;
+export type ScriptName = keyof typeof LUA;
+
+/** Bindings and variables the app reads (Workers env, or the Node host's env object). */
+export interface AppEnv {
+  UPSTASH_REDIS_REST_URL?: string;
+  UPSTASH_REDIS_REST_TOKEN?: string;
+  /** Injected in-process by the worker-host: a client over iovalkey. */
+  REDIS?: RedisClient;
+  /** Set by the worker-host for in-process dispatch (no HTTP, so no signature). */
+  IN_PROCESS?: boolean;
+  KEY_PREFIX?: string;
+  PARTITIONS?: string;
+  API_TOKEN?: string;
+  STAGE_SIGNING_KEYS?: string;
+  [key: string]: unknown;
+}
+
+/** Returns the Valkey client for this request's environment. */
+export function redisFromEnv(env: AppEnv): RedisClient {
+  if (env.REDIS) return env.REDIS;
+  if (!env.UPSTASH_REDIS_REST_URL || !env.UPSTASH_REDIS_REST_TOKEN) {
+    throw new Error("no Valkey client: set UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN");
+  }
+  return new Redis({
+    url: env.UPSTASH_REDIS_REST_URL,
+    token: env.UPSTASH_REDIS_REST_TOKEN,
+    enableTelemetry: false,
+    enableAutoPipelining: true,
+  });
+}
+
+/**
+ * Runs a script from lua/ through the @upstash/redis client:
+ * EVALSHA, falling back to EVAL on NOSCRIPT.
+ */
+export async function evalScript<T = unknown>(
+  redis: RedisClient,
+  name: ScriptName,
+  keys: string[],
+  args: Array<string | number>,
+): Promise<T> {
+  const script = LUA[name];
+  const argv = args.map(String);
+  try {
+    return (await redis.evalsha(script.sha, keys, argv)) as T;
+  } catch (err) {
+    if (!(err instanceof Error) || !err.message.includes("NOSCRIPT")) throw err;
+    return (await redis.eval(script.source, keys, argv)) as T;
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * `POST /stages/:name`: runs one stage's handler over a batch of envelopes and
+ * answers, per envelope, its outputs or an error with `retryable`. The handler
+ * keeps no state between requests; everything durable goes through Valkey.
+ */
+import type { Context } from "hono";
+import type { z } from "zod";
+import { Envelope, StageRequest, type StageItemResult } from "./envelope";
+import { apiError, toIssues } from "./http";
+import { StageError, type Pipeline, type StageDef } from "./pipeline";
+import { redisFromEnv, type AppEnv } from "./redis";
+import { settingsFor } from "./config";
+import { verifyStageSignature } from "./signing";
+
+function now(): number {
+  return performance.now();
+}
+
+async function runOne(stage: StageDef, pipeline: Pipeline, env: AppEnv, envelope: Envelope): Promise<StageItemResult> {
+  const started = now();
+  const ms = () => Math.round((now() - started) * 1000) / 1000;
+  const input = stage.input.safeParse(envelope.payload);
+  if (!input.success) {
+    const detail = toIssues(input.error as z.ZodError).map((i) => `${i.path || "(root)"}: ${i.message}`).join("; ");
+    return { ok: false, error: { message: `invalid payload for stage ${stage.name}: ${detail}`, retryable: false }, ms: ms() };
+  }
+  try {
+    const { keys } = settingsFor(env);
+    const outcome = await stage.handle(input.data, {
+      runId: envelope.runId,
+      stage: stage.name,
+      attempt: envelope.attempt,
+      traceId: envelope.traceId,
+      redis: redisFromEnv(env),
+      keys,
+      env,
+    });
+    const createdAt = Date.now();
+    const outputs: Envelope[] = [];
+    for (const emit of outcome.emit ?? []) {
+      const to = emit.to ?? stage.next[0];
+      if (!to || !stage.next.includes(to)) {
+        throw new StageError(`stage ${stage.name} emitted to ${to ?? "(none)"}, not one of its next stages [${stage.next.join(", ")}]`, { retryable: false });
+      }
+      if (!pipeline.stages.has(to)) throw new StageError(`unknown stage ${to}`, { retryable: false });
+      outputs.push({
+        runId: envelope.runId,
+        stage: to,
+        attempt: 1,
+        traceId: envelope.traceId,
+        createdAt,
+        ...(emit.branch ? { branch: emit.branch } : envelope.branch ? { branch: envelope.branch } : {}),
+        payload: emit.payload,
+      });
+    }
+    return {
+      ok: true,
+      status: outcome.skipped ? "skipped" : "completed",
+      outputs,
+      result: outcome.skipped ? { skipped: outcome.skipped, ...(isObject(outcome.result) ? outcome.result : {}) } : outcome.result,
+      ms: ms(),
+    };
+  } catch (err) {
+    const retryable = err instanceof StageError ? err.retryable : true;
+    const message = err instanceof Error ? err.message : String(err);
+    return { ok: false, error: { message, retryable }, ms: ms() };
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Runs a validated batch through a stage (used by the route, and directly by tests). */
+export async function runStageBatch(pipeline: Pipeline, stageName: string, env: AppEnv, envelopes: Envelope[]): Promise<StageItemResult[]> {
+  const stage = pipeline.stages.get(stageName);
+  if (!stage) throw new Error(`unknown stage ${stageName}`);
+  return Promise.all(envelopes.map((e) => runOne(stage, pipeline, env, e)));
+}
+
+/** The Hono handler for `POST /stages/:name`. */
+export function stageRoute(pipeline: Pipeline) {
+  return async function handleStageRequest(c: Context<{ Bindings: AppEnv }>) {
+    const name = c.req.param("name") ?? "";
+    if (!pipeline.stages.has(name)) return apiError(c, 404, "not_found", `no stage named ${name}`);
+    const raw = await c.req.text();
+    if (!c.env?.IN_PROCESS) {
+      const verdict = await verifyStageSignature(c.env ?? {}, c.req.method, new URL(c.req.url).pathname, raw, c.req.header());
+      if (!verdict.ok) return apiError(c, 401, "unauthorized", verdict.reason);
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(raw);
+    } catch {
+      return apiError(c, 400, "invalid_json", "request body is not valid JSON");
+    }
+    const parsed = StageRequest.safeParse(body);
+    if (!parsed.success) return apiError(c, 400, "validation_failed", "invalid stage request", toIssues(parsed.error));
+    const mismatched = parsed.data.envelopes.findIndex((e) => e.stage !== name);
+    if (mismatched >= 0) {
+      return apiError(c, 400, "validation_failed", `envelopes[${mismatched}].stage is ${parsed.data.envelopes[mismatched].stage}, not ${name}`);
+    }
+    const results = await runStageBatch(pipeline, name, c.env ?? {}, parsed.data.envelopes);
+    return c.json({ results });
+  };
+}

@@ -1,0 +1,43 @@
+/**
+ * The one config loader of the Node side: reads process.env once, validates
+ * it with zod, and fails with a list of what is wrong.
+ */
+import { z } from "zod";
+
+const bool = z.enum(["on", "off", "true", "false", "1", "0"]).transform((v) => v === "on" || v === "true" || v === "1");
+
+export const HostConfig = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(8787),
+  HOST: z.string().default("127.0.0.1"),
+  VALKEY_URL: z.string().regex(/^rediss?:\/\//, "VALKEY_URL must start with redis:// or rediss://").optional(),
+  VALKEY_SERVER: z.string().optional(),
+  VALKEY_DATA_DIR: z.string().default(".data/valkey"),
+  VALKEY_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+  DEMO: bool.default(true),
+  API_TOKEN: z.string().min(8, "API_TOKEN must be at least 8 characters").optional(),
+  STAGE_BASE_URL: z.string().url().optional(),
+  STAGE_SIGNING_KEYS: z.string().optional(),
+  UPSTASH_REDIS_REST_URL: z.string().url().optional(),
+  UPSTASH_REDIS_REST_TOKEN: z.string().optional(),
+  KEY_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]{1,32}$/).default("ep"),
+  PARTITIONS: z.coerce.number().int().min(1).max(1024).default(1),
+  BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(100),
+  CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
+  BLOCK_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
+  VISIBILITY_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
+  MAX_DELIVERIES: z.coerce.number().int().min(1).max(100).default(5),
+  RETRY_BACKOFF_MS: z.coerce.number().int().min(0).default(1000),
+  STREAM_MAXLEN: z.coerce.number().int().min(100).default(10_000),
+  CHECKPOINT_TTL_SECONDS: z.coerce.number().int().min(60).default(7 * 24 * 3600),
+});
+export type HostConfig = z.infer<typeof HostConfig>;
+
+/** Parses the environment; throws one error listing every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
+  const parsed = HostConfig.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
+    throw new Error(`invalid configuration:\n${lines.join("\n")}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,75 @@
+/**
+ * The worker-host: one StageWorker per pipeline stage, plus a periodic trim
+ * of every stage stream down to what all groups have acknowledged.
+ */
+import { hostname } from "node:os";
+import { randomHex } from "../functions/envelope";
+import type { Keys } from "../functions/keys";
+import type { Pipeline } from "../functions/pipeline";
+import type { Invoker } from "./invoker";
+import { StageWorker, type StageWorkerOptions } from "./stage-worker";
+import { runScript, type Connection } from "./valkey";
+
+export type WorkerTuning = Omit<StageWorkerOptions, "stage" | "keys" | "conn" | "invoker" | "consumer" | "log">;
+
+export interface WorkerHostOptions {
+  pipeline: Pipeline;
+  keys: Keys;
+  conn: Connection;
+  invoker: Invoker;
+  /** Consumer name; default host:pid:random. */
+  consumer?: string;
+  /** Only run these stages (default: all). */
+  stages?: string[];
+  tuning?: WorkerTuning;
+  /** Soft cap per stage stream; acknowledged entries beyond it are trimmed. */
+  streamMaxLen?: number;
+  trimIntervalMs?: number;
+  log?: (line: string) => void;
+}
+
+export class WorkerHost {
+  readonly consumer: string;
+  readonly workers: StageWorker[];
+  private trimTimer: ReturnType<typeof setInterval> | undefined;
+  private trimming: Promise<unknown> | undefined;
+
+  constructor(private readonly options: WorkerHostOptions) {
+    const { pipeline, keys, conn, invoker, tuning = {}, log = () => {} } = options;
+    this.consumer = options.consumer ?? `${hostname()}:${process.pid}:${randomHex(3)}`;
+    const stages = options.stages ?? [...pipeline.stages.keys()];
+    this.workers = stages.map((stage) => new StageWorker({ ...tuning, stage, keys, conn, invoker, consumer: this.consumer, log }));
+  }
+
+  /** Creates groups and starts every stage's loops. */
+  async run(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.run()));
+    const { trimIntervalMs = 5000 } = this.options;
+    this.trimTimer = setInterval(() => {
+      if (!this.trimming) this.trimming = this.trimStreams().catch((err) => this.options.log?.(`[host] trim failed: ${(err as Error).message}`)).finally(() => (this.trimming = undefined));
+    }, trimIntervalMs);
+    this.trimTimer.unref();
+  }
+
+  /** Trims every stage stream to its safe point when it exceeds the soft cap. Returns entries removed. */
+  async trimStreams(): Promise<number> {
+    const { keys, conn, streamMaxLen = 10_000 } = this.options;
+    let removed = 0;
+    for (const w of this.workers) {
+      for (const p of keys.allPartitions) removed += Number(await runScript(conn, "trimStream", [keys.stream(w.stage, p)], [streamMaxLen]));
+    }
+    return removed;
+  }
+
+  /** Graceful stop: stop reading, finish and commit in-flight batches. */
+  async close(): Promise<void> {
+    if (this.trimTimer) clearInterval(this.trimTimer);
+    const results = await Promise.allSettled(this.workers.map((w) => w.close()));
+    for (const r of results) if (r.status === "rejected") this.options.log?.(`[host] worker close failed: ${r.reason}`);
+    try {
+      await this.trimming;
+    } catch {
+      // logged above
+    }
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * How the worker-host reaches stage handlers. The in-process invoker calls the
+ * Hono app's `fetch` directly (no network, no signature); the HTTP invoker
+ * (edge mode) POSTs signed batches to STAGE_BASE_URL.
+ */
+import type { Envelope, StageItemResult } from "../functions/envelope";
+import type { AppEnv } from "../functions/redis";
+
+export interface Invoker {
+  /** Runs a batch through a stage; resolves to one result per envelope, in order. */
+  invoke(stage: string, envelopes: Envelope[]): Promise<StageItemResult[]>;
+  close?(): Promise<void>;
+}
+
+interface FetchApp {
+  fetch(request: Request, env?: unknown): Response | Promise<Response>;
+}
+
+/** Checks the answer has one well-formed result per envelope. */
+export function checkResults(stage: string, sent: number, body: unknown): StageItemResult[] {
+  const results = (body as { results?: unknown })?.results;
+  if (!Array.isArray(results) || results.length !== sent) {
+    throw new Error(`stage ${stage} answered ${Array.isArray(results) ? results.length : "no"} results for ${sent} envelopes`);
+  }
+  for (const r of results as StageItemResult[]) {
+    if (typeof r !== "object" || r === null || typeof r.ok !== "boolean") throw new Error(`stage ${stage} answered a malformed result`);
+  }
+  return results as StageItemResult[];
+}
+
+/**
+ * Dispatches in-process through `app.fetch(new Request(...), env)`.
+ * @example
+ * const invoker = new InProcessInvoker(app, { REDIS: upstashOverValkey(conn) });
+ */
+export class InProcessInvoker implements Invoker {
+  private readonly env: AppEnv;
+  constructor(private readonly app: FetchApp, env: AppEnv) {
+    this.env = { ...env, IN_PROCESS: true };
+  }
+
+  async invoke(stage: string, envelopes: Envelope[]): Promise<StageItemResult[]> {
+    const res = await this.app.fetch(
+      new Request(`http://in-process/stages/${stage}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ envelopes }),
+      }),
+      this.env,
+    );
+    const text = await res.text();
+    if (!res.ok) throw new Error(`stage ${stage} answered ${res.status}: ${text.slice(0, 500)}`);
+    return checkResults(stage, envelopes.length, JSON.parse(text));
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * Composes the Node runtime of `npm start`: the embedded (or configured)
+ * Valkey, the worker-host with in-process handlers, and the HTTP server.
+ * Tests use it too, so what they exercise is what users run.
+ */
+import { settingsFor } from "../functions/config";
+import type { Pipeline } from "../functions/pipeline";
+import type { AppEnv } from "../functions/redis";
+import type { HostConfig } from "./config";
+import { WorkerHost } from "./host";
+import { InProcessInvoker, type Invoker } from "./invoker";
+import { serveHttp, type HttpServer } from "./server";
+import { connectValkey, upstashOverValkey, type Connection } from "./valkey";
+import { findServerBinary, launchValkey, type RunningValkey } from "./valkey-launcher";
+
+interface FetchApp {
+  fetch(request: Request, env?: unknown): Response | Promise<Response>;
+}
+
+export interface Runtime {
+  url: string;
+  valkeyUrl: string;
+  valkey?: RunningValkey;
+  conn: Connection;
+  env: AppEnv;
+  host: WorkerHost;
+  server: HttpServer;
+  /** Graceful stop: HTTP server, worker-host (commits in flight), connection, embedded server. */
+  close(): Promise<void>;
+}
+
+export interface RuntimeOptions {
+  config: HostConfig;
+  pipeline: Pipeline;
+  app: FetchApp;
+  /** Defaults to in-process dispatch through `app`. */
+  invoker?: Invoker;
+  log?: (line: string) => void;
+}
+
+/** Starts everything `npm start` runs and resolves once it is serving. */
+export async function startRuntime({ config, pipeline, app, invoker, log = console.log }: RuntimeOptions): Promise<Runtime> {
+  let valkey: RunningValkey | undefined;
+  if (!config.VALKEY_URL) {
+    const binary = findServerBinary(config.VALKEY_SERVER ? { ...process.env, VALKEY_SERVER: config.VALKEY_SERVER } : process.env);
+    log(`starting embedded ${binary.flavor} ${binary.version} (${binary.path}), data dir ${config.VALKEY_DATA_DIR}`);
+    valkey = await launchValkey({ dataDir: config.VALKEY_DATA_DIR, port: config.VALKEY_PORT, binary, log });
+  }
+  const valkeyUrl = config.VALKEY_URL ?? valkey!.url;
+  const conn = connectValkey(valkeyUrl, { name: "edgepipe-host" });
+  conn.on("error", (err) => log(`[valkey] ${err.message}`));
+  const env: AppEnv = {
+    REDIS: upstashOverValkey(conn),
+    KEY_PREFIX: config.KEY_PREFIX,
+    PARTITIONS: String(config.PARTITIONS),
+    CHECKPOINT_TTL_SECONDS: String(config.CHECKPOINT_TTL_SECONDS),
+    ...(config.API_TOKEN ? { API_TOKEN: config.API_TOKEN } : {}),
+    ...(config.STAGE_SIGNING_KEYS ? { STAGE_SIGNING_KEYS: config.STAGE_SIGNING_KEYS } : {}),
+  };
+  const { keys } = settingsFor(env);
+  const host = new WorkerHost({
+    pipeline,
+    keys,
+    conn,
+    invoker: invoker ?? new InProcessInvoker(app, env),
+    streamMaxLen: config.STREAM_MAXLEN,
+    tuning: {
+      batchSize: config.BATCH_SIZE,
+      concurrency: config.CONCURRENCY,
+      blockMs: config.BLOCK_MS,
+      visibilityMs: config.VISIBILITY_TIMEOUT_MS,
+      maxDeliveries: config.MAX_DELIVERIES,
+      backoffMs: config.RETRY_BACKOFF_MS,
+      checkpointTtlSeconds: config.CHECKPOINT_TTL_SECONDS,
+    },
+    log,
+  });
+  await host.run();
+  const server = await serveHttp({ app, env, keys, pipeline, port: config.PORT, hostname: config.HOST });
+  let closing: Promise<void> | undefined;
+  return {
+    url: server.url,
+    valkeyUrl,
+    valkey,
+    conn,
+    env,
+    host,
+    server,
+    close() {
+      closing ??= (async () => {
+        const steps: Array<[string, () => Promise<unknown>]> = [
+          ["http server", () => server.close()],
+          ["worker-host", () => host.close()],
+          ["valkey connection", () => conn.quit()],
+          ["embedded valkey", async () => valkey?.stop()],
+        ];
+        for (const [name, step] of steps) {
+          try {
+            await step();
+          } catch (err) {
+            log(`[shutdown] ${name}: ${(err as Error).message}`);
+          }
+        }
+      })();
+      return closing;
+    },
+  };
+}

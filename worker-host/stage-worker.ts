@@ -1,0 +1,481 @@
+/**
+ * One stage's consumer: reads its streams with XREADGROUP on a dedicated
+ * blocking connection, dispatches batches through an Invoker, and commits
+ * each batch with one Lua call per partition (commit-stage.lua). Failures are
+ * scheduled for redelivery with backoff (retry-later.lua) or dead-lettered
+ * (dead-letter.lua); idle entries of lost consumers are reclaimed
+ * (reclaim-idle.lua).
+ *
+ * Life cycle: `run()` starts the read and reclaim loops, `close()` stops
+ * reading (CLIENT UNBLOCK), waits for in-flight batches to commit, and closes
+ * its own connection.
+ */
+import { Envelope } from "../functions/envelope";
+import type { StageItemResult } from "../functions/envelope";
+import type { Keys } from "../functions/keys";
+import { latencyField } from "../functions/stats";
+import type { Invoker } from "./invoker";
+import { runScript, type Connection } from "./valkey";
+
+export interface StageWorkerOptions {
+  stage: string;
+  keys: Keys;
+  /** Shared connection for commands (commits, claims). */
+  conn: Connection;
+  invoker: Invoker;
+  consumer: string;
+  /** Entries per XREADGROUP and per handler call. */
+  batchSize?: number;
+  /** Batches in flight at once. */
+  concurrency?: number;
+  blockMs?: number;
+  /** Pending entries idle longer than this are reclaimed by any consumer. */
+  visibilityMs?: number;
+  /** Deliveries (PEL count) after which an entry is dead-lettered. */
+  maxDeliveries?: number;
+  /** First retry delay; doubles per attempt up to maxBackoffMs, with jitter. */
+  backoffMs?: number;
+  maxBackoffMs?: number;
+  reclaimIntervalMs?: number;
+  checkpointTtlSeconds?: number;
+  logMaxLen?: number;
+  deadLetterMaxLen?: number;
+  /** A blocking read that has not settled after blockMs + this is reconnected. */
+  watchdogGraceMs?: number;
+  log?: (line: string) => void;
+}
+
+/** A stream entry as read from Valkey. */
+export interface RawEntry {
+  partition: number;
+  id: string;
+  fields: string[];
+  deliveries: number;
+}
+
+interface ParsedEntry extends RawEntry {
+  raw: string;
+  envelope?: Envelope;
+  /** Why the entry is malformed (dead-lettered at once). */
+  invalid?: string;
+}
+
+type XReadReply = Array<[string, Array<[string, string[]]>]> | null;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+function isConnectionError(err: unknown): boolean {
+  const msg = err instanceof Error ? err.message : String(err);
+  return /ECONNREFUSED|ECONNRESET|EPIPE|Connection is closed|connect ETIMEDOUT|Stream isn't writeable|LOADING|MASTERDOWN/.test(msg);
+}
+
+/** Per-batch key list for a script call: each distinct key once, referenced by 1-based index. */
+class KeyTable {
+  readonly keys: string[];
+  private readonly index = new Map<string, number>();
+  constructor(fixed: string[]) {
+    this.keys = [...fixed];
+    fixed.forEach((k, i) => this.index.set(k, i + 1));
+  }
+  ref(key: string): number {
+    let i = this.index.get(key);
+    if (i === undefined) {
+      this.keys.push(key);
+      i = this.keys.length;
+      this.index.set(key, i);
+    }
+    return i;
+  }
+}
+
+export class StageWorker {
+  readonly stage: string;
+  private readonly o: Required<Omit<StageWorkerOptions, "log">> & { log: (line: string) => void };
+  private blocking: Connection | undefined;
+  private blockingId: number | undefined;
+  private running = false;
+  private readLoop: Promise<void> | undefined;
+  private reclaimLoop: Promise<void> | undefined;
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly cursors = new Map<number, string>();
+  private wake: (() => void) | undefined;
+
+  constructor(options: StageWorkerOptions) {
+    this.stage = options.stage;
+    this.o = {
+      batchSize: 100,
+      concurrency: 2,
+      blockMs: 1000,
+      visibilityMs: 30_000,
+      maxDeliveries: 5,
+      backoffMs: 1000,
+      maxBackoffMs: 60_000,
+      reclaimIntervalMs: 1000,
+      checkpointTtlSeconds: 7 * 24 * 3600,
+      logMaxLen: 100,
+      deadLetterMaxLen: 100_000,
+      watchdogGraceMs: 5000,
+      log: () => {},
+      ...options,
+    };
+  }
+
+  private get streams(): string[] {
+    return this.o.keys.allPartitions.map((p) => this.o.keys.stream(this.stage, p));
+  }
+
+  /** Creates the consumer group on every partition stream (from id 0, MKSTREAM). */
+  async ensureGroups(): Promise<void> {
+    const group = this.o.keys.group(this.stage);
+    for (const stream of this.streams) {
+      try {
+        await this.o.conn.xgroup("CREATE", stream, group, "0", "MKSTREAM");
+      } catch (err) {
+        if (!(err instanceof Error) || !err.message.startsWith("BUSYGROUP")) throw err;
+      }
+    }
+  }
+
+  /** Starts the read and reclaim loops. */
+  async run(): Promise<void> {
+    if (this.running) return;
+    await this.ensureGroups();
+    await this.openBlocking();
+    this.running = true;
+    this.readLoop = this.mainLoop();
+    this.reclaimLoop = this.reclaimIdleLoop();
+  }
+
+  /** Stops reading, lets in-flight batches commit, closes the blocking connection. */
+  async close(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    this.wake?.();
+    try {
+      if (this.blockingId !== undefined) await this.o.conn.client("UNBLOCK", this.blockingId);
+    } catch (err) {
+      this.o.log(`[${this.stage}] unblock failed: ${(err as Error).message}`);
+    }
+    try {
+      await this.readLoop;
+    } catch (err) {
+      this.o.log(`[${this.stage}] read loop ended with: ${(err as Error).message}`);
+    }
+    try {
+      await this.reclaimLoop;
+    } catch (err) {
+      this.o.log(`[${this.stage}] reclaim loop ended with: ${(err as Error).message}`);
+    }
+    try {
+      await Promise.all(this.inFlight);
+    } catch (err) {
+      this.o.log(`[${this.stage}] in-flight batch failed on close: ${(err as Error).message}`);
+    }
+    try {
+      this.blocking?.disconnect();
+    } catch {
+      // already closed
+    }
+  }
+
+  private async openBlocking(): Promise<void> {
+    this.blocking?.disconnect();
+    const blocking = this.o.conn.duplicate({ connectionName: `${this.o.consumer}:${this.stage}:block`, enableAutoPipelining: false });
+    this.blocking = blocking;
+    this.blockingId = Number(await blocking.client("ID"));
+  }
+
+  private async mainLoop(): Promise<void> {
+    const group = this.o.keys.group(this.stage);
+    const streams = this.streams;
+    const ids = streams.map(() => ">");
+    let failures = 0;
+    while (this.running) {
+      if (this.inFlight.size >= this.o.concurrency) {
+        await Promise.race(this.inFlight);
+        continue;
+      }
+      let reply: XReadReply;
+      try {
+        reply = await this.readWithWatchdog(group, streams, ids);
+        failures = 0;
+      } catch (err) {
+        if (!this.running) break;
+        failures++;
+        const wait = Math.min(100 * 2 ** failures, 5000);
+        this.o.log(`[${this.stage}] read failed (${(err as Error).message}); retrying in ${wait} ms`);
+        await sleep(wait);
+        continue;
+      }
+      if (!reply) continue;
+      const entries: RawEntry[] = [];
+      for (const [stream, list] of reply) {
+        const partition = streams.indexOf(stream);
+        for (const [id, fields] of list) entries.push({ partition, id, fields, deliveries: 1 });
+      }
+      if (entries.length > 0) this.track(this.processBatch(entries));
+    }
+  }
+
+  private async readWithWatchdog(group: string, streams: string[], ids: string[]): Promise<XReadReply> {
+    const blocking = this.blocking!;
+    const read = blocking.xreadgroup(
+      "GROUP", group, this.o.consumer,
+      "COUNT", this.o.batchSize,
+      "BLOCK", this.o.blockMs,
+      "STREAMS", ...streams, ...ids,
+    ) as Promise<XReadReply>;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const watchdog = new Promise<"stuck">((resolve) => {
+      timer = setTimeout(() => resolve("stuck"), this.o.blockMs + this.o.watchdogGraceMs);
+    });
+    try {
+      const winner = await Promise.race([read, watchdog]);
+      if (winner === "stuck") {
+        read.catch(() => {});
+        this.o.log(`[${this.stage}] blocking read did not settle in ${this.o.blockMs + this.o.watchdogGraceMs} ms; reconnecting`);
+        await this.openBlocking();
+        return null;
+      }
+      return winner;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private track(p: Promise<void>): void {
+    const tracked = p.catch((err) => this.o.log(`[${this.stage}] batch failed: ${(err as Error).stack ?? err}`)).finally(() => this.inFlight.delete(tracked));
+    this.inFlight.add(tracked);
+  }
+
+  private async reclaimIdleLoop(): Promise<void> {
+    while (this.running) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, this.o.reclaimIntervalMs);
+        this.wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      if (!this.running) break;
+      try {
+        await this.reclaimIdle();
+      } catch (err) {
+        this.o.log(`[${this.stage}] reclaim failed: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  /** Claims entries idle past the visibility timeout; dead-letters those past maxDeliveries. */
+  async reclaimIdle(): Promise<number> {
+    const group = this.o.keys.group(this.stage);
+    let claimed = 0;
+    for (const p of this.o.keys.allPartitions) {
+      const stream = this.o.keys.stream(this.stage, p);
+      const [next, list] = await runScript<[string, Array<[string, string[], number]>]>(
+        this.o.conn, "reclaimIdle", [stream], [group, this.o.consumer, this.o.visibilityMs, this.cursors.get(p) ?? "0-0", this.o.batchSize],
+      );
+      this.cursors.set(p, next);
+      if (list.length === 0) continue;
+      claimed += list.length;
+      const entries = list.map(([id, fields, deliveries]) => ({ partition: p, id, fields: fields ?? [], deliveries: Number(deliveries) }));
+      const exhausted = entries.filter((e) => e.deliveries > this.o.maxDeliveries);
+      const retry = entries.filter((e) => e.deliveries <= this.o.maxDeliveries);
+      if (exhausted.length > 0) {
+        await this.deadLetter(exhausted.map((e) => ({ entry: this.parse(e), error: "", handlerFailure: false })));
+      }
+      if (retry.length > 0) await this.processBatch(retry);
+    }
+    return claimed;
+  }
+
+  private parse(entry: RawEntry): ParsedEntry {
+    const fields = entry.fields;
+    let raw: string | undefined;
+    for (let i = 0; i < fields.length; i += 2) if (fields[i] === "e") raw = fields[i + 1];
+    if (raw === undefined) {
+      const asObject: Record<string, string> = {};
+      for (let i = 0; i < fields.length; i += 2) asObject[fields[i]] = fields[i + 1];
+      return { ...entry, raw: JSON.stringify(asObject), invalid: "stream entry has no 'e' (envelope) field" };
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(raw);
+    } catch (err) {
+      return { ...entry, raw, invalid: `envelope is not valid JSON: ${(err as Error).message}` };
+    }
+    const parsed = Envelope.safeParse(json);
+    if (!parsed.success) {
+      const detail = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+      return { ...entry, raw, invalid: `envelope failed validation: ${detail}` };
+    }
+    if (parsed.data.stage !== this.stage) {
+      return { ...entry, raw, invalid: `envelope for stage ${parsed.data.stage} found on the ${this.stage} stream` };
+    }
+    if (this.o.keys.partitionOf(parsed.data.runId) !== entry.partition) {
+      return { ...entry, raw, invalid: `run ${parsed.data.runId} belongs to partition ${this.o.keys.partitionOf(parsed.data.runId)}, found on partition ${entry.partition}` };
+    }
+    return { ...entry, raw, envelope: { ...parsed.data, attempt: entry.deliveries } };
+  }
+
+  private stepField(envelope: Envelope): string {
+    return envelope.branch ? `step:${this.stage}#${envelope.branch}` : `step:${this.stage}`;
+  }
+
+  /** Parses, dispatches and commits one batch. */
+  async processBatch(entries: RawEntry[]): Promise<void> {
+    const parsed = entries.map((e) => this.parse(e));
+    const malformed = parsed.filter((e) => e.invalid);
+    let valid = parsed.filter((e) => e.envelope);
+
+    // A redelivered entry whose step is already checkpointed is acked without running the handler.
+    const alreadyDone: ParsedEntry[] = [];
+    const redelivered = valid.filter((e) => e.deliveries > 1);
+    if (redelivered.length > 0) {
+      const pipe = this.o.conn.pipeline();
+      for (const e of redelivered) pipe.hexists(this.o.keys.run(e.envelope!.runId), this.stepField(e.envelope!));
+      const replies = (await pipe.exec()) ?? [];
+      const done = new Set(redelivered.filter((_, i) => replies[i]?.[1] === 1));
+      alreadyDone.push(...done);
+      valid = valid.filter((e) => !done.has(e));
+    }
+
+    let results: StageItemResult[] = [];
+    if (valid.length > 0) {
+      try {
+        results = await this.o.invoker.invoke(this.stage, valid.map((e) => e.envelope!));
+      } catch (err) {
+        const message = `dispatch failed: ${(err as Error).message}`;
+        results = valid.map(() => ({ ok: false as const, error: { message, retryable: true }, ms: 0 }));
+      }
+    }
+
+    const commits: Array<{ entry: ParsedEntry; result: Extract<StageItemResult, { ok: true }> | null }> = alreadyDone.map((entry) => ({ entry, result: null }));
+    const retries: Array<{ entry: ParsedEntry; error: string }> = [];
+    const dead: Array<{ entry: ParsedEntry; error: string; handlerFailure: boolean }> = malformed.map((entry) => ({ entry, error: entry.invalid!, handlerFailure: false }));
+    valid.forEach((entry, i) => {
+      const r = results[i];
+      if (r.ok) commits.push({ entry, result: r });
+      else if (!r.error.retryable) dead.push({ entry, error: r.error.message, handlerFailure: true });
+      else if (entry.deliveries >= this.o.maxDeliveries) {
+        dead.push({ entry, error: `${r.error.message} (gave up after ${entry.deliveries} deliveries)`, handlerFailure: true });
+      } else retries.push({ entry, error: r.error.message });
+    });
+
+    await Promise.all([
+      commits.length > 0 ? this.withConnectionRetry("commit", () => this.commit(commits)) : undefined,
+      dead.length > 0 ? this.withConnectionRetry("dead-letter", () => this.deadLetter(dead)) : undefined,
+      retries.length > 0 ? this.withConnectionRetry("retry", () => this.retryLater(retries)) : undefined,
+    ]);
+  }
+
+  /** Only connection errors are retried here; the scripts are idempotent per entry. */
+  private async withConnectionRetry(what: string, fn: () => Promise<unknown>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await fn();
+        return;
+      } catch (err) {
+        if (!isConnectionError(err) || attempt >= 5) throw err;
+        this.o.log(`[${this.stage}] ${what} failed (${(err as Error).message}); retry ${attempt}`);
+        await sleep(100 * 2 ** attempt);
+      }
+    }
+  }
+
+  private byPartition<T extends { entry: ParsedEntry }>(items: T[]): Map<number, T[]> {
+    const map = new Map<number, T[]>();
+    for (const item of items) {
+      const list = map.get(item.entry.partition) ?? [];
+      list.push(item);
+      map.set(item.entry.partition, list);
+    }
+    return map;
+  }
+
+  private async commit(items: Array<{ entry: ParsedEntry; result: Extract<StageItemResult, { ok: true }> | null }>): Promise<void> {
+    const { keys } = this.o;
+    const now = Date.now();
+    await Promise.all(
+      [...this.byPartition(items)].map(([p, list]) => {
+        const table = new KeyTable([keys.stream(this.stage, p), keys.stageStats(this.stage, p), keys.lastErrors(this.stage, p)]);
+        const buckets = new Map<string, number>();
+        let latencySumUs = 0;
+        const entryArgs: Array<string | number> = [];
+        const clear: string[] = [];
+        for (const { entry, result } of list) {
+          const env = entry.envelope!;
+          if (entry.deliveries > 1) clear.push(entry.id);
+          const outputs = result?.outputs ?? [];
+          if (result) {
+            const field = latencyField(result.ms);
+            buckets.set(field, (buckets.get(field) ?? 0) + 1);
+            latencySumUs += Math.round(result.ms * 1000);
+          }
+          const runStatus = outputs.length > 0 ? "running" : result?.status === "skipped" ? "skipped" : "completed";
+          const stepJson = JSON.stringify({ status: result?.status ?? "completed", result: result?.result, ms: result?.ms ?? 0, attempt: env.attempt, at: now });
+          entryArgs.push(entry.id, table.ref(keys.run(env.runId)), table.ref(keys.runLog(env.runId)), this.stepField(env), result?.status ?? "completed", runStatus, stepJson, outputs.length);
+          for (const out of outputs) entryArgs.push(table.ref(keys.stream(out.stage, keys.partitionOf(out.runId))), JSON.stringify(out));
+        }
+        const pairs: Array<string | number> = [];
+        for (const [field, count] of buckets) pairs.push(field, count);
+        if (latencySumUs > 0) pairs.push("lat_sum_us", latencySumUs);
+        const args = [
+          keys.group(this.stage), this.stage, now, this.o.checkpointTtlSeconds, this.o.logMaxLen,
+          pairs.length / 2, ...pairs,
+          list.length, ...entryArgs,
+          clear.length, ...clear,
+        ];
+        return runScript(this.o.conn, "commitStage", table.keys, args);
+      }),
+    );
+  }
+
+  private async deadLetter(items: Array<{ entry: ParsedEntry; error: string; handlerFailure: boolean }>): Promise<void> {
+    const { keys } = this.o;
+    const now = Date.now();
+    await Promise.all(
+      [...this.byPartition(items)].map(([p, list]) => {
+        const table = new KeyTable([keys.stream(this.stage, p), keys.deadLetters(this.stage, p), keys.stageStats(this.stage, p), keys.lastErrors(this.stage, p)]);
+        const entryArgs: Array<string | number> = [];
+        for (const { entry, error } of list) {
+          const env = entry.envelope;
+          // Only a run of this partition may be touched (the script's keys share one slot).
+          const runOk = env !== undefined && keys.partitionOf(env.runId) === p;
+          entryArgs.push(entry.id, runOk ? table.ref(keys.run(env.runId)) : 0, runOk ? table.ref(keys.runLog(env.runId)) : 0, error, entry.deliveries, entry.raw);
+        }
+        const handlerFailures = list.filter((i) => i.handlerFailure).length;
+        if (list.some((i) => i.entry.invalid)) {
+          this.o.log(`[${this.stage}] dead-lettered ${list.filter((i) => i.entry.invalid).length} malformed entr(ies): ${list.find((i) => i.entry.invalid)?.entry.invalid}`);
+        }
+        return runScript(this.o.conn, "deadLetter", table.keys, [
+          keys.group(this.stage), this.stage, now, this.o.checkpointTtlSeconds, this.o.deadLetterMaxLen, handlerFailures, list.length, ...entryArgs,
+        ]);
+      }),
+    );
+  }
+
+  /** Exponential backoff with jitter: base * 2^(attempt-1), capped, times 0.5..1. */
+  backoffFor(attempt: number): number {
+    const capped = Math.min(this.o.backoffMs * 2 ** Math.max(0, attempt - 1), this.o.maxBackoffMs);
+    return Math.round(capped * (0.5 + Math.random() / 2));
+  }
+
+  private async retryLater(items: Array<{ entry: ParsedEntry; error: string }>): Promise<void> {
+    const { keys } = this.o;
+    const now = Date.now();
+    await Promise.all(
+      [...this.byPartition(items)].map(([p, list]) => {
+        const table = new KeyTable([keys.stream(this.stage, p), keys.stageStats(this.stage, p), keys.lastErrors(this.stage, p)]);
+        const entryArgs: Array<string | number> = [];
+        for (const { entry, error } of list) {
+          const env = entry.envelope!;
+          entryArgs.push(entry.id, this.backoffFor(entry.deliveries), error, table.ref(keys.run(env.runId)), table.ref(keys.runLog(env.runId)), entry.deliveries);
+        }
+        return runScript(this.o.conn, "retryLater", table.keys, [
+          keys.group(this.stage), this.o.consumer, this.stage, now, this.o.visibilityMs, this.o.checkpointTtlSeconds, list.length, ...entryArgs,
+        ]);
+      }),
+    );
+  }
+}

@@ -1,0 +1,260 @@
+/**
+ * Embedded Valkey launcher: finds a server binary (VALKEY_SERVER, else
+ * valkey-server, else redis-server >= 7.0), starts it on loopback with its own
+ * data dir, waits for PING, and stops it with the parent. A pidfile in the data
+ * dir lets the next start find a server orphaned by a `kill -9` of its parent
+ * and stop it before starting a fresh one.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, accessSync, constants } from "node:fs";
+import { createServer, connect } from "node:net";
+import { delimiter, join, resolve } from "node:path";
+
+export interface ServerBinary {
+  path: string;
+  /** "valkey" or "redis" */
+  flavor: "valkey" | "redis";
+  version: string;
+}
+
+export class ValkeyBinaryNotFound extends Error {
+  constructor(detail: string) {
+    super(
+      `${detail}\n` +
+        "Install a Valkey-protocol server, or point the app at a running one:\n" +
+        "  Debian/Ubuntu: sudo apt-get install redis-server   (or valkey-server where packaged)\n" +
+        "  macOS:         brew install valkey\n" +
+        "  any:           VALKEY_SERVER=/path/to/valkey-server   or   VALKEY_URL=redis://host:port",
+    );
+    this.name = "ValkeyBinaryNotFound";
+  }
+}
+
+function which(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    if (!dir) continue;
+    const candidate = join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** Reads `--version` of a server binary: "Valkey server v=8.0.1 ..." or "Redis server v=7.0.15 ...". */
+export function probeBinary(path: string): ServerBinary {
+  const res = spawnSync(path, ["--version"], { encoding: "utf8", timeout: 10_000 });
+  if (res.error || res.status !== 0) {
+    throw new ValkeyBinaryNotFound(`could not run ${path} --version: ${res.error?.message ?? res.stderr}`);
+  }
+  const m = /^(\w+) server v=(\d+\.\d+\.\d+)/i.exec(res.stdout.trim());
+  if (!m) throw new ValkeyBinaryNotFound(`${path} --version printed something unexpected: ${res.stdout.trim()}`);
+  const flavor = m[1].toLowerCase() === "valkey" ? "valkey" : "redis";
+  const [major] = m[2].split(".").map(Number);
+  if (flavor === "redis" && major < 7) {
+    throw new ValkeyBinaryNotFound(`${path} is Redis ${m[2]}; this project needs Redis >= 7.0 or Valkey.`);
+  }
+  return { path, flavor, version: m[2] };
+}
+
+/** VALKEY_SERVER, else valkey-server on PATH, else redis-server on PATH. */
+export function findServerBinary(env: NodeJS.ProcessEnv = process.env): ServerBinary {
+  const named = env.VALKEY_SERVER;
+  if (named) {
+    if (!existsSync(named)) throw new ValkeyBinaryNotFound(`VALKEY_SERVER=${named} does not exist.`);
+    return probeBinary(named);
+  }
+  const found = which("valkey-server") ?? which("redis-server");
+  if (!found) throw new ValkeyBinaryNotFound("No valkey-server or redis-server found on PATH.");
+  return probeBinary(found);
+}
+
+/** A free TCP port on 127.0.0.1 (bind to 0, read it, close). */
+export function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+/** Sends PING over a raw socket; resolves true on +PONG. */
+export function ping(port: number, host = "127.0.0.1", timeoutMs = 500): Promise<boolean> {
+  return new Promise((done) => {
+    const sock = connect({ port, host });
+    const finish = (ok: boolean) => {
+      sock.destroy();
+      done(ok);
+    };
+    sock.setTimeout(timeoutMs, () => finish(false));
+    sock.on("error", () => finish(false));
+    sock.on("connect", () => sock.write("PING\r\n"));
+    sock.on("data", (d) => finish(d.toString().startsWith("+PONG")));
+  });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function looksLikeServer(pid: number): boolean {
+  try {
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    return /valkey-server|redis-server/.test(cmd);
+  } catch {
+    // no /proc (macOS): trust the pidfile
+    return true;
+  }
+}
+
+async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 25): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+  return false;
+}
+
+export interface LaunchOptions {
+  /** Data dir (AOF, pidfile, log). Default `.data/valkey`. */
+  dataDir?: string;
+  /** Port; 0 or unset picks a free one. */
+  port?: number;
+  /** AOF persistence (default true; tests turn it off). */
+  appendOnly?: boolean;
+  binary?: ServerBinary;
+  /** Extra server arguments, e.g. ["--maxmemory", "1gb"]. */
+  extraArgs?: string[];
+  log?: (line: string) => void;
+}
+
+export interface RunningValkey {
+  url: string;
+  port: number;
+  pid: number;
+  binary: ServerBinary;
+  dataDir: string;
+  /** SIGTERM (the server fsyncs its AOF), wait for exit, remove the pidfile. */
+  stop(): Promise<void>;
+}
+
+interface LauncherState {
+  serverPid: number;
+  parentPid: number;
+  port: number;
+}
+
+/** Stops a server left behind by a parent that died (kill -9), found by the launcher pidfile. */
+export async function stopStaleServer(dataDir: string, log: (l: string) => void = () => {}): Promise<void> {
+  const stateFile = join(dataDir, "launcher.json");
+  if (!existsSync(stateFile)) return;
+  let state: LauncherState;
+  try {
+    state = JSON.parse(readFileSync(stateFile, "utf8")) as LauncherState;
+  } catch {
+    rmSync(stateFile, { force: true });
+    return;
+  }
+  if (state.parentPid !== process.pid && isAlive(state.parentPid) && isAlive(state.serverPid)) {
+    throw new Error(
+      `data dir ${dataDir} is in use by a server (pid ${state.serverPid}) owned by live process ${state.parentPid}; ` +
+        "stop it or use another data dir",
+    );
+  }
+  if (isAlive(state.serverPid) && looksLikeServer(state.serverPid)) {
+    log(`stopping stale server pid ${state.serverPid} (its parent ${state.parentPid} is gone)`);
+    process.kill(state.serverPid, "SIGTERM");
+    const gone = await waitFor(() => !isAlive(state.serverPid), 10_000);
+    if (!gone) process.kill(state.serverPid, "SIGKILL");
+  }
+  rmSync(stateFile, { force: true });
+}
+
+/**
+ * Starts an embedded server and resolves once it answers PING.
+ * @example
+ * const v = await launchValkey({ dataDir: ".data/valkey" });
+ * console.log(v.url); // redis://127.0.0.1:40123
+ * await v.stop();
+ */
+export async function launchValkey({
+  dataDir = ".data/valkey",
+  port = 0,
+  appendOnly = true,
+  binary,
+  extraArgs = [],
+  log = () => {},
+}: LaunchOptions = {}): Promise<RunningValkey> {
+  const bin = binary ?? findServerBinary();
+  const dir = resolve(dataDir);
+  mkdirSync(dir, { recursive: true });
+  await stopStaleServer(dir, log);
+
+  let lastError = "";
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const chosen = port || (await freePort());
+    const args = [
+      "--port", String(chosen),
+      "--bind", "127.0.0.1",
+      "--protected-mode", "yes",
+      "--dir", dir,
+      "--daemonize", "no",
+      "--save", "",
+      "--appendonly", appendOnly ? "yes" : "no",
+      "--appendfsync", "everysec",
+      "--pidfile", join(dir, "server.pid"),
+      "--logfile", join(dir, "server.log"),
+      ...extraArgs,
+    ];
+    const child: ChildProcess = spawn(bin.path, args, { stdio: "ignore", detached: false });
+    let exited = false;
+    child.on("exit", () => (exited = true));
+    const up = await waitFor(async () => exited || (await ping(chosen)), 10_000);
+    if (up && !exited && child.pid) {
+      const state: LauncherState = { serverPid: child.pid, parentPid: process.pid, port: chosen };
+      writeFileSync(join(dir, "launcher.json"), JSON.stringify(state));
+      const killOnExit = () => {
+        try {
+          child.kill("SIGTERM");
+        } catch {
+          // already gone
+        }
+      };
+      process.on("exit", killOnExit);
+      return {
+        url: `redis://127.0.0.1:${chosen}`,
+        port: chosen,
+        pid: child.pid,
+        binary: bin,
+        dataDir: dir,
+        async stop() {
+          process.off("exit", killOnExit);
+          if (!exited) {
+            child.kill("SIGTERM");
+            const gone = await waitFor(() => exited, 10_000);
+            if (!gone) child.kill("SIGKILL");
+          }
+          rmSync(join(dir, "launcher.json"), { force: true });
+        },
+      };
+    }
+    if (!exited) child.kill("SIGKILL");
+    lastError = existsSync(join(dir, "server.log")) ? readFileSync(join(dir, "server.log"), "utf8").split("\n").slice(-5).join("\n") : "";
+    if (port) break; // a configured port that fails will fail again
+  }
+  throw new Error(`could not start ${bin.path} (${bin.flavor} ${bin.version}) in ${dir}:\n${lastError}`);
+}

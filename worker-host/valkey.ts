@@ -1,0 +1,93 @@
+/**
+ * iovalkey connections, the script runner (EVALSHA with EVAL fallback on
+ * NOSCRIPT, so SCRIPT FLUSH or a fresh server never breaks a commit) and the
+ * @upstash/redis Requester that runs commands over iovalkey, so in-process
+ * handlers use the same client API as on Workers with no HTTP hop.
+ */
+import Valkey from "iovalkey";
+import { Redis as UpstashRedis, type Requester, type UpstashRequest, type UpstashResponse } from "@upstash/redis";
+import type { RedisClient } from "../functions/redis";
+import { LUA } from "../functions/lua.generated";
+
+export type ScriptName = keyof typeof LUA;
+export type Connection = Valkey;
+
+/** Opens an iovalkey connection; `lazyConnect` is off so errors surface early. */
+export function connectValkey(url: string, { name = "edgepipe" }: { name?: string } = {}): Connection {
+  return new Valkey(url, {
+    connectionName: name,
+    maxRetriesPerRequest: null,
+    enableAutoPipelining: true,
+    retryStrategy: (times) => Math.min(times * 100, 2000),
+  });
+}
+
+function isNoScript(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith("NOSCRIPT");
+}
+
+/**
+ * Runs a script from lua/ by name: EVALSHA, falling back to EVAL on NOSCRIPT.
+ * @example
+ * await runScript(conn, "trimStream", [streamKey], [10_000]);
+ */
+export async function runScript<T = unknown>(
+  conn: Connection,
+  name: ScriptName,
+  keys: readonly string[],
+  args: ReadonlyArray<string | number>,
+): Promise<T> {
+  const script = LUA[name];
+  try {
+    return (await conn.evalsha(script.sha, keys.length, ...keys, ...args)) as T;
+  } catch (err) {
+    if (!isNoScript(err)) throw err;
+    return (await conn.eval(script.source, keys.length, ...keys, ...args)) as T;
+  }
+}
+
+type Command = [string, ...unknown[]];
+
+// Upper-cased names bypass iovalkey's reply transformers (e.g. HGETALL -> object):
+// @upstash/redis expects the raw RESP shape, as its REST API returns it.
+const raw = (cmd: string) => cmd.toUpperCase();
+
+function toResponse([err, result]: [Error | null, unknown]): UpstashResponse<unknown> {
+  return err ? { error: err.message } : { result };
+}
+
+/**
+ * An @upstash/redis Requester that executes commands over an iovalkey connection.
+ * Values come back as the server sent them (no base64), which is what the
+ * client expects from a custom requester.
+ */
+export function iovalkeyRequester(conn: Connection): Requester {
+  return {
+    async request<TResult>(req: UpstashRequest): Promise<UpstashResponse<TResult>> {
+      const route = req.path?.[0];
+      if (route === "pipeline" || route === "multi-exec") {
+        const commands = req.body as Command[];
+        const batch = route === "pipeline" ? conn.pipeline() : conn.multi();
+        for (const [cmd, ...args] of commands) batch.call(raw(cmd), ...(args as (string | number)[]));
+        const replies = await batch.exec().catch((err: Error) => {
+          // EXECABORT: the transaction was discarded; report per command like Upstash does
+          return commands.map(() => [err, null] as [Error, null]);
+        });
+        return (replies ?? []).map((r) => toResponse(r as [Error | null, unknown])) as unknown as UpstashResponse<TResult>;
+      }
+      const [cmd, ...args] = req.body as Command;
+      try {
+        return { result: (await conn.call(raw(cmd), ...(args as (string | number)[]))) as TResult };
+      } catch (err) {
+        return { error: (err as Error).message };
+      }
+    },
+  };
+}
+
+/** The @upstash/redis client for in-process handlers, backed by iovalkey. */
+export function upstashOverValkey(conn: Connection): RedisClient {
+  // The client's own auto-pipelining batches calls into /pipeline requests,
+  // which the requester runs as one iovalkey pipeline.
+  return new UpstashRedis(iovalkeyRequester(conn));
+}
