@@ -9,6 +9,7 @@ import type { AppEnv } from "./redis";
 const Settings = z.object({
   KEY_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]{1,32}$/).default("ep"),
   PARTITIONS: z.coerce.number().int().min(1).max(1024).default(1),
+  FEED_BUCKETS: z.coerce.number().int().min(1).max(4096).default(16),
   CHECKPOINT_TTL_SECONDS: z.coerce.number().int().min(60).default(7 * 24 * 3600),
 });
 export type Settings = z.infer<typeof Settings>;
@@ -24,7 +25,7 @@ export function settingsFor(env: AppEnv | undefined): { settings: Settings; keys
   if (!parsed.success) {
     throw new Error(`invalid configuration: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
   }
-  const value = { settings: parsed.data, keys: createKeys({ prefix: parsed.data.KEY_PREFIX, partitions: parsed.data.PARTITIONS }) };
+  const value = { settings: parsed.data, keys: createKeys({ prefix: parsed.data.KEY_PREFIX, partitions: parsed.data.PARTITIONS, feedBuckets: parsed.data.FEED_BUCKETS }) };
   cache.set(source, value);
   return value;
 }

@@ -20,6 +20,16 @@ export const RunId = z
   .string()
   .regex(/^[A-Za-z0-9_-]{1,64}$/, "run ids are 1-64 chars of A-Z, a-z, 0-9, '_' and '-'");
 
+function stageOrTool(name: string): string {
+  if (!/^[a-z][a-z0-9_-]{0,47}$/.test(name)) throw new Error(`invalid tool name: ${name}`);
+  return name;
+}
+
+function hex(text: string): string {
+  if (!/^[0-9a-f]{16,128}$/.test(text)) throw new Error("tool cache hashes are 16-128 lowercase hex chars");
+  return text;
+}
+
 /** 32-bit FNV-1a, stable across runtimes (used to pick partitions and buckets). */
 export function fnv1a(text: string): number {
   let hash = 0x811c9dc5;
@@ -30,11 +40,21 @@ export function fnv1a(text: string): number {
   return hash >>> 0;
 }
 
+/** User ids: 1-64 chars of [A-Za-z0-9_-]. */
+export const UserId = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{1,64}$/, "user ids are 1-64 chars of A-Z, a-z, 0-9, '_' and '-'");
+
+/** Compact article feed id: base-36 of a global sequence number. */
+export const FeedId = z.string().regex(/^[0-9a-z]{1,13}$/, "feed ids are base-36 sequence numbers");
+
 export interface KeyOptions {
   /** Namespace for every key (tests use a random one). */
   prefix?: string;
   /** Number of run partitions (1 on a single server, more on a cluster). */
   partitions?: number;
+  /** Number of subscriber/feed buckets (fan-out is one script call per non-empty bucket). */
+  feedBuckets?: number;
 }
 
 export type Keys = ReturnType<typeof createKeys>;
@@ -45,12 +65,23 @@ export type Keys = ReturnType<typeof createKeys>;
  * const keys = createKeys({ prefix: "ep", partitions: 1 });
  * keys.stream("fetcher", 0); // "ep:{p0}:s:fetcher"
  */
-export function createKeys({ prefix = "ep", partitions = 1 }: KeyOptions = {}) {
+export function createKeys({ prefix = "ep", partitions = 1, feedBuckets = 16 }: KeyOptions = {}) {
   if (!/^[A-Za-z0-9_.-]{1,32}$/.test(prefix)) throw new Error(`invalid key prefix: ${prefix}`);
   if (!Number.isInteger(partitions) || partitions < 1 || partitions > 1024) {
     throw new Error(`partitions must be an integer 1..1024, got ${partitions}`);
   }
+  if (!Number.isInteger(feedBuckets) || feedBuckets < 1 || feedBuckets > 4096) {
+    throw new Error(`feedBuckets must be an integer 1..4096, got ${feedBuckets}`);
+  }
   const tag = (p: number) => `${prefix}:{p${p}}`;
+  const btag = (b: number) => `${prefix}:{b${b}}`;
+  const user = (uid: string) => UserId.parse(uid);
+  const feedId = (id: string) => FeedId.parse(id);
+  const bucketOf = (uid: string) => fnv1a(user(uid)) % feedBuckets;
+  const topicName = (t: string) => {
+    if (!/^[a-z][a-z0-9-]{0,31}$/.test(t)) throw new Error(`invalid topic: ${t}`);
+    return t;
+  };
   const stage = (name: string) => StageName.parse(name);
   const run = (id: string) => RunId.parse(id);
   const partitionOf = (runId: string) => fnv1a(run(runId)) % partitions;
@@ -79,6 +110,33 @@ export function createKeys({ prefix = "ep", partitions = 1 }: KeyOptions = {}) {
      * alone with HINCRBY, outside any script, so it needs no tag.
      */
     counters: () => `${prefix}:counters`,
+    feedBuckets,
+    /** Every bucket index, 0..B-1. */
+    allBuckets: Array.from({ length: feedBuckets }, (_, i) => i),
+    /** Bucket of a user (subscriber sets, feeds and profile share its tag). */
+    bucketOf,
+    /** Profile hash of a user (interests), in the user's bucket. */
+    user: (uid: string) => `${btag(bucketOf(uid))}:user:${user(uid)}`,
+    /** Set of uids in bucket `b` subscribed to `topic`. */
+    subscribers: (topic: string, b: number) => `${btag(b)}:subs:${topicName(topic)}`,
+    /** A user's feed: list of compact feed ids, newest first, capped. */
+    feed: (uid: string) => `${btag(bucketOf(uid))}:feed:${user(uid)}`,
+    /** Fan-out idempotency marker for (article, bucket). */
+    fanoutDone: (id: string, b: number) => `${btag(b)}:fo:${feedId(id)}`,
+    /** Pub/sub channel announcing deliveries into bucket `b` (live clients). */
+    feedChannel: (b: number) => `${btag(b)}:notify`,
+    /** Article body hash, stored once; feeds hold only its compact id. */
+    article: (id: string) => `${prefix}:a:${feedId(id)}`,
+    /** Global article sequence (INCR) that mints compact feed ids. */
+    articleSeq: () => `${prefix}:seq:article`,
+    /** Latest feed ids of a topic (list, newest first, capped). */
+    topicArticles: (topic: string) => `${prefix}:topic:${topicName(topic)}`,
+    /** Tool cache entry; no hash tag, so one tool's cache spreads over the cluster. */
+    toolCache: (tool: string, argsHash: string) => `${prefix}:tool:cache:${stageOrTool(tool)}:${hex(argsHash)}`,
+    /** Single-flight lock of a tool cache entry. */
+    toolLock: (tool: string, argsHash: string) => `${prefix}:tool:lock:${stageOrTool(tool)}:${hex(argsHash)}`,
+    /** Token bucket of a tool's rate limiter. */
+    toolRate: (tool: string) => `${prefix}:tool:rate:${stageOrTool(tool)}`,
     /** Consumer group name of a stage (one group per stage stream). */
     group: (name: string) => stage(name),
   };
