@@ -10,15 +10,20 @@
  */
 import { z } from "zod";
 
+/** Pattern of stage names (shared by the zod schema and the envelope fast path). */
+export const STAGE_NAME_PATTERN = /^[a-z][a-z0-9-]{0,31}$/;
+/** Pattern of run ids (shared by the zod schema and the envelope fast path). */
+export const RUN_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
 /** Stage names: short, lowercase, safe inside a key. */
 export const StageName = z
   .string()
-  .regex(/^[a-z][a-z0-9-]{0,31}$/, "stage names are 1-32 chars of a-z, 0-9 and '-', starting with a letter");
+  .regex(STAGE_NAME_PATTERN, "stage names are 1-32 chars of a-z, 0-9 and '-', starting with a letter");
 
 /** Run ids: 1-64 chars of [A-Za-z0-9_-]; never free text in a key. */
 export const RunId = z
   .string()
-  .regex(/^[A-Za-z0-9_-]{1,64}$/, "run ids are 1-64 chars of A-Z, a-z, 0-9, '_' and '-'");
+  .regex(RUN_ID_PATTERN, "run ids are 1-64 chars of A-Z, a-z, 0-9, '_' and '-'");
 
 function stageOrTool(name: string): string {
   if (!/^[a-z][a-z0-9_-]{0,47}$/.test(name)) throw new Error(`invalid tool name: ${name}`);
@@ -82,8 +87,9 @@ export function createKeys({ prefix = "ep", partitions = 1, feedBuckets = 16 }: 
     if (!/^[a-z][a-z0-9-]{0,31}$/.test(t)) throw new Error(`invalid topic: ${t}`);
     return t;
   };
-  const stage = (name: string) => StageName.parse(name);
-  const run = (id: string) => RunId.parse(id);
+  // Hot path (several calls per committed entry): a regex test, zod only to throw its error.
+  const stage = (name: string) => (STAGE_NAME_PATTERN.test(name) ? name : StageName.parse(name));
+  const run = (id: string) => (RUN_ID_PATTERN.test(id) ? id : RunId.parse(id));
   const partitionOf = (runId: string) => fnv1a(run(runId)) % partitions;
   const all = Array.from({ length: partitions }, (_, i) => i);
 

@@ -5,7 +5,7 @@
  */
 import type { Context } from "hono";
 import type { z } from "zod";
-import { Envelope, StageRequest, type StageItemResult } from "./envelope";
+import { Envelope, MAX_BATCH, StageRequest, type StageItemResult } from "./envelope";
 import { apiError, toIssues } from "./http";
 import { StageError, type Pipeline, type StageDef } from "./pipeline";
 import { redisFromEnv, type AppEnv } from "./redis";
@@ -71,6 +71,19 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+/**
+ * A batch handed over in-process by reference: the worker-host's
+ * InProcessInvoker registers it under the very Request it passes to
+ * `app.fetch`, so the envelopes (already validated by the worker) and the
+ * results skip two JSON round trips and a second schema pass. Keyed by the
+ * Request object, so nothing arriving over HTTP can reach this path.
+ */
+export interface InProcessBatch {
+  envelopes: Envelope[];
+  results?: StageItemResult[];
+}
+export const inProcessBatches = new WeakMap<Request, InProcessBatch>();
+
 /** Runs a validated batch through a stage (used by the route, and directly by tests). */
 export async function runStageBatch(pipeline: Pipeline, stageName: string, env: AppEnv, envelopes: Envelope[]): Promise<StageItemResult[]> {
   const stage = pipeline.stages.get(stageName);
@@ -83,6 +96,15 @@ export function stageRoute(pipeline: Pipeline) {
   return async function handleStageRequest(c: Context<{ Bindings: AppEnv }>) {
     const name = c.req.param("name") ?? "";
     if (!pipeline.stages.has(name)) return apiError(c, 404, "not_found", `no stage named ${name}`);
+    const direct = c.env?.IN_PROCESS ? inProcessBatches.get(c.req.raw) : undefined;
+    if (direct) {
+      const { envelopes } = direct;
+      if (envelopes.length === 0 || envelopes.length > MAX_BATCH) return apiError(c, 400, "validation_failed", `a batch holds 1..${MAX_BATCH} envelopes`);
+      const mismatched = envelopes.findIndex((e) => e.stage !== name);
+      if (mismatched >= 0) return apiError(c, 400, "validation_failed", `envelopes[${mismatched}].stage is ${envelopes[mismatched].stage}, not ${name}`);
+      direct.results = await runStageBatch(pipeline, name, c.env, envelopes);
+      return c.body(null, 204);
+    }
     const raw = await c.req.text();
     if (!c.env?.IN_PROCESS) {
       const verdict = await verifyStageSignature(c.env ?? {}, c.req.method, new URL(c.req.url).pathname, raw, c.req.header());

@@ -2,7 +2,8 @@
 commit-stage: commit one batch of handler results of one stage, in one
 partition, atomically. For every entry: skip it if its step is already
 checkpointed (redelivery); else append its outputs to the next stream(s),
-write the run checkpoint, append the run's activity log. Then XACK it.
+write the run checkpoint, append the run's activity log (and refresh both
+TTLs when the run ends). Then XACK it.
 
 Every key carries the partition's hash tag, so the call touches one slot.
 
@@ -52,9 +53,13 @@ for _ = 1, n do
     end
     added = added + nOut
     redis.call('HSET', runKey, stepField, stepJson, 'step', stage, 'status', runStatus, 'updated_at', now)
-    redis.call('EXPIRE', runKey, ttl)
     redis.call('XADD', logKey, 'MAXLEN', '~', logMax, '*', 'stage', stage, 'event', stepStatus, 'at', now, 'data', stepJson)
-    redis.call('EXPIRE', logKey, ttl)
+    -- enqueue-runs set the TTL; refreshing it on every step cost two calls per
+    -- entry, so it is refreshed when the run ends (kept TTL after completion).
+    if runStatus ~= 'running' then
+      redis.call('EXPIRE', runKey, ttl)
+      redis.call('EXPIRE', logKey, ttl)
+    end
     committed = committed + 1
   end
   redis.call('XACK', KEYS[1], group, id)

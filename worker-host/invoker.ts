@@ -5,6 +5,7 @@
  */
 import type { Envelope, StageItemResult } from "../functions/envelope";
 import type { AppEnv } from "../functions/redis";
+import { inProcessBatches, type InProcessBatch } from "../functions/stage-route";
 
 export interface Invoker {
   /** Runs a batch through a stage; resolves to one result per envelope, in order. */
@@ -29,7 +30,9 @@ export function checkResults(stage: string, sent: number, body: unknown): StageI
 }
 
 /**
- * Dispatches in-process through `app.fetch(new Request(...), env)`.
+ * Dispatches in-process through `app.fetch(new Request(...), env)`, handing
+ * the batch over by reference (apps built with createApp answer 204 and fill
+ * in the results; for any other app it falls back to a JSON request).
  * @example
  * const invoker = new InProcessInvoker(app, { REDIS: upstashOverValkey(conn) });
  */
@@ -40,6 +43,18 @@ export class InProcessInvoker implements Invoker {
   }
 
   async invoke(stage: string, envelopes: Envelope[]): Promise<StageItemResult[]> {
+    // The batch travels by reference (see inProcessBatches): still a real app.fetch
+    // through routing and middleware, without serializing envelopes and results.
+    const request = new Request(`http://in-process/stages/${stage}`, { method: "POST" });
+    const batch: InProcessBatch = { envelopes };
+    inProcessBatches.set(request, batch);
+    const res = await this.app.fetch(request, this.env);
+    if (res.status === 204 && batch.results) return checkResults(stage, envelopes.length, { results: batch.results });
+    return this.invokeWithJson(stage, envelopes);
+  }
+
+  /** The plain JSON request, for apps that do not take batches by reference. */
+  private async invokeWithJson(stage: string, envelopes: Envelope[]): Promise<StageItemResult[]> {
     const res = await this.app.fetch(
       new Request(`http://in-process/stages/${stage}`, {
         method: "POST",
