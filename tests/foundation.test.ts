@@ -265,6 +265,24 @@ describe("stage runtime", () => {
     await host.close();
   });
 
+  it("prunes departed consumers only when they own no pending entries", async () => {
+    const keys = testKeys();
+    const pipeline = countingPipeline();
+    const { host } = makeHost({ pipeline, keys, conn: v.conn, redis: v.redis, consumer: "me" });
+    await Promise.all(host.workers.map((w) => w.ensureGroups()));
+    const stream = keys.stream("first", 0);
+    await v.conn.xadd(stream, "*", "e", "x");
+    await v.conn.xreadgroup("GROUP", "first", "holder", "COUNT", 1, "STREAMS", stream, ">");
+    await v.conn.xgroup("CREATECONSUMER", stream, "first", "idle-empty");
+    await new Promise((r) => setTimeout(r, 30));
+    expect(await host.pruneConsumers()).toBe(0); // default: idle for an hour
+    const pruner = makeHost({ pipeline, keys, conn: v.conn, redis: v.redis, consumer: "me" }).host;
+    (pruner as unknown as { options: { pruneConsumersIdleMs: number } }).options.pruneConsumersIdleMs = 10;
+    expect(await pruner.pruneConsumers()).toBe(1);
+    const left = (await v.conn.xinfo("CONSUMERS", stream, "first")) as Array<string[]>;
+    expect(left.map((c) => c[1])).toEqual(["holder"]);
+  });
+
   it("spreads runs over partitions and keeps each commit in one slot", async () => {
     const keys = testKeys(4);
     const pipeline = countingPipeline();
