@@ -220,7 +220,9 @@ export async function launchValkey({
       "--logfile", join(dir, "server.log"),
       ...extraArgs,
     ];
-    const child: ChildProcess = spawn(bin.path, args, { stdio: "ignore", detached: false });
+    // Own process group: a terminal's Ctrl-C reaches only us, so we can commit
+    // in-flight work before stopping the server ourselves.
+    const child: ChildProcess = spawn(bin.path, args, { stdio: "ignore", detached: true });
     let exited = false;
     child.on("exit", () => (exited = true));
     const up = await waitFor(async () => exited || (await ping(chosen)), 10_000);
