@@ -4,6 +4,7 @@
  * Node worker-host calls `app.fetch(request, env)` in-process.
  */
 import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
 import { z } from "zod";
 import { settingsFor } from "./config";
 import { listDeadLetters, redriveDeadLetters } from "./dead-letters";
@@ -101,6 +102,10 @@ export function createApp({ pipeline }: { pipeline: Pipeline }) {
 
   app.notFound((c) => apiError(c, 404, "not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`));
   app.onError((err, c) => {
+    if (err instanceof HTTPException && err.status < 500) {
+      const code = /JSON/i.test(err.message) ? "invalid_json" : "bad_request";
+      return apiError(c, err.status as 400, code, err.message);
+    }
     console.error(`[app] ${c.req.method} ${new URL(c.req.url).pathname}:`, err);
     return apiError(c, 500, "internal", err.message);
   });
