@@ -1,0 +1,281 @@
+/**
+ * `npm run bench` (`--quick` for a short run): starts its own server and
+ * measures our runtime against the baselines in the same run, on the same
+ * server. Progress goes to stderr; the table to stdout; the figures to
+ * bench/results.json and the scaling curves to bench/results.svg.
+ */
+import { writeFileSync } from "node:fs";
+import { cpus } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { randomHex } from "../functions/envelope";
+import { connectValkey } from "../worker-host/valkey";
+import { loadArticles, type BenchArticle } from "./articles";
+import {
+  PipelineHarness,
+  measureStreamMemory,
+  measureThroughput,
+  naiveFanOut,
+  offerLoad,
+  round,
+  runBullmqChain,
+  seedNaiveSubscribers,
+  startBenchServer,
+  type BenchServer,
+} from "./harness";
+import { PASS_STAGES, hopRecorder, passThroughPipeline, preciseNow } from "./pass-through-pipeline";
+import { progress, quantiles, sampleRss, type Quantiles } from "./stats";
+import { renderChart, type Series } from "./svg";
+import { extraRows, type ExtraRows } from "./extra-rows";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const quick = process.argv.includes("--quick");
+
+/** Sizes of a full and a quick run. */
+const plan = quick
+  ? { articles: 3000, bullmqArticles: 1500, rates: [500, 1000, 2000], rateSeconds: 2, warmupSeconds: 0.5, fanout: [1000, 10_000], naive: [1000, 10_000], streamEntries: 2000 }
+  : { articles: 20_000, bullmqArticles: 20_000, rates: [500, 1000, 2000, 5000], rateSeconds: 5, warmupSeconds: 1, fanout: [1000, 10_000, 100_000], naive: [1000, 10_000, 100_000], streamEntries: 10_000 };
+
+/** A figure we could not measure, with the reason (never a made-up number). */
+export interface NotMeasured {
+  notMeasured: string;
+}
+const notMeasured = (reason: string): NotMeasured => ({ notMeasured: reason });
+
+async function attempt<T>(what: string, fn: () => Promise<T>): Promise<T | NotMeasured> {
+  try {
+    return await fn();
+  } catch (err) {
+    progress(`${what} failed: ${(err as Error).stack ?? err}`);
+    return notMeasured(`${what} failed: ${(err as Error).message.split("\n")[0]}`);
+  }
+}
+
+const isMeasured = <T>(v: T | NotMeasured | undefined): v is T => v !== undefined && !(typeof v === "object" && v !== null && "notMeasured" in v);
+
+async function flush(server: BenchServer): Promise<void> {
+  const c = connectValkey(server.url, { name: "bench-admin" });
+  await c.flushall();
+  await c.quit();
+}
+
+const tick = (label: string) => (done: number, total: number) => progress(`${label}: ${done}/${total}`);
+
+function passPayloads(articles: BenchArticle[]): Array<Record<string, unknown>> {
+  return articles.map((a) => ({ ...a, t: 0, t0: 0 }));
+}
+
+async function rowPassThrough(server: BenchServer, articles: BenchArticle[]) {
+  progress(`row 1b: our pipeline, 5 pass-through stages, in-process, ${articles.length} articles`);
+  const h = new PipelineHarness({ url: server.url, pipeline: passThroughPipeline() });
+  await h.start();
+  const rss = sampleRss();
+  try {
+    // Stamps are set at enqueue time so the hop recorder (off here) would be meaningful.
+    const now = preciseNow();
+    const payloads = passPayloads(articles).map((p) => ({ ...p, t: now, t0: now }));
+    const r = await measureThroughput(h, payloads, tick("ours pass-through"));
+    return { ...r, peakRssMb: round(rss.stop() / 2 ** 20) };
+  } finally {
+    rss.stop();
+    await h.close();
+  }
+}
+
+async function rowBullmqPassThrough(server: BenchServer, articles: BenchArticle[]) {
+  progress(`row 2: BullMQ, 5 chained queues, pass-through, ${articles.length} articles`);
+  const now = preciseNow();
+  const payloads = passPayloads(articles).map((p) => ({ ...p, t: now, t0: now }));
+  return runBullmqChain({ url: server.url, steps: PASS_STAGES.map(() => (p: Record<string, unknown>) => ({ ...p, t: preciseNow() })), payloads, concurrency: 50, onTick: tick("bullmq pass-through") });
+}
+
+interface LatencyPoint {
+  rate: number;
+  seconds: number;
+  offered: number;
+  measured: number;
+  hops: Record<string, Quantiles>;
+  endToEnd: Quantiles;
+  /** Worst p99 across the hops. */
+  hopP99: number | null;
+}
+
+async function rowLatency(server: BenchServer, articles: BenchArticle[]): Promise<LatencyPoint[]> {
+  const points: LatencyPoint[] = [];
+  for (const rate of plan.rates) {
+    progress(`row 4: hop latency at ${rate} articles/s offered for ${plan.rateSeconds} s`);
+    const h = new PipelineHarness({ url: server.url, pipeline: passThroughPipeline() });
+    await h.start();
+    try {
+      hopRecorder.reset();
+      hopRecorder.enabled = false;
+      const warm = setTimeout(() => (hopRecorder.enabled = true), plan.warmupSeconds * 1000);
+      const offered = await offerLoad(h, (i) => articles[i % articles.length] as unknown as Record<string, unknown>, rate, plan.rateSeconds + plan.warmupSeconds);
+      clearTimeout(warm);
+      await h.waitForRuns(offered);
+      hopRecorder.enabled = false;
+      const hops: Record<string, Quantiles> = {};
+      for (const stage of PASS_STAGES) hops[stage] = quantiles(hopRecorder.hops.get(stage) ?? []);
+      const p99s = Object.values(hops).map((q) => q.p99).filter((v): v is number => v !== null);
+      points.push({ rate, seconds: plan.rateSeconds, offered, measured: hopRecorder.endToEnd.length, hops, endToEnd: quantiles(hopRecorder.endToEnd), hopP99: p99s.length ? Math.max(...p99s) : null });
+      progress(`  ${rate}/s: worst hop p99 ${points.at(-1)!.hopP99} ms, end-to-end p99 ${points.at(-1)!.endToEnd.p99} ms`);
+    } finally {
+      await h.close();
+    }
+    await flush(server);
+  }
+  return points;
+}
+
+async function rowNaiveFanOut(server: BenchServer) {
+  const out = [];
+  for (const n of plan.naive) {
+    progress(`row 5: baseline B, naive client-side fan-out to ${n} subscribers`);
+    const conn = connectValkey(server.url, { name: "bench-naive" });
+    try {
+      const prefix = `nv${randomHex(3)}`;
+      await seedNaiveSubscribers(conn, prefix, "sports", n);
+      out.push(await naiveFanOut(conn, { prefix, topic: "sports", articleId: "1a" }));
+      progress(`  naive ${n}: ${out.at(-1)!.perSecond} deliveries/s`);
+    } finally {
+      await conn.quit();
+    }
+    await flush(server);
+  }
+  return out;
+}
+
+async function rowStreamMemory(server: BenchServer, articles: BenchArticle[]) {
+  progress(`row 6: bytes per stream entry and per pending entry (${plan.streamEntries} entries)`);
+  const conn = connectValkey(server.url, { name: "bench-mem" });
+  try {
+    const a = articles[0];
+    const envelope = JSON.stringify({ runId: `r${Date.now().toString(36)}${randomHex(6)}`, stage: "pass2", attempt: 1, traceId: randomHex(16), createdAt: Date.now(), payload: { ...a, t: preciseNow(), t0: preciseNow() } });
+    return await measureStreamMemory(conn, `mem${randomHex(3)}`, plan.streamEntries, envelope);
+  } finally {
+    await conn.quit();
+  }
+}
+
+type Row = { row: string; ours: string; baseline: string; ratio: string; target: string; verdict: string };
+
+function fmtRate(v: unknown, unit = "/s"): string {
+  return isMeasured<{ perSecond: number }>(v as never) ? `${(v as { perSecond: number }).perSecond.toLocaleString("en-US")}${unit}` : `not measured (${(v as NotMeasured | undefined)?.notMeasured ?? "not run"})`;
+}
+
+function printTable(rows: Row[]): void {
+  const cols: Array<keyof Row> = ["row", "ours", "baseline", "ratio", "target", "verdict"];
+  const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => r[c].length)));
+  const line = (r: Record<string, string>) => `| ${cols.map((c, i) => r[c].padEnd(width[i])).join(" | ")} |`;
+  console.log(line(Object.fromEntries(cols.map((c) => [c, c]))));
+  console.log(`|${width.map((w) => "-".repeat(w + 2)).join("|")}|`);
+  for (const r of rows) console.log(line(r));
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  progress(`edgepipe bench ${quick ? "(quick)" : "(full)"}: starting its own server`);
+  const server = await startBenchServer();
+  const { binary } = server.server;
+  progress(`server: ${binary.flavor} ${binary.version} (${binary.path}) on ${server.url}, temp dir, AOF off`);
+  const { articles, source } = loadArticles(plan.articles);
+  progress(`articles: ${articles.length} from ${source}`);
+  const results: Record<string, unknown> = {
+    meta: {
+      startedAt: new Date(started).toISOString(),
+      mode: quick ? "quick" : "full",
+      node: process.version,
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model,
+      server: { flavor: binary.flavor, version: binary.version, url: server.url, appendOnly: false, note: "own server on a free port in a temp dir, AOF off" },
+      articles: { count: articles.length, source },
+      plan,
+    },
+  };
+  let extras: ExtraRows | undefined;
+  try {
+    const passThrough = await attempt("our pass-through pipeline", () => rowPassThrough(server, articles));
+    await flush(server);
+    const bullmq = await attempt("BullMQ pass-through chain", () => rowBullmqPassThrough(server, articles.slice(0, plan.bullmqArticles)));
+    await flush(server);
+    extras = await extraRows({ server, articles, quick, flush: () => flush(server) });
+    const latency = await attempt("hop latency", () => rowLatency(server, articles));
+    await flush(server);
+    const naive = await attempt("naive fan-out", () => rowNaiveFanOut(server));
+    await flush(server);
+    const streamMemory = await attempt("stream memory", () => rowStreamMemory(server, articles));
+    await flush(server);
+    Object.assign(results, { passThrough, bullmq, latency, naive, streamMemory, ...extras.results });
+
+    // ------------------------------------------------------------ table
+    const rows: Row[] = [];
+    const ratio = (a: unknown, b: unknown) =>
+      isMeasured<{ perSecond: number }>(a as never) && isMeasured<{ perSecond: number }>(b as never) ? (a as { perSecond: number }).perSecond / (b as { perSecond: number }).perSecond : undefined;
+    const r1 = ratio(passThrough, bullmq);
+    rows.push(...extras.pipelineRows(bullmq));
+    rows.push({ row: "1b pipeline, 5 pass-through stages, in-process", ours: fmtRate(passThrough, " art/s"), baseline: `BullMQ ${fmtRate(bullmq, " art/s")}`, ratio: r1 ? `${r1.toFixed(1)}x` : "-", target: ">= 10x BullMQ", verdict: r1 === undefined ? "-" : r1 >= 10 ? "met" : "NOT met" });
+    rows.push(...extras.httpRows(passThrough));
+    if (isMeasured(latency)) {
+      for (const p of latency) {
+        rows.push({
+          row: `4 hop latency @ ${p.rate}/s offered`,
+          ours: `worst hop p50/p99/p99.9 ${Math.max(...Object.values(p.hops).map((q) => q.p50 ?? 0)).toFixed(2)}/${p.hopP99?.toFixed(2)}/${Math.max(...Object.values(p.hops).map((q) => q.p999 ?? 0)).toFixed(2)} ms; e2e ${p.endToEnd.p50}/${p.endToEnd.p99}/${p.endToEnd.p999} ms`,
+          baseline: "-",
+          ratio: "-",
+          target: p.rate === 1000 ? "hop p99 < 2 ms" : "-",
+          verdict: p.rate === 1000 && p.hopP99 !== null ? (p.hopP99 < 2 ? "met" : "NOT met") : "-",
+        });
+      }
+    } else rows.push({ row: "4 hop latency", ours: `not measured (${latency.notMeasured})`, baseline: "-", ratio: "-", target: "hop p99 < 2 ms @ 1k/s", verdict: "-" });
+    rows.push(...extras.fanoutRows(naive));
+    if (isMeasured(naive) && !extras.hasFanout) {
+      for (const n of naive) rows.push({ row: `5 fan-out to ${n.subscribers} subscribers`, ours: "not measured (fan-out Lua not available)", baseline: `naive ${n.perSecond}/s`, ratio: "-", target: "-", verdict: "-" });
+    }
+    rows.push(...extras.memoryRows());
+    if (isMeasured(streamMemory)) {
+      rows.push({ row: "6 bytes per stream entry / per pending ref", ours: `${streamMemory.bytesPerEntry} B / +${streamMemory.bytesPerPendingRef} B (envelope ${streamMemory.envelopeBytes} B)`, baseline: "-", ratio: "-", target: "-", verdict: "-" });
+    } else rows.push({ row: "6 bytes per pending stream entry", ours: `not measured (${streamMemory.notMeasured})`, baseline: "-", ratio: "-", target: "-", verdict: "-" });
+    const rssFigures = [passThrough, ...extras.rssCandidates].filter((v) => isMeasured<{ peakRssMb?: number }>(v as never)).map((v) => (v as { peakRssMb?: number }).peakRssMb ?? 0);
+    const rss = rssFigures.length ? Math.max(...rssFigures) : undefined;
+    rows.push({ row: "6 worker-host RSS under load (peak, bench process)", ours: rss !== undefined ? `${rss} MB` : "not measured", baseline: "-", ratio: "-", target: "< 200 MB", verdict: rss === undefined ? "-" : rss < 200 ? "met" : "NOT met" });
+    rows.push(...extras.toolCacheRows());
+    results.table = rows;
+
+    console.log("");
+    console.log(`edgepipe bench (${quick ? "quick" : "full"}), ${binary.flavor} ${binary.version} own server (AOF off), node ${process.version}, ${cpus().length} cores; articles: ${source}`);
+    printTable(rows);
+
+    // ------------------------------------------------------------ chart
+    const latencySeries: Series[] = isMeasured(latency)
+      ? [
+          { name: "worst hop p99 (ms)", points: latency.filter((p) => p.hopP99 !== null).map((p) => [p.rate, p.hopP99!]) },
+          { name: "end-to-end p99 (ms)", points: latency.filter((p) => p.endToEnd.p99 !== null).map((p) => [p.rate, p.endToEnd.p99!]) },
+          { name: "worst hop p50 (ms)", points: latency.map((p) => [p.rate, Math.max(...Object.values(p.hops).map((q) => q.p50 ?? 0))]) },
+        ]
+      : [];
+    const fanSeries: Series[] = [...extras.fanoutSeries()];
+    if (isMeasured(naive)) fanSeries.push({ name: "naive client-side (baseline B)", points: naive.map((n) => [n.subscribers, n.perSecond]) });
+    const svg = renderChart(
+      [
+        { title: "Latency vs offered load (5 pass-through stages)", xLabel: "offered load, articles/s", yLabel: "ms", series: latencySeries, logX: true },
+        { title: "Fan-out deliveries/s vs subscribers", xLabel: "subscribers of one topic", yLabel: "deliveries/s", series: fanSeries, logX: true, logY: true },
+      ],
+      `edgepipe bench ${new Date(started).toISOString()} (${quick ? "quick" : "full"}), ${binary.flavor} ${binary.version}, ${cpus().length} cores`,
+    );
+    writeFileSync(join(here, "results.svg"), svg);
+    results.finishedAt = new Date().toISOString();
+    results.seconds = round((Date.now() - started) / 1000);
+    writeFileSync(join(here, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
+    console.log(`\nwrote bench/results.json and bench/results.svg in ${round((Date.now() - started) / 1000)} s`);
+  } finally {
+    await server.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
