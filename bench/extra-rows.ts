@@ -13,7 +13,8 @@ type Row = { row: string; ours: string; baseline: string; ratio: string; target:
 export interface ExtraRows {
   results: Record<string, unknown>;
   hasFanout: boolean;
-  rssCandidates: unknown[];
+  /** [pipeline name, measureHostProcess result or NotMeasured]. */
+  hostProcessCandidates: Array<[string, unknown]>;
   pipelineRows(bullmqPassThrough: unknown): Row[];
   httpRows(passThrough: unknown): Row[];
   fanoutRows(naive: unknown): Row[];
@@ -30,7 +31,7 @@ export async function extraRows(_o: { server: BenchServer; articles: BenchArticl
   return {
     results: { news: { notMeasured: reason }, http: { notMeasured: "edge HTTP mode not merged yet" }, fanout: { notMeasured: reason }, feedMemory: { notMeasured: reason }, toolCache: { notMeasured: reason } },
     hasFanout: false,
-    rssCandidates: [],
+    hostProcessCandidates: [["news", { notMeasured: reason }]],
     pipelineRows: () => [missing("1a pipeline, real news handlers, in-process", reason, ">= 10x BullMQ")],
     httpRows: () => [missing("3 HTTP mode through workerd", "edge HTTP mode not merged yet")],
     fanoutRows: () => [],

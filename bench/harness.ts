@@ -4,13 +4,15 @@
  * invoker, the BullMQ chain (baseline A), the naive client-side fan-out
  * (baseline B), and used_memory probes.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Queue, Worker, type ConnectionOptions } from "bullmq";
 import { createApp } from "../functions/app";
 import { randomHex, type StageItemResult, type Envelope } from "../functions/envelope";
-import type { Keys } from "../functions/keys";
+import { createKeys, type Keys } from "../functions/keys";
 import type { Pipeline } from "../functions/pipeline";
 import type { AppEnv } from "../functions/redis";
 import { settingsFor } from "../functions/config";
@@ -21,6 +23,7 @@ import { connectValkey, upstashOverValkey, type Connection } from "../worker-hos
 import { launchValkey, type RunningValkey } from "../worker-host/valkey-launcher";
 import { preciseNow } from "./pass-through-pipeline";
 
+const benchDir = dirname(fileURLToPath(import.meta.url));
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export interface BenchServer {
@@ -354,4 +357,73 @@ export async function measureStreamMemory(conn: Connection, prefix: string, n: n
     bytesPerEntry: round((afterAdd - before) / n, 1),
     bytesPerPendingRef: round((afterRead - afterAdd) / n, 1),
   };
+}
+
+// ---------------------------------------------------------------- worker-host in its own process
+
+/** True when every stage's group has nothing pending and nothing undelivered. */
+export async function pipelineIdle(conn: Connection, keys: Keys, pipeline: Pipeline): Promise<boolean> {
+  for (const stage of pipeline.stages.keys()) {
+    for (const p of keys.allPartitions) {
+      const groups = (await conn.xinfo("GROUPS", keys.stream(stage, p)).catch(() => [])) as unknown[][];
+      for (const g of groups) {
+        const info: Record<string, unknown> = {};
+        for (let i = 0; i < g.length; i += 2) info[String(g[i])] = g[i + 1];
+        if (Number(info.pending) > 0 || Number(info.lag ?? 0) > 0) return false;
+      }
+    }
+  }
+  return true;
+}
+
+function rssOf(pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Runs a worker-host alone in a child process (bench/host-process.ts), pushes
+ * `payloads` through it, and samples the child's RSS (/proc, every 100 ms).
+ */
+export async function measureHostProcess({ url, pipeline, pipelineName, payloads, onTick }: { url: string; pipeline: Pipeline; pipelineName: "pass-through" | "news"; payloads: unknown[]; onTick?: (line: string) => void }): Promise<ThroughputResult & { idleRssMb: number; peakRssMb: number }> {
+  const prefix = `hp${randomHex(3)}`;
+  const keys = createKeys({ prefix });
+  const child = spawn(process.execPath, ["--import", "tsx", join(benchDir, "host-process.ts")], {
+    env: { ...process.env, VALKEY_URL: url, KEY_PREFIX: prefix, BENCH_PIPELINE: pipelineName },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const conn = connectValkey(url, { name: "bench-hp-producer" });
+  try {
+    await new Promise<void>((resolveReady, reject) => {
+      child.stdout!.on("data", (d: Buffer) => d.toString().includes("ready") && resolveReady());
+      child.once("exit", (code) => reject(new Error(`host process exited (${code}) before it was ready`)));
+    });
+    await sleep(500);
+    const idleRss = rssOf(child.pid!);
+    let peak = idleRss;
+    const sampler = setInterval(() => (peak = Math.max(peak, rssOf(child.pid!))), 100);
+    const redis = upstashOverValkey(conn);
+    const started = performance.now();
+    for (let i = 0; i < payloads.length; i += 500) await startRuns(redis, payloads.slice(i, i + 500), { keys, pipeline });
+    let last = 0;
+    while (!(await pipelineIdle(conn, keys, pipeline))) {
+      if (Date.now() - last > 1000) {
+        last = Date.now();
+        onTick?.(`host process: rss ${round(rssOf(child.pid!) / 2 ** 20)} MB`);
+      }
+      await sleep(5);
+    }
+    const seconds = (performance.now() - started) / 1000;
+    clearInterval(sampler);
+    peak = Math.max(peak, rssOf(child.pid!));
+    return { articles: payloads.length, seconds: round(seconds, 3), perSecond: Math.round(payloads.length / seconds), idleRssMb: round(idleRss / 2 ** 20), peakRssMb: round(peak / 2 ** 20) };
+  } finally {
+    child.kill("SIGTERM");
+    await new Promise((r) => (child.exitCode !== null ? r(null) : child.once("exit", r)));
+    await conn.quit();
+  }
 }

@@ -1,0 +1,38 @@
+/**
+ * A worker-host alone in its own process, so the bench can read its RSS
+ * without the producer, the article set and BullMQ in the same heap. Started
+ * by bench/run.ts with VALKEY_URL, KEY_PREFIX and BENCH_PIPELINE
+ * (pass-through | news); prints "ready" once reading, stops on SIGTERM.
+ */
+import { createApp } from "../functions/app";
+import { settingsFor } from "../functions/config";
+import type { Pipeline } from "../functions/pipeline";
+import type { AppEnv } from "../functions/redis";
+import { WorkerHost } from "../worker-host/host";
+import { InProcessInvoker } from "../worker-host/invoker";
+import { connectValkey, upstashOverValkey } from "../worker-host/valkey";
+import { passThroughPipeline } from "./pass-through-pipeline";
+
+async function pipelineFor(name: string): Promise<{ pipeline: Pipeline; app: { fetch(r: Request, env?: unknown): Response | Promise<Response> } }> {
+  if (name === "news") {
+    const index = await import("../functions/index");
+    return { pipeline: index.pipeline, app: index.app };
+  }
+  const pipeline = passThroughPipeline();
+  return { pipeline, app: createApp({ pipeline }) };
+}
+
+const url = process.env.VALKEY_URL;
+if (!url) throw new Error("VALKEY_URL is required");
+const conn = connectValkey(url, { name: "bench-host-process" });
+const env: AppEnv = { REDIS: upstashOverValkey(conn), KEY_PREFIX: process.env.KEY_PREFIX ?? "ep" };
+const { pipeline, app } = await pipelineFor(process.env.BENCH_PIPELINE ?? "pass-through");
+const host = new WorkerHost({ pipeline, keys: settingsFor(env).keys, conn, invoker: new InProcessInvoker(app, env), log: (l) => process.stderr.write(`${l}\n`) });
+await host.run();
+process.stdout.write("ready\n");
+process.once("SIGTERM", () => {
+  void host
+    .close()
+    .then(() => conn.quit())
+    .finally(() => process.exit(0));
+});
