@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { canonicalUrl, contentHash, normalizeText } from "../functions/news/normalize";
-import { TOPICS, agLabelOf, classifyTopic } from "../functions/news/classify";
+import { TOPICS, agLabelOf, classifyTopic, tokenize } from "../functions/news/classify";
+import { LEXICON } from "../functions/news/lexicon";
 import { extractKeywords, readingTimeMinutes, splitSentences, summarize } from "../functions/news/enrich";
 import { articlesFromCsv, articlesFromJsonl, parseCsv } from "../functions/news/csv";
 
@@ -119,6 +120,23 @@ describe("classifyTopic", () => {
 
   it("falls back to world with zero confidence when nothing matches", () => {
     expect(classifyTopic("", "")).toMatchObject({ topic: "world", confidence: 0 });
+  });
+
+  it("has a lexicon whose every term can match (tokenizes to itself, no duplicates per topic)", () => {
+    const problems: string[] = [];
+    for (const [topic, tiers] of Object.entries(LEXICON)) {
+      expect(TOPICS).toContain(topic);
+      const seen = new Set<string>();
+      for (const list of Object.values(tiers)) {
+        for (const term of list.split(/\s+/).filter(Boolean)) {
+          const words = term.replace(/\*$/, "").split("_");
+          if (tokenize(words.join(" ")).join(" ") !== words.join(" ")) problems.push(`${topic}: ${term} never matches`);
+          if (seen.has(term)) problems.push(`${topic}: ${term} listed twice`);
+          seen.add(term);
+        }
+      }
+    }
+    expect(problems).toEqual([]);
   });
 
   it("maps every topic to an AG News class", () => {

@@ -130,10 +130,11 @@ function lookupWord(lex: CompiledLexicon, token: string): Weights | undefined {
 }
 
 function addTokens(lex: CompiledLexicon, tokens: string[], factor: number, scores: Float64Array, family: Float64Array): void {
+  const best = new Float64Array(FAMILY_NAMES.length);
   const add = (w: Weights) => {
     // A word adds to each topic, but only once to its family (the max over the
     // family's topics), so shared vocabulary such as "virus" is not double-counted.
-    const best = new Float64Array(FAMILY_NAMES.length);
+    best.fill(0);
     for (let t = 0; t < T; t++) {
       if (w[t] === 0) continue;
       scores[t] += w[t] * factor;

@@ -259,7 +259,7 @@ export const LEXICON: LexiconTable = {
       bulls nets heat hawks bucks rockets suns kings warriors blazers jazz nuggets hornets magic
       penguins devils lightning capitals blues predators avalanche flames sharks coyotes ducks stars wild
       barcelona newcastle ajax celtic porto valencia
-      trojans huskies badgers volunteers bulldogs wildcats cougars aggies spartans gophers bruins ferrari
+      trojans huskies badgers volunteers bulldogs wildcats cougars aggies spartans gophers ferrari
       armstrong eagle par batter batters hoops rout
       blackburn rovers charlton fulham bolton portsmouth southampton aston_villa middlesbrough west_brom norwich crystal_palace
       hibernian hearts deportivo wolves seamer paceman spinner odi one-day test_series knee ankle hamstring groin arthroscopic`,
