@@ -26,7 +26,7 @@ export function readArticlesFile(path: string, { source }: { source?: string } =
   let invalid = 0;
   const src = source ?? basename(path).replace(/\.[^.]+$/, "");
   for (const row of rows) {
-    const parsed = ArticleInput.safeParse({ source: src, ...row, label: undefined });
+    const parsed = ArticleInput.safeParse({ ...row, source: ("source" in row && row.source) || src, label: undefined });
     if (parsed.success) articles.push(parsed.data);
     else invalid++;
   }
