@@ -389,11 +389,11 @@ function rssOf(pid: number): number {
  * Runs a worker-host alone in a child process (bench/host-process.ts), pushes
  * `payloads` through it, and samples the child's RSS (/proc, every 100 ms).
  */
-export async function measureHostProcess({ url, pipeline, pipelineName, payloads, onTick }: { url: string; pipeline: Pipeline; pipelineName: "pass-through" | "news"; payloads: unknown[]; onTick?: (line: string) => void }): Promise<ThroughputResult & { idleRssMb: number; peakRssMb: number }> {
+export async function measureHostProcess({ url, pipeline, pipelineName, payloads, users = 0, onTick }: { url: string; pipeline: Pipeline; pipelineName: "pass-through" | "news"; payloads: unknown[]; users?: number; onTick?: (line: string) => void }): Promise<ThroughputResult & { idleRssMb: number; peakRssMb: number }> {
   const prefix = `hp${randomHex(3)}`;
   const keys = createKeys({ prefix });
   const child = spawn(process.execPath, ["--import", "tsx", join(benchDir, "host-process.ts")], {
-    env: { ...process.env, VALKEY_URL: url, KEY_PREFIX: prefix, BENCH_PIPELINE: pipelineName },
+    env: { ...process.env, VALKEY_URL: url, KEY_PREFIX: prefix, BENCH_PIPELINE: pipelineName, BENCH_USERS: String(users) },
     stdio: ["ignore", "pipe", "inherit"],
   });
   const conn = connectValkey(url, { name: "bench-hp-producer" });

@@ -1,8 +1,9 @@
 /**
  * A worker-host alone in its own process, so the bench can read its RSS
  * without the producer, the article set and BullMQ in the same heap. Started
- * by bench/run.ts with VALKEY_URL, KEY_PREFIX and BENCH_PIPELINE
- * (pass-through | news); prints "ready" once reading, stops on SIGTERM.
+ * by bench/run.ts with VALKEY_URL, KEY_PREFIX, BENCH_PIPELINE
+ * (pass-through | news) and BENCH_USERS (demo users to seed for news); prints
+ * "ready" once reading, stops on SIGTERM.
  */
 import { createApp } from "../functions/app";
 import { settingsFor } from "../functions/config";
@@ -27,6 +28,11 @@ if (!url) throw new Error("VALKEY_URL is required");
 const conn = connectValkey(url, { name: "bench-host-process" });
 const env: AppEnv = { REDIS: upstashOverValkey(conn), KEY_PREFIX: process.env.KEY_PREFIX ?? "ep" };
 const { pipeline, app } = await pipelineFor(process.env.BENCH_PIPELINE ?? "pass-through");
+const users = Number(process.env.BENCH_USERS ?? 0);
+if (users > 0) {
+  const { seedDemoUsers } = await import("../functions/news/users");
+  await seedDemoUsers(env.REDIS!, settingsFor(env).keys, users);
+}
 const host = new WorkerHost({ pipeline, keys: settingsFor(env).keys, conn, invoker: new InProcessInvoker(app, env), log: (l) => process.stderr.write(`${l}\n`) });
 await host.run();
 process.stdout.write("ready\n");
