@@ -36,10 +36,13 @@ if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[5])) then retur
 local feedId, prefix = ARGV[1], ARGV[3]
 local last = tonumber(ARGV[4]) - 1
 local uids = redis.call('SMEMBERS', KEYS[1])
+-- LPUSH answers the new length: trim only a feed that went past its cap, so a
+-- feed below its cap costs one call per delivery instead of two.
 for _, uid in ipairs(uids) do
   local feed = prefix .. uid
-  redis.call('LPUSH', feed, feedId)
-  redis.call('LTRIM', feed, 0, last)
+  if redis.call('LPUSH', feed, feedId) > last + 1 then
+    redis.call('LTRIM', feed, 0, last)
+  end
 end
 if #uids > 0 and ARGV[6] ~= '' then
   redis.call('PUBLISH', ARGV[6], feedId .. ' ' .. ARGV[2] .. ' ' .. table.concat(uids, ','))
