@@ -67,7 +67,7 @@ function hmacKey(secret: string): Promise<CryptoKey> {
   return key;
 }
 
-function signedText(timestamp: string, method: string, path: string, body: string): Uint8Array {
+function signedText(timestamp: string, method: string, path: string, body: string): Uint8Array<ArrayBuffer> {
   return encoder.encode(`${timestamp}\n${method.toUpperCase()}\n${path}\n${body}`);
 }
 
@@ -77,7 +77,7 @@ function toHex(bytes: ArrayBuffer): string {
   return out;
 }
 
-function fromHex(hex: string): Uint8Array | null {
+function fromHex(hex: string): Uint8Array<ArrayBuffer> | null {
   if (!/^[0-9a-f]{64}$/.test(hex)) return null;
   const out = new Uint8Array(32);
   for (let i = 0; i < 32; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);

@@ -34,7 +34,7 @@ async function post(path: string, body: unknown, headers: Record<string, string>
   const res = await fetch(`${bridge.url}${path}`, {
     method: "POST",
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...headers },
-    body: typeof body === "string" || body instanceof Uint8Array ? body : JSON.stringify(body),
+    body: typeof body === "string" ? body : JSON.stringify(body),
   });
   return { status: res.status, json: await res.json() };
 }
