@@ -67,6 +67,8 @@ export class HttpInvoker implements Invoker {
   private readonly semaphore: Semaphore;
   private readonly timeoutMs: number;
   private readonly maxBatch: number;
+  /** Requests sent, envelopes carried, requests that failed (non-2xx, timeout, malformed). */
+  readonly stats = { requests: 0, envelopes: 0, failures: 0 };
 
   constructor({ baseUrl, signingKeys, timeoutMs = 30_000, maxConcurrency = 16, maxBatchPerRequest = 100 }: HttpInvokerOptions) {
     this.base = new URL(baseUrl.endsWith("/") ? baseUrl : `${baseUrl}/`);
@@ -95,6 +97,8 @@ export class HttpInvoker implements Invoker {
     const url = new URL(`stages/${encodeURIComponent(stage)}`, this.base);
     const body = JSON.stringify({ envelopes });
     const release = await this.semaphore.acquire();
+    this.stats.requests++;
+    this.stats.envelopes += envelopes.length;
     try {
       const headers = await signStageRequest(this.key, "POST", url.pathname, body);
       const { status, text } = await this.send(url, body, headers);
@@ -111,6 +115,9 @@ export class HttpInvoker implements Invoker {
         throw new Error(`stage ${stage} answered ${parsed.data.results.length} results for ${envelopes.length} envelopes`);
       }
       return parsed.data.results;
+    } catch (err) {
+      this.stats.failures++;
+      throw err;
     } finally {
       release();
     }
