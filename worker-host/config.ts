@@ -29,8 +29,26 @@ export const HostConfig = z.object({
   RETRY_BACKOFF_MS: z.coerce.number().int().min(0).default(1000),
   STREAM_MAXLEN: z.coerce.number().int().min(100).default(10_000),
   CHECKPOINT_TTL_SECONDS: z.coerce.number().int().min(60).default(7 * 24 * 3600),
+  FEED_BUCKETS: z.coerce.number().int().min(1).max(4096).default(16),
+  // News pipeline (passed to handlers; validated again by functions/news/config.ts)
+  FEED_CAP: z.coerce.number().int().min(1).max(100_000).optional(),
+  FEED_URLS: z.string().optional(),
+  /** How often `npm start` polls FEED_URLS (the Workers cron does it at the edge). */
+  FEED_POLL_SECONDS: z.coerce.number().int().min(10).default(300),
+  DEDUPE_TTL_SECONDS: z.coerce.number().int().min(1).optional(),
+  ARTICLE_TTL_SECONDS: z.coerce.number().int().min(60).optional(),
+  LLM_BASE_URL: z.string().url().optional(),
+  LLM_API_KEY: z.string().optional(),
+  LLM_MODEL: z.string().min(1).optional(),
+  /** Demo of `npm start`: users seeded and built-in articles trickled in. */
+  DEMO_USERS: z.coerce.number().int().min(0).max(100_000).default(50),
+  DEMO_ARTICLES: z.coerce.number().int().min(0).max(10_000).default(100),
+  DEMO_INTERVAL_MS: z.coerce.number().int().min(0).default(1500),
 });
 export type HostConfig = z.infer<typeof HostConfig>;
+
+/** Config variables handed to the app's handlers as env vars (when set). */
+export const APP_VARS = ["FEED_CAP", "FEED_URLS", "DEDUPE_TTL_SECONDS", "ARTICLE_TTL_SECONDS", "LLM_BASE_URL", "LLM_API_KEY", "LLM_MODEL"] as const;
 
 /** Parses the environment; throws one error listing every bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {

@@ -13,7 +13,7 @@ import { randomHex } from "../functions/envelope";
 import { settingsFor } from "../functions/config";
 import type { Pipeline } from "../functions/pipeline";
 import type { AppEnv } from "../functions/redis";
-import type { HostConfig } from "./config";
+import { APP_VARS, type HostConfig } from "./config";
 import { WorkerHost } from "./host";
 import { HttpInvoker } from "./http-invoker";
 import { bridgeSettingsFromEnv, startRestBridge, type RestBridge } from "./rest-bridge";
@@ -216,11 +216,16 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
     }
 
     const signingKeys = config.STAGE_SIGNING_KEYS ?? `dev:${randomHex(24)}`;
-    const workerVars: Record<string, string> = {
+    // The same settings the in-process runtime hands its handlers (worker-host/runtime.ts).
+    const appVars: Record<string, string> = {
       KEY_PREFIX: config.KEY_PREFIX,
       PARTITIONS: String(config.PARTITIONS),
       CHECKPOINT_TTL_SECONDS: String(config.CHECKPOINT_TTL_SECONDS),
-      ...(process.env.FEED_BUCKETS ? { FEED_BUCKETS: process.env.FEED_BUCKETS } : {}),
+      FEED_BUCKETS: String(config.FEED_BUCKETS),
+      ...Object.fromEntries(APP_VARS.filter((k) => config[k] !== undefined).map((k) => [k, String(config[k])])),
+    };
+    const workerVars: Record<string, string> = {
+      ...appVars,
       ...(config.API_TOKEN ? { API_TOKEN: config.API_TOKEN } : {}),
       ...vars,
       UPSTASH_REDIS_REST_URL: restUrl,
@@ -236,13 +241,7 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
     const invoker = new HttpInvoker({ baseUrl: config.STAGE_BASE_URL ?? running.url, signingKeys, maxConcurrency: Math.max(4, config.CONCURRENCY * pipeline.stages.size) });
     cleanup.push(["http invoker", () => invoker.close()]);
 
-    const env: AppEnv = {
-      REDIS: upstashOverValkey(conn),
-      KEY_PREFIX: config.KEY_PREFIX,
-      PARTITIONS: String(config.PARTITIONS),
-      CHECKPOINT_TTL_SECONDS: String(config.CHECKPOINT_TTL_SECONDS),
-      ...(process.env.FEED_BUCKETS ? { FEED_BUCKETS: process.env.FEED_BUCKETS } : {}),
-    };
+    const env: AppEnv = { REDIS: upstashOverValkey(conn), ...appVars };
     let host: WorkerHost | undefined;
     if (startHost) {
       const { keys } = settingsFor(env);

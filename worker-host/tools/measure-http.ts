@@ -4,7 +4,7 @@
  *   in-process : worker-host -> app.fetch in Node -> iovalkey
  *   http       : worker-host -> signed HTTP -> built bundle in workerd (Miniflare)
  *                -> @upstash/redis -> REST bridge -> Valkey
- * Run: npm run measure:http [-- --runs 2000]. Tuning comes from the usual env
+ * Run: npm run measure:http [-- --runs 2000 --users 1000]. Tuning comes from the usual env
  * (BATCH_SIZE, CONCURRENCY, PARTITIONS). `measureRuns` and `startHttpModeStack`
  * are reusable by the benchmark.
  */
@@ -24,6 +24,7 @@ import { startRuntime } from "../runtime";
 import type { Connection } from "../valkey";
 import { launchValkey } from "../valkey-launcher";
 import { buildWorkerBundle } from "../worker-bundle";
+import { prepareSampleWorld, samplePayloads } from "../sample-work";
 
 export interface Throughput {
   runs: number;
@@ -31,12 +32,6 @@ export interface Throughput {
   other: number;
   seconds: number;
   runsPerSecond: number;
-}
-
-/** Sample payloads for a pipeline: the example pipeline's texts. Others must pass their own. */
-export function samplePayloads(forPipeline: Pipeline, count: number): unknown[] {
-  if (forPipeline.name !== "example") throw new Error(`no built-in sample payloads for pipeline ${forPipeline.name}; pass payloads`);
-  return Array.from({ length: count }, (_, i) => ({ text: `  sample ${i}:  ${"word ".repeat(1 + (i % 20))}  end ` }));
 }
 
 /**
@@ -74,26 +69,33 @@ async function main(): Promise<void> {
   try {
     const bundle = await buildWorkerBundle({ outdir: join(work, "worker") });
     const base = { ...process.env, VALKEY_URL: server.url, PORT: "0", HOST: "127.0.0.1", DEMO: "off" };
-    const payloads = samplePayloads(pipeline, count);
-    console.log(`pipeline "${pipeline.name}" (${[...pipeline.stages.keys()].join(" -> ")}), ${count} runs per mode, ${server.binary.flavor} ${server.binary.version}`);
+    // Distinct warm-up items, so the measured ones are not dropped as duplicates of them.
+    const warmCount = Math.max(50, Math.floor(count / 10));
+    const { source, payloads: all } = samplePayloads(pipeline, warmCount + count);
+    const warmup = all.slice(0, warmCount);
+    const payloads = all.slice(warmCount);
+    const argUsers = process.argv.indexOf("--users");
+    const users = argUsers > 0 ? Number(process.argv[argUsers + 1]) : 1000;
+    console.log(`pipeline "${pipeline.name}" (${[...pipeline.stages.keys()].join(" -> ")}), ${count} runs per mode from ${source}, ${server.binary.flavor} ${server.binary.version}`);
     console.log(`worker bundle: ${(bundle.bytes / 1024).toFixed(1)} KiB raw, ${(bundle.gzipBytes / 1024).toFixed(1)} KiB gzip`);
 
     const inProcessConfig = loadConfig({ ...base, KEY_PREFIX: `mi${randomHex(3)}` });
     const runtime = await startRuntime({ config: inProcessConfig, pipeline, app, log });
     // A warm-up round first (JIT, script cache, connections), so both modes are measured warm.
-    const warmup = payloads.slice(0, Math.max(50, Math.floor(count / 10)));
+    const world = await prepareSampleWorld(pipeline, runtime.env, { users });
     const inProcess = await measureRuns({ env: runtime.env, conn: runtime.conn, pipeline, payloads: warmup })
       .then(() => measureRuns({ env: runtime.env, conn: runtime.conn, pipeline, payloads }))
       .finally(() => runtime.close());
 
     const httpConfig = loadConfig({ ...base, KEY_PREFIX: `mh${randomHex(3)}`, UPSTASH_REDIS_REST_URL: "http://127.0.0.1:0", UPSTASH_REDIS_REST_TOKEN: randomHex(16) });
     const stack = await startHttpModeStack({ config: httpConfig, pipeline, workerd: { kind: "miniflare", scriptPath: bundle.scriptPath }, log });
+    await prepareSampleWorld(pipeline, stack.env, { users });
     const http = await measureRuns({ env: stack.env, conn: stack.conn, pipeline, payloads: warmup })
       .then(() => measureRuns({ env: stack.env, conn: stack.conn, pipeline, payloads }))
       .finally(() => stack.close());
 
-    const row = (name: string, t: Throughput) => `${name.padEnd(28)} ${t.runsPerSecond.toFixed(1).padStart(9)} runs/s  (${t.runs} runs in ${t.seconds.toFixed(2)} s, ${t.completed} completed)`;
-    console.log(`batch size ${inProcessConfig.BATCH_SIZE}, concurrency ${inProcessConfig.CONCURRENCY} per stage, partitions ${inProcessConfig.PARTITIONS}`);
+    const row = (name: string, t: Throughput) => `${name.padEnd(28)} ${t.runsPerSecond.toFixed(1).padStart(9)} runs/s  (${t.runs} runs in ${t.seconds.toFixed(2)} s, ${t.completed} completed, ${t.other} skipped/failed)`;
+    console.log(`batch size ${inProcessConfig.BATCH_SIZE}, concurrency ${inProcessConfig.CONCURRENCY} per stage, partitions ${inProcessConfig.PARTITIONS}${world ? `, ${world}` : ""} (one run per ${pipeline.name === "news" ? "article: runs/s = articles/s" : "payload"})`);
     console.log(row("in-process", inProcess));
     console.log(row("http (workerd + bridge)", http));
     console.log(`http / in-process: ${(http.runsPerSecond / inProcess.runsPerSecond).toFixed(2)}`);
