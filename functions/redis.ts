@@ -11,8 +11,11 @@ import { LUA } from "./lua.generated";
 export type RedisClient = Pick<Redis, keyof Redis>;
 export type ScriptName = keyof typeof LUA;
 
-/** Bindings and variables the app reads (Workers env, or the Node host's env object). */
-export interface AppEnv {
+/**
+ * Bindings and variables the app reads (Workers env, or the Node host's env object).
+ * `Env` is generated from wrangler.toml by `npm run gen:types` (functions/worker-configuration.d.ts).
+ */
+export interface AppEnv extends Partial<Env> {
   UPSTASH_REDIS_REST_URL?: string;
   UPSTASH_REDIS_REST_TOKEN?: string;
   /** Injected in-process by the worker-host: a client over iovalkey. */

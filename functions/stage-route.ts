@@ -8,7 +8,7 @@ import type { z } from "zod";
 import { Envelope, MAX_BATCH, StageRequest, type StageItemResult } from "./envelope";
 import { apiError, toIssues } from "./http";
 import { StageError, type Pipeline, type StageDef } from "./pipeline";
-import { redisFromEnv, type AppEnv } from "./redis";
+import { redisFromEnv, type AppEnv, type RedisClient } from "./redis";
 import { settingsFor } from "./config";
 import { verifyStageSignature } from "./signing";
 
@@ -16,7 +16,7 @@ function now(): number {
   return performance.now();
 }
 
-async function runOne(stage: StageDef, pipeline: Pipeline, env: AppEnv, envelope: Envelope): Promise<StageItemResult> {
+async function runOne(stage: StageDef, pipeline: Pipeline, env: AppEnv, redis: RedisClient, envelope: Envelope): Promise<StageItemResult> {
   const started = now();
   const ms = () => Math.round((now() - started) * 1000) / 1000;
   const input = stage.input.safeParse(envelope.payload);
@@ -31,7 +31,7 @@ async function runOne(stage: StageDef, pipeline: Pipeline, env: AppEnv, envelope
       stage: stage.name,
       attempt: envelope.attempt,
       traceId: envelope.traceId,
-      redis: redisFromEnv(env),
+      redis,
       keys,
       env,
     });
@@ -88,7 +88,10 @@ export const inProcessBatches = new WeakMap<Request, InProcessBatch>();
 export async function runStageBatch(pipeline: Pipeline, stageName: string, env: AppEnv, envelopes: Envelope[]): Promise<StageItemResult[]> {
   const stage = pipeline.stages.get(stageName);
   if (!stage) throw new Error(`unknown stage ${stageName}`);
-  return Promise.all(envelopes.map((e) => runOne(stage, pipeline, env, e)));
+  // One client per batch: over HTTP its auto-pipelining then merges the commands of
+  // every envelope in the batch into few requests (not shared across requests).
+  const redis = redisFromEnv(env);
+  return Promise.all(envelopes.map((e) => runOne(stage, pipeline, env, redis, e)));
 }
 
 /** The Hono handler for `POST /stages/:name`. */

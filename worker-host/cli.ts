@@ -5,6 +5,8 @@
  *           DEMO on (default) it seeds demo users and trickles in the built-in
  *           demo feed; FEED_URLS are polled every FEED_POLL_SECONDS.
  *   replay  posts a CSV/JSONL file to a running app (npm run replay -- file.csv).
+ *   dev     the edge stack (npm run dev): handlers and API in workerd via `wrangler dev`,
+ *           the REST bridge, and the worker-host dispatching over signed HTTP.
  */
 import { app, pipeline } from "../functions/index";
 import { settingsFor } from "../functions/config";
@@ -14,13 +16,14 @@ import { generateDemoArticles } from "../functions/news/demo-feed";
 import { ingestArticles, ingestFeedUrls } from "../functions/news/ingest";
 import { seedDemoUsers } from "../functions/news/users";
 import { loadConfig, type HostConfig } from "./config";
+import { startHttpModeStack } from "./http-mode";
 import { replayCommand } from "./replay";
 import { startRuntime, type Runtime } from "./runtime";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Seeds demo users and trickles the built-in demo feed in, so the app looks live. */
-async function runDemo(runtime: Runtime, config: HostConfig, isStopping: () => boolean): Promise<void> {
+async function runDemo(runtime: Pick<Runtime, "env" | "url">, config: HostConfig, isStopping: () => boolean): Promise<void> {
   const { keys, settings } = settingsFor(runtime.env);
   const redis = redisFromEnv(runtime.env);
   const users = await seedDemoUsers(redis, keys, config.DEMO_USERS);
@@ -41,7 +44,7 @@ async function runDemo(runtime: Runtime, config: HostConfig, isStopping: () => b
 }
 
 /** Polls FEED_URLS (what the Workers cron trigger does at the edge). */
-async function pollFeeds(runtime: Runtime, config: HostConfig, isStopping: () => boolean): Promise<void> {
+async function pollFeeds(runtime: Pick<Runtime, "env">, config: HostConfig, isStopping: () => boolean): Promise<void> {
   const urls = feedUrlsOf(newsSettings(runtime.env));
   if (urls.length === 0) return;
   console.log(`feeds: polling ${urls.length} RSS/Atom feed(s) every ${config.FEED_POLL_SECONDS} s`);
@@ -80,8 +83,36 @@ async function replay(): Promise<void> {
   await replayCommand(process.argv.slice(3), loadConfig());
 }
 
+async function dev(): Promise<void> {
+  const config = loadConfig();
+  const stack = await startHttpModeStack({ config, pipeline, workerd: { kind: "wrangler-dev" } });
+  let stopping = false;
+  // Ctrl-C reaches only this process (wrangler runs in its own process group), so the
+  // worker-host commits its in-flight batches before workerd, the bridge and Valkey stop.
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`\n${signal}: stopping worker-host, wrangler dev, REST bridge${stack.valkey ? ", embedded valkey" : ""}...`);
+    await stack.close();
+    console.log("stopped cleanly");
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGHUP", () => void stop("SIGHUP"));
+  console.log(`pipeline "${pipeline.name}" in workerd (wrangler dev): stages ${[...pipeline.stages.keys()].join(" -> ")}`);
+  console.log(`valkey: ${stack.valkeyUrl}${stack.valkey ? " (embedded)" : ""}; handlers reach it at ${stack.restUrl}`);
+  console.log(`worker-host dispatches over signed HTTP to ${config.STAGE_BASE_URL ?? stack.url}/stages/:name`);
+  console.log(`listening on ${stack.url}  (health: ${stack.url}/health, topics: ${stack.url}/v1/topics)`);
+  const background = (name: string, task: Promise<void>) => task.catch((err) => !stopping && console.error(`${name} failed: ${(err as Error).message}`));
+  if (config.DEMO) background("demo", runDemo(stack, config, () => stopping));
+  else console.log("demo off (DEMO=off): no demo users, no demo articles");
+  // wrangler dev does not fire cron triggers; the host polls FEED_URLS like `npm start` does.
+  background("feed polling", pollFeeds(stack, config, () => stopping));
+}
+
 const [command = "start"] = process.argv.slice(2);
-const commands: Record<string, () => Promise<void>> = { start, replay };
+const commands: Record<string, () => Promise<void>> = { start, dev, replay };
 const run = commands[command];
 if (!run) {
   console.error(`unknown command ${command}; expected one of: ${Object.keys(commands).join(", ")}`);

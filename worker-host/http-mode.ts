@@ -1,0 +1,274 @@
+/**
+ * The edge-mode stack on one machine: Valkey (embedded or VALKEY_URL), the
+ * Upstash-compatible REST bridge, the handlers and feed API in workerd
+ * (`wrangler dev`, or Miniflare running the built bundle), and the worker-host
+ * dispatching to them over signed HTTP. `npm run dev`, the edge end-to-end test
+ * and the HTTP throughput measurement all start it through `startHttpModeStack`.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import type { Miniflare } from "miniflare";
+import { randomHex } from "../functions/envelope";
+import { settingsFor } from "../functions/config";
+import type { Pipeline } from "../functions/pipeline";
+import type { AppEnv } from "../functions/redis";
+import { APP_VARS, type HostConfig } from "./config";
+import { WorkerHost } from "./host";
+import { HttpInvoker } from "./http-invoker";
+import { bridgeSettingsFromEnv, startRestBridge, type RestBridge } from "./rest-bridge";
+import { connectValkey, upstashOverValkey, type Connection } from "./valkey";
+import { findServerBinary, launchValkey, type RunningValkey } from "./valkey-launcher";
+
+/** Where the handlers run. */
+export type WorkerdTarget =
+  /** `wrangler dev` for wrangler.toml on config.HOST:config.PORT (feed API, stage handlers, web assets). */
+  | { kind: "wrangler-dev"; configPath?: string }
+  /** Miniflare running an already built bundle (dist/worker/index.js), on a free loopback port. */
+  | { kind: "miniflare"; scriptPath: string; compatibilityDate?: string };
+
+export interface HttpModeStackOptions {
+  config: HostConfig;
+  pipeline: Pipeline;
+  workerd: WorkerdTarget;
+  /** Start the worker-host (default true); false serves only the API and handlers. */
+  startHost?: boolean;
+  /** Extra vars for the Worker. */
+  vars?: Record<string, string>;
+  log?: (line: string) => void;
+}
+
+export interface HttpModeStack {
+  /** The public API and the stage handlers (workerd). */
+  url: string;
+  valkeyUrl: string;
+  valkey?: RunningValkey;
+  bridge?: RestBridge;
+  /** Bridge (or Upstash) URL and token the Worker uses. */
+  restUrl: string;
+  restToken: string;
+  signingKeys: string;
+  conn: Connection;
+  /** Node-side env (client over iovalkey) for reads in tests and tools. */
+  env: AppEnv;
+  host?: WorkerHost;
+  invoker: HttpInvoker;
+  /** Stops everything in order: worker-host (commits in flight), workerd, bridge, connection, server. */
+  close(): Promise<void>;
+}
+
+/** Reads `compatibility_date` from wrangler.toml (one source of truth for tests and tools). */
+export function compatibilityDateFromWranglerToml(path = "wrangler.toml"): string {
+  const m = /^compatibility_date\s*=\s*"([0-9-]+)"/m.exec(readFileSync(path, "utf8"));
+  if (!m) throw new Error(`no compatibility_date in ${path}`);
+  return m[1];
+}
+
+/** Reads the `[vars]` table of wrangler.toml (flat string values only). */
+export function varsFromWranglerToml(path = "wrangler.toml"): Record<string, string> {
+  const text = readFileSync(path, "utf8");
+  const section = /^\[vars\]\s*$([\s\S]*?)(?=^\[|$(?![\s\S]))/m.exec(text)?.[1] ?? "";
+  const vars: Record<string, string> = {};
+  for (const line of section.split("\n")) {
+    const m = /^\s*([A-Z0-9_]+)\s*=\s*"([^"]*)"\s*$/.exec(line);
+    if (m) vars[m[1]] = m[2];
+  }
+  return vars;
+}
+
+async function waitForHttp(url: string, { timeoutMs, exited }: { timeoutMs: number; exited: () => string | undefined }): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const gone = exited();
+    if (gone) throw new Error(gone);
+    try {
+      // Any answer means workerd serves; /health may say 503 until Valkey is reachable.
+      await fetch(url, { signal: AbortSignal.timeout(10_000) });
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+  throw new Error(`${url} did not answer within ${timeoutMs} ms`);
+}
+
+interface RunningWorkerd {
+  url: string;
+  stop(): Promise<void>;
+}
+
+async function startWranglerDev(configPath: string, config: HostConfig, vars: Record<string, string>, log: (line: string) => void): Promise<RunningWorkerd> {
+  const root = dirname(resolve(configPath));
+  // wrangler refuses to start when [assets].directory is missing; an empty one serves the API alone.
+  mkdirSync(join(root, "web/dist"), { recursive: true });
+  // Secrets go through a git-ignored 0600 file, not the command line (visible in `ps`).
+  const envFile = join(root, ".wrangler", "edgepipe-dev.env");
+  mkdirSync(dirname(envFile), { recursive: true });
+  writeFileSync(envFile, Object.entries(vars).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join("\n") + "\n", { mode: 0o600 });
+  chmodSync(envFile, 0o600);
+  const wrangler = join(root, "node_modules", "wrangler", "bin", "wrangler.js");
+  const args = [wrangler, "dev", "--config", configPath, "--port", String(config.PORT), "--ip", config.HOST, "--env-file", envFile, "--show-interactive-dev-session=false", "--log-level", "warn"];
+  // Own process group, so stopping it reaches workerd and esbuild too, after the worker-host has finished.
+  const child: ChildProcess = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], detached: true, env: { ...process.env, WRANGLER_SEND_METRICS: "false" } });
+  let exitNote: string | undefined;
+  child.on("exit", (code, signal) => (exitNote = `wrangler dev exited (${signal ?? code})`));
+  const forward = (chunk: Buffer) => {
+    for (const line of chunk.toString().split("\n")) {
+      // workerd offline cannot fetch the Request.cf data; that warning is harmless noise.
+      if (line.trim() && !/Request\.cf|workers\.cloudflare\.com|GetAddrInfoReqWrap|callbackTrampoline/.test(line)) log(`[wrangler] ${line}`);
+    }
+  };
+  child.stdout?.on("data", forward);
+  child.stderr?.on("data", forward);
+  const killGroup = (signal: NodeJS.Signals) => {
+    try {
+      if (child.pid) process.kill(-child.pid, signal);
+    } catch {
+      // already gone
+    }
+  };
+  const onExit = () => killGroup("SIGTERM");
+  process.on("exit", onExit);
+  const host = config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST;
+  const url = `http://${host}:${config.PORT}`;
+  try {
+    await waitForHttp(`${url}/health`, { timeoutMs: 90_000, exited: () => exitNote });
+  } catch (err) {
+    killGroup("SIGKILL");
+    process.off("exit", onExit);
+    throw err;
+  }
+  return {
+    url,
+    async stop() {
+      process.off("exit", onExit);
+      if (exitNote) return;
+      const exited = new Promise<void>((r) => child.once("exit", () => r()));
+      killGroup("SIGTERM");
+      const timer = setTimeout(() => killGroup("SIGKILL"), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+async function startMiniflare(target: Extract<WorkerdTarget, { kind: "miniflare" }>, config: HostConfig, vars: Record<string, string>): Promise<RunningWorkerd> {
+  const { Miniflare } = await import("miniflare");
+  const mf: Miniflare = new Miniflare({
+    modules: [{ type: "ESModule", path: resolve(target.scriptPath) }],
+    modulesRoot: dirname(resolve(target.scriptPath)),
+    compatibilityDate: target.compatibilityDate ?? compatibilityDateFromWranglerToml(),
+    bindings: vars,
+    host: config.HOST,
+    port: config.PORT,
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, "");
+  return { url, stop: () => mf.dispose() };
+}
+
+/**
+ * Starts the edge-mode stack and resolves once the worker-host dispatches to workerd.
+ * @example
+ * const stack = await startHttpModeStack({ config: loadConfig(), pipeline, workerd: { kind: "wrangler-dev" } });
+ * console.log(stack.url); // the public API, served by workerd
+ * await stack.close();
+ */
+export async function startHttpModeStack({ config, pipeline, workerd, startHost = true, vars = {}, log = console.log }: HttpModeStackOptions): Promise<HttpModeStack> {
+  const cleanup: Array<[string, () => Promise<unknown>]> = [];
+  const close = async () => {
+    for (const [name, step] of cleanup.splice(0).reverse()) {
+      try {
+        await step();
+      } catch (err) {
+        log(`[shutdown] ${name}: ${(err as Error).message}`);
+      }
+    }
+  };
+  try {
+    let valkey: RunningValkey | undefined;
+    if (!config.VALKEY_URL) {
+      const binary = findServerBinary(config.VALKEY_SERVER ? { ...process.env, VALKEY_SERVER: config.VALKEY_SERVER } : process.env);
+      log(`starting embedded ${binary.flavor} ${binary.version} (${binary.path}), data dir ${config.VALKEY_DATA_DIR}`);
+      valkey = await launchValkey({ dataDir: config.VALKEY_DATA_DIR, port: config.VALKEY_PORT, binary, log });
+      cleanup.push(["embedded valkey", () => valkey!.stop()]);
+    }
+    const valkeyUrl = config.VALKEY_URL ?? valkey!.url;
+    const conn = connectValkey(valkeyUrl, { name: "edgepipe-host" });
+    conn.on("error", (err) => log(`[valkey] ${err.message}`));
+    cleanup.push(["valkey connection", () => conn.quit()]);
+
+    let bridge: RestBridge | undefined;
+    let restUrl: string;
+    let restToken: string;
+    const bridgeSettings = bridgeSettingsFromEnv(config);
+    if (bridgeSettings) {
+      bridge = await startRestBridge({ conn, token: bridgeSettings.token, hostname: bridgeSettings.hostname, port: bridgeSettings.port, log });
+      cleanup.push(["rest bridge", () => bridge!.close()]);
+      restUrl = bridge.url;
+      restToken = bridge.token;
+      log(`REST bridge (Upstash protocol) on ${bridge.url}${bridgeSettings.generatedToken ? `, token ${bridge.token} (generated; set UPSTASH_REDIS_REST_TOKEN to fix it)` : ""}`);
+    } else {
+      if (!config.VALKEY_URL) throw new Error("UPSTASH_REDIS_REST_URL points at a remote endpoint: set VALKEY_URL to the same database so the worker-host reads the same streams");
+      if (!config.UPSTASH_REDIS_REST_TOKEN) throw new Error("UPSTASH_REDIS_REST_URL is remote but UPSTASH_REDIS_REST_TOKEN is not set");
+      restUrl = config.UPSTASH_REDIS_REST_URL!;
+      restToken = config.UPSTASH_REDIS_REST_TOKEN;
+      log(`handlers reach Valkey at ${restUrl} (no local bridge)`);
+    }
+
+    const signingKeys = config.STAGE_SIGNING_KEYS ?? `dev:${randomHex(24)}`;
+    // The same settings the in-process runtime hands its handlers (worker-host/runtime.ts).
+    const appVars: Record<string, string> = {
+      KEY_PREFIX: config.KEY_PREFIX,
+      PARTITIONS: String(config.PARTITIONS),
+      CHECKPOINT_TTL_SECONDS: String(config.CHECKPOINT_TTL_SECONDS),
+      FEED_BUCKETS: String(config.FEED_BUCKETS),
+      ...Object.fromEntries(APP_VARS.filter((k) => config[k] !== undefined).map((k) => [k, String(config[k])])),
+    };
+    const workerVars: Record<string, string> = {
+      ...appVars,
+      ...(config.API_TOKEN ? { API_TOKEN: config.API_TOKEN } : {}),
+      ...vars,
+      UPSTASH_REDIS_REST_URL: restUrl,
+      UPSTASH_REDIS_REST_TOKEN: restToken,
+      STAGE_SIGNING_KEYS: signingKeys,
+    };
+    const running =
+      workerd.kind === "wrangler-dev"
+        ? await startWranglerDev(workerd.configPath ?? "wrangler.toml", config, workerVars, log)
+        : await startMiniflare(workerd, config, { ...varsFromWranglerToml(), ...workerVars });
+    cleanup.push(["workerd", () => running.stop()]);
+
+    const invoker = new HttpInvoker({ baseUrl: config.STAGE_BASE_URL ?? running.url, signingKeys, maxConcurrency: Math.max(4, config.CONCURRENCY * pipeline.stages.size) });
+    cleanup.push(["http invoker", () => invoker.close()]);
+
+    const env: AppEnv = { REDIS: upstashOverValkey(conn), ...appVars };
+    let host: WorkerHost | undefined;
+    if (startHost) {
+      const { keys } = settingsFor(env);
+      host = new WorkerHost({
+        pipeline,
+        keys,
+        conn,
+        invoker,
+        streamMaxLen: config.STREAM_MAXLEN,
+        tuning: {
+          batchSize: config.BATCH_SIZE,
+          concurrency: config.CONCURRENCY,
+          blockMs: config.BLOCK_MS,
+          visibilityMs: config.VISIBILITY_TIMEOUT_MS,
+          maxDeliveries: config.MAX_DELIVERIES,
+          backoffMs: config.RETRY_BACKOFF_MS,
+          checkpointTtlSeconds: config.CHECKPOINT_TTL_SECONDS,
+        },
+        log,
+      });
+      await host.run();
+      // Stopped first on close: in-flight batches still need workerd and Valkey to commit.
+      cleanup.push(["worker-host", () => host!.close()]);
+    }
+    return { url: running.url, valkeyUrl, valkey, bridge, restUrl, restToken, signingKeys, conn, env, host, invoker, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

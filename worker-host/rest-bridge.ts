@@ -1,0 +1,297 @@
+/**
+ * Local Upstash-compatible REST bridge: lets handlers running in workerd
+ * (`wrangler dev`, Miniflare) reach Valkey with the unmodified `@upstash/redis`
+ * client, exactly as they reach Upstash when deployed.
+ *
+ * Implements the subset of the Upstash REST protocol the client uses:
+ * - `POST /` with one command as a JSON array, e.g. `["SET","k","v"]`
+ * - `POST /pipeline` with an array of commands; answers `[{result}|{error}, ...]`
+ * - `POST /multi-exec` the same, atomically; a discarded transaction answers 400
+ * - `GET|POST /<cmd>/<arg>/...` (path form; a POST body is the last argument, raw bytes)
+ * - `Upstash-Encoding: base64`: every string in the reply, at any depth, is
+ *   base64 of the raw bytes; without it strings are UTF-8 text
+ * - `Authorization: Bearer <token>` on every request (401 otherwise)
+ *
+ * Commands run over iovalkey with upper-cased names (no reply transformers) and
+ * `callBuffer`, so values are byte-exact. Blocking and connection-state commands
+ * are refused: one HTTP request must never hold or change a shared connection.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { z } from "zod";
+import { randomHex } from "../functions/envelope";
+import { timingSafeEqual } from "../functions/http";
+import type { Connection } from "./valkey";
+
+/** Default bridge address; the same URL configures the handlers (UPSTASH_REDIS_REST_URL). */
+export const DEFAULT_BRIDGE_URL = "http://127.0.0.1:8079";
+
+const BLOCKING = new Set(["BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE", "MONITOR", "SYNC", "PSYNC"]);
+const CONNECTION_STATE = new Set(["SELECT", "AUTH", "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "CLIENT", "QUIT", "HELLO", "RESET", "READONLY", "READWRITE"]);
+const SERVER_ADMIN = new Set(["SHUTDOWN", "DEBUG", "REPLICAOF", "SLAVEOF"]);
+
+/** Why a command may not run through the bridge, or undefined when it may. */
+export function refusalOf(command: readonly unknown[]): string | undefined {
+  const name = String(command[0] ?? "").toUpperCase();
+  if (BLOCKING.has(name)) return `ERR ${name} is a blocking command; the REST bridge does not run blocking commands`;
+  if ((name === "XREAD" || name === "XREADGROUP") && command.some((a, i) => i > 0 && String(a).toUpperCase() === "BLOCK")) {
+    return `ERR ${name} with BLOCK is a blocking command; the REST bridge does not run blocking commands`;
+  }
+  if (CONNECTION_STATE.has(name)) return `ERR ${name} changes connection state; the REST bridge shares its connection, use /multi-exec for transactions`;
+  if (SERVER_ADMIN.has(name)) return `ERR ${name} is not allowed through the REST bridge`;
+  return undefined;
+}
+
+const Arg = z.union([z.string(), z.number(), z.boolean()]);
+const CommandBody = z.array(Arg).min(1, "a command is a non-empty JSON array like [\"GET\",\"key\"]");
+const CommandsBody = z.array(CommandBody).min(1, "send at least one command");
+
+type Arg = string | number | boolean | Buffer;
+type Reply = { result: unknown } | { error: string };
+
+function toArgs(command: readonly Arg[]): [string, Array<string | Buffer>] {
+  const [name, ...rest] = command;
+  // Upper case bypasses iovalkey's reply transformers; the client expects raw RESP shapes.
+  return [String(name).toUpperCase(), rest.map((a) => (Buffer.isBuffer(a) ? a : Buffer.from(String(a), "utf8")))];
+}
+
+/** Converts a raw reply to JSON: bytes as base64 (or UTF-8 text), at any depth. */
+export function encodeReply(value: unknown, base64: boolean): unknown {
+  if (Buffer.isBuffer(value)) return base64 ? value.toString("base64") : value.toString("utf8");
+  if (typeof value === "string") return base64 ? Buffer.from(value, "utf8").toString("base64") : value;
+  if (Array.isArray(value)) return value.map((v) => encodeReply(v, base64));
+  if (value instanceof Error) return encodeReply(value.message, base64);
+  if (typeof value === "bigint") return Number(value);
+  return value ?? null;
+}
+
+export interface RestBridgeOptions {
+  /** Valkey connection; the bridge opens its own duplicate of it and never changes that one's state. */
+  conn: Connection;
+  /** Bearer token clients must send. */
+  token: string;
+  /** Listen address; loopback by default. */
+  hostname?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  /** Allow listening on a non-loopback address (expose Valkey to the network: think twice). */
+  allowRemote?: boolean;
+  /** Largest request body, bytes. */
+  maxBodyBytes?: number;
+  log?: (line: string) => void;
+}
+
+export interface RestBridge {
+  url: string;
+  token: string;
+  close(): Promise<void>;
+}
+
+const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost", "[::1]"]);
+
+/** True for http(s) URLs whose host is a loopback address. */
+export function isLoopbackUrl(url: string): boolean {
+  try {
+    return LOOPBACK.has(new URL(url).hostname);
+  } catch {
+    return false;
+  }
+}
+
+class HttpError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        reject(new HttpError(413, `ERR request body larger than ${max} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("error", reject);
+  });
+}
+
+function parseJson<T>(body: Buffer, schema: z.ZodType<T>): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString("utf8"));
+  } catch {
+    throw new HttpError(400, "ERR request body is not valid JSON");
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new HttpError(400, `ERR invalid request body: ${issue.path.join(".") || "(root)"}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/**
+ * Starts the bridge and resolves once it listens.
+ * @example
+ * const bridge = await startRestBridge({ conn, token: "secret", port: 8079 });
+ * const redis = new Redis({ url: bridge.url, token: bridge.token });
+ */
+export function startRestBridge({
+  conn: source,
+  token,
+  hostname = "127.0.0.1",
+  port = 0,
+  allowRemote = false,
+  maxBodyBytes = 32 * 1024 * 1024,
+  log = () => {},
+}: RestBridgeOptions): Promise<RestBridge> {
+  if (!token) throw new Error("the REST bridge needs a token");
+  if (!allowRemote && !LOOPBACK.has(hostname)) {
+    throw new Error(`the REST bridge listens on loopback only (got ${hostname}); pass allowRemote to expose Valkey beyond this machine`);
+  }
+  const expected = `Bearer ${token}`;
+  // Own connection without auto-pipelining: iovalkey's auto-pipeliner drops the
+  // command name of callBuffer(); commands still pipeline on the socket.
+  const conn = source.duplicate({ enableAutoPipelining: false, connectionName: "edgepipe-rest-bridge" });
+  conn.on("error", (err) => log(`[rest-bridge] valkey: ${err.message}`));
+
+  async function runOne(command: Arg[]): Promise<unknown> {
+    const [name, args] = toArgs(command);
+    return conn.callBuffer(name, ...args);
+  }
+
+  async function runPipeline(commands: Arg[][], base64: boolean): Promise<Reply[]> {
+    const pipe = conn.pipeline();
+    const refusals = commands.map(refusalOf);
+    commands.forEach((command, i) => {
+      if (refusals[i]) return;
+      const [name, args] = toArgs(command);
+      pipe.callBuffer(name, ...args);
+    });
+    const replies = refusals.every(Boolean) ? [] : ((await pipe.exec()) ?? []);
+    let next = 0;
+    return commands.map((_, i) => {
+      if (refusals[i]) return { error: refusals[i]! };
+      const [err, result] = replies[next++] ?? [new Error("ERR no reply"), null];
+      return err ? { error: err.message } : { result: encodeReply(result, base64) };
+    });
+  }
+
+  async function runTransaction(commands: Arg[][], base64: boolean): Promise<Reply[]> {
+    const refused = commands.map(refusalOf).find(Boolean);
+    if (refused) throw new HttpError(400, refused);
+    const multi = conn.multi();
+    for (const command of commands) {
+      const [name, args] = toArgs(command);
+      multi.callBuffer(name, ...args);
+    }
+    let replies: Array<[Error | null, unknown]> | null;
+    try {
+      replies = (await multi.exec()) as Array<[Error | null, unknown]> | null;
+    } catch (err) {
+      // EXECABORT: a command was rejected while queueing, nothing ran.
+      throw new HttpError(400, `${(err as Error).message}`);
+    }
+    if (!replies) throw new HttpError(409, "ERR transaction discarded");
+    return replies.map(([err, result]) => (err ? { error: err.message } : { result: encodeReply(result, base64) }));
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const authorization = req.headers.authorization ?? "";
+    if (!timingSafeEqual(authorization, expected)) {
+      send(res, 401, { error: "Unauthorized: send Authorization: Bearer <UPSTASH_REDIS_REST_TOKEN>" });
+      return;
+    }
+    const base64 = String(req.headers["upstash-encoding"] ?? "").toLowerCase() === "base64";
+    const url = new URL(req.url ?? "/", "http://bridge");
+    const method = req.method ?? "GET";
+    const body = await readBody(req, maxBodyBytes);
+    const path = url.pathname.replace(/\/+$/, "");
+
+    if (path === "/pipeline" || path === "/multi-exec") {
+      if (method !== "POST") throw new HttpError(405, `ERR ${path} takes POST`);
+      const commands = parseJson(body, CommandsBody);
+      send(res, 200, path === "/pipeline" ? await runPipeline(commands, base64) : await runTransaction(commands, base64));
+      return;
+    }
+
+    let command: Arg[];
+    if (path === "") {
+      if (method !== "POST") throw new HttpError(405, "ERR POST a command as a JSON array to /");
+      command = parseJson(body, CommandBody);
+    } else {
+      // Path form: /set/key/value; a POST body (raw bytes) is appended as the last argument.
+      command = path.slice(1).split("/").map((segment) => decodeURIComponent(segment));
+      if (method === "POST" && body.length > 0) command.push(body);
+    }
+    const refused = refusalOf(command);
+    if (refused) throw new HttpError(400, refused);
+    try {
+      send(res, 200, { result: encodeReply(await runOne(command), base64) });
+    } catch (err) {
+      if (err instanceof HttpError) throw err;
+      // A command error (WRONGTYPE, NOSCRIPT, ...) is a 400 with the server's message, as on Upstash.
+      throw new HttpError(400, (err as Error).message);
+    }
+  }
+
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      const status = err instanceof HttpError ? err.status : 500;
+      if (status === 500) log(`[rest-bridge] ${req.method} ${req.url}: ${(err as Error).stack ?? err}`);
+      if (!res.headersSent) send(res, status, { error: (err as Error).message });
+      else res.destroy();
+    });
+  });
+  server.keepAliveTimeout = 65_000;
+
+  return new Promise((resolve, reject) => {
+    const failed = (err: Error) => {
+      conn.disconnect();
+      reject(err);
+    };
+    server.once("error", failed);
+    server.listen(port, hostname, () => {
+      server.off("error", failed);
+      const addr = server.address() as AddressInfo;
+      const host = addr.family === "IPv6" || hostname.includes(":") ? `[${addr.address}]` : addr.address;
+      resolve({
+        url: `http://${host}:${addr.port}`,
+        token,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            server.closeAllConnections();
+          }).then(() => conn.quit().then(() => undefined, () => conn.disconnect())),
+      });
+    });
+  });
+}
+
+/**
+ * Where and with which token the bridge should listen, from the same two
+ * variables the handlers read. Returns null when the URL is not loopback
+ * (handlers then talk to a real Upstash endpoint and no bridge is needed).
+ */
+export function bridgeSettingsFromEnv(env: { UPSTASH_REDIS_REST_URL?: string; UPSTASH_REDIS_REST_TOKEN?: string }): { hostname: string; port: number; token: string; generatedToken: boolean } | null {
+  const url = env.UPSTASH_REDIS_REST_URL ?? DEFAULT_BRIDGE_URL;
+  if (!isLoopbackUrl(url)) return null;
+  const parsed = new URL(url);
+  if (parsed.protocol !== "http:") throw new Error(`the local REST bridge speaks http, not ${parsed.protocol} (UPSTASH_REDIS_REST_URL=${url})`);
+  const hostname = parsed.hostname === "localhost" ? "127.0.0.1" : parsed.hostname.replace(/^\[|\]$/g, "");
+  const token = env.UPSTASH_REDIS_REST_TOKEN || randomHex(24);
+  return { hostname, port: Number(parsed.port || 80), token, generatedToken: !env.UPSTASH_REDIS_REST_TOKEN };
+}
