@@ -14,10 +14,18 @@ import { fanOutArticle } from "../functions/news/fan-out";
 import { seedDemoUsers } from "../functions/news/users";
 import { extractKeywords, readingTimeMinutes, summarize } from "../functions/news/enrich";
 import { cachedTool } from "../functions/tools/cache";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { settingsFor } from "../functions/config";
+import { startRuns } from "../functions/runs";
+import { loadConfig } from "../worker-host/config";
+import { startHttpModeStack } from "../worker-host/http-mode";
 import { InProcessInvoker } from "../worker-host/invoker";
+import { buildWorkerBundle } from "../worker-host/worker-bundle";
 import { connectValkey, upstashOverValkey, type Connection } from "../worker-host/valkey";
 import type { BenchArticle } from "./articles";
-import { PipelineHarness, measureHostProcess, measureThroughput, naiveFanOut, round, runBullmqChain, seedNaiveSubscribers, usedMemory, type BenchServer, type ChainStep } from "./harness";
+import { PipelineHarness, measureHostProcess, measureThroughput, naiveFanOut, pipelineIdle, round, runBullmqChain, seedNaiveSubscribers, usedMemory, type BenchServer, type ChainStep } from "./harness";
 import { progress, quantiles, sampleRss } from "./stats";
 import type { Series } from "./svg";
 
@@ -234,8 +242,43 @@ async function toolCacheRow(url: string, quick: boolean) {
 
 // ------------------------------------------------------------------ HTTP mode
 
-async function httpMode(): Promise<NotMeasured> {
-  return { notMeasured: "edge HTTP mode (startHttpModeStack) is not merged into this branch" };
+/**
+ * The news pipeline with its handlers in workerd (Miniflare running the built
+ * bundle), the worker-host dispatching over signed HTTP, handlers reaching
+ * Valkey through the REST bridge: startHttpModeStack from the edge work.
+ */
+async function httpMode(url: string, articles: BenchArticle[], users: number) {
+  progress(`row 3: HTTP mode through workerd (build the Worker bundle, start Miniflare + REST bridge), ${articles.length} articles, ${users} users`);
+  const work = mkdtempSync(join(tmpdir(), "edgepipe-bench-http-"));
+  try {
+    const bundle = await buildWorkerBundle({ outdir: join(work, "worker") });
+    const config = loadConfig({ ...process.env, VALKEY_URL: url, PORT: "0", HOST: "127.0.0.1", DEMO: "off", KEY_PREFIX: `ht${randomHex(3)}`, UPSTASH_REDIS_REST_URL: "http://127.0.0.1:0", UPSTASH_REDIS_REST_TOKEN: randomHex(16) });
+    const stack = await startHttpModeStack({ config, pipeline: newsPipeline, workerd: { kind: "miniflare", scriptPath: bundle.scriptPath }, log: (l) => progress(`[http] ${l}`) });
+    try {
+      const { keys } = settingsFor(stack.env);
+      await seedDemoUsers(stack.env.REDIS!, keys, users);
+      const redis = stack.env.REDIS!;
+      const started = performance.now();
+      const inputs = articleInputs(articles);
+      for (let i = 0; i < inputs.length; i += 500) await startRuns(redis, inputs.slice(i, i + 500), { keys, pipeline: newsPipeline });
+      let last = 0;
+      const deadline = Date.now() + 600_000;
+      while (!(await pipelineIdle(stack.conn, keys, newsPipeline))) {
+        if (Date.now() > deadline) throw new Error("HTTP mode did not drain in 600 s");
+        if (Date.now() - last > 1000) {
+          last = Date.now();
+          progress(`http mode: ${(await stack.conn.hget(keys.stageStats("fanout", 0), "processed")) ?? 0} articles through fanout`);
+        }
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      const seconds = (performance.now() - started) / 1000;
+      return { articles: articles.length, users, seconds: round(seconds, 3), perSecond: Math.round(articles.length / seconds), bundleKiB: round(bundle.bytes / 1024) };
+    } finally {
+      await stack.close();
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 }
 
 /** Measures the rows that need the news pipeline and edge mode. */
@@ -253,7 +296,9 @@ export async function extraRows({ server, articles, quick, flush }: { server: Be
     measureHostProcess({ url: server.url, pipeline: newsPipeline, pipelineName: "news", users, payloads: articleInputs(articles.slice(0, newsN)), onTick: progress }),
   );
   await flush();
-  const http = await httpMode();
+  const httpN = quick ? Math.min(1000, newsN) : Math.min(5000, newsN);
+  const http = await attempt("HTTP mode", () => httpMode(server.url, articles.slice(0, httpN), users));
+  await flush();
   const fanSizes = quick ? [1000, 10_000] : [1000, 10_000, 100_000];
   const fanout = await attempt("our fan-out", () => ourFanOut(server.url, fanSizes));
   await flush();
@@ -281,7 +326,11 @@ export async function extraRows({ server, articles, quick, flush }: { server: Be
         },
       ];
     },
-    httpRows: () => [missing("3 HTTP mode through workerd", http.notMeasured)],
+    httpRows: () => {
+      if (!isMeasured(http)) return [missing("3 HTTP mode through workerd (news)", http.notMeasured)];
+      const r = isMeasured(news) ? http.perSecond / news.perSecond : undefined;
+      return [{ row: `3 HTTP mode through workerd (news, ${users} users, ${fmt(http.articles)} art)`, ours: `${fmt(http.perSecond)} art/s`, baseline: isMeasured(news) ? `in-process ${fmt(news.perSecond)} art/s` : "in-process not measured", ratio: r ? `${r.toFixed(2)}x` : "-", target: "-", verdict: "-" }];
+    },
     fanoutRows: (naive) => {
       if (!isMeasured(fanout)) return [missing("5 fan-out", fanout.notMeasured, ">= 40x naive; >= 150k/s @ 10k")];
       const naiveList = (isMeasured(naive as never) ? naive : []) as Array<{ subscribers: number; perSecond: number }>;
