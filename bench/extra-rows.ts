@@ -29,6 +29,12 @@ import { PipelineHarness, measureHostProcess, measureThroughput, naiveFanOut, pi
 import { progress, quantiles, sampleRss } from "./stats";
 import type { Series } from "./svg";
 
+/** " [CPU/art: node X µs, server Y µs]" when measured. */
+function fmtCpu(v: unknown): string {
+  const c = (v as { cpuUsPerArticle?: { node: number; server: number } } | undefined)?.cpuUsPerArticle;
+  return c ? ` [CPU/art: node ${c.node} µs, server ${c.server} µs]` : "";
+}
+
 type Row = { row: string; ours: string; baseline: string; ratio: string; target: string; verdict: string };
 type NotMeasured = { notMeasured: string };
 
@@ -318,8 +324,8 @@ export async function extraRows({ server, articles, quick, flush }: { server: Be
       return [
         {
           row: `1a news pipeline (ingest + 4 real stages, ${users} users), in-process`,
-          ours: `${fmt(news.perSecond)} art/s (${fmt(news.fanoutDeliveries)} feed deliveries)`,
-          baseline: base ? `BullMQ ${fmt(base.perSecond)} art/s` : `BullMQ not measured (${(bullmqNews as NotMeasured).notMeasured})`,
+          ours: `${fmt(news.perSecond)} art/s (${fmt(news.fanoutDeliveries)} feed deliveries)${fmtCpu(news)}`,
+          baseline: base ? `BullMQ ${fmt(base.perSecond)} art/s${fmtCpu(base)}` : `BullMQ not measured (${(bullmqNews as NotMeasured).notMeasured})`,
           ratio: r ? `${r.toFixed(1)}x` : "-",
           target: ">= 10x BullMQ",
           verdict: r === undefined ? "-" : r >= 10 ? "met" : "NOT met",

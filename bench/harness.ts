@@ -154,6 +154,28 @@ export interface ThroughputResult {
   seconds: number;
   perSecond: number;
   peakRssMb?: number;
+  /** CPU time per article: this Node process (host + producer) and the server. */
+  cpuUsPerArticle?: { node: number; server: number };
+}
+
+/** Server CPU seconds so far (INFO cpu: user + sys of the main process). */
+export async function serverCpuSeconds(conn: Connection): Promise<number> {
+  const info = await conn.info("cpu");
+  const field = (k: string) => Number(new RegExp(`^${k}:([\\d.]+)`, "m").exec(info)?.[1] ?? 0);
+  return field("used_cpu_user") + field("used_cpu_sys");
+}
+
+/** Starts a CPU meter; `stop(n)` returns microseconds of CPU per item for Node and the server. */
+export async function cpuMeter(conn: Connection): Promise<{ stop(items: number): Promise<{ node: number; server: number }> }> {
+  const node0 = process.cpuUsage();
+  const server0 = await serverCpuSeconds(conn);
+  return {
+    async stop(items) {
+      const n = process.cpuUsage(node0);
+      const server = (await serverCpuSeconds(conn)) - server0;
+      return { node: Math.round((n.user + n.system) / items), server: Math.round((server * 1e6) / items) };
+    },
+  };
 }
 
 /**
@@ -161,13 +183,14 @@ export interface ThroughputResult {
  * enqueue, and times first enqueue -> last run ended and committed.
  */
 export async function measureThroughput(h: PipelineHarness, payloads: unknown[], onTick?: (done: number, total: number) => void): Promise<ThroughputResult> {
+  const meter = await cpuMeter(h.producer);
   const started = performance.now();
   const base = h.invoker.terminal;
-  const enqueuing = h.enqueue(payloads);
-  await enqueuing;
+  await h.enqueue(payloads);
   await h.waitForRuns(base + payloads.length, { onTick: (d) => onTick?.(d - base, payloads.length) });
   const seconds = (performance.now() - started) / 1000;
-  return { articles: payloads.length, seconds: round(seconds, 3), perSecond: Math.round(payloads.length / seconds) };
+  const cpuUsPerArticle = await meter.stop(payloads.length);
+  return { articles: payloads.length, seconds: round(seconds, 3), perSecond: Math.round(payloads.length / seconds), cpuUsPerArticle };
 }
 
 /**
@@ -268,6 +291,8 @@ export async function runBullmqChain({
   await Promise.all(queues.map((q) => q.waitUntilReady()));
   for (const w of workers) void w.run();
   await Promise.all(workers.map((w) => w.waitUntilReady()));
+  const meterConn = connectValkey(url, { name: "bench-bq-meter" });
+  const meter = await cpuMeter(meterConn);
   const started = performance.now();
   for (let i = 0; i < payloads.length; i += 500) {
     await queues[0].addBulk(payloads.slice(i, i + 500).map((data) => ({ name: "a", data, opts: jobOpts })));
@@ -276,9 +301,11 @@ export async function runBullmqChain({
   await done;
   clearInterval(ticker);
   const seconds = (performance.now() - started) / 1000;
+  const cpuUsPerArticle = await meter.stop(payloads.length);
+  await meterConn.quit();
   await Promise.allSettled(workers.map((w) => w.close()));
   await Promise.allSettled(queues.map((q) => q.obliterate({ force: true }).finally(() => q.close())));
-  return { articles: payloads.length, completed, concurrency, seconds: round(seconds, 3), perSecond: Math.round(payloads.length / seconds) };
+  return { articles: payloads.length, completed, concurrency, seconds: round(seconds, 3), perSecond: Math.round(payloads.length / seconds), cpuUsPerArticle };
 }
 
 // ---------------------------------------------------------------- fan-out baseline

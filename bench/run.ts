@@ -170,6 +170,12 @@ function fmtRate(v: unknown, unit = "/s"): string {
   return isMeasured<{ perSecond: number }>(v as never) ? `${(v as { perSecond: number }).perSecond.toLocaleString("en-US")}${unit}` : `not measured (${(v as NotMeasured | undefined)?.notMeasured ?? "not run"})`;
 }
 
+/** "node X µs + server Y µs CPU/article" when measured. */
+function fmtCpu(v: unknown): string {
+  const c = (v as { cpuUsPerArticle?: { node: number; server: number } } | undefined)?.cpuUsPerArticle;
+  return c ? ` [CPU/art: node ${c.node} µs, server ${c.server} µs]` : "";
+}
+
 function printTable(rows: Row[]): void {
   const cols: Array<keyof Row> = ["row", "ours", "baseline", "ratio", "target", "verdict"];
   const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => r[c].length)));
@@ -222,7 +228,7 @@ async function main(): Promise<void> {
       isMeasured<{ perSecond: number }>(a as never) && isMeasured<{ perSecond: number }>(b as never) ? (a as { perSecond: number }).perSecond / (b as { perSecond: number }).perSecond : undefined;
     const r1 = ratio(passThrough, bullmq);
     rows.push(...extras.pipelineRows(bullmq));
-    rows.push({ row: "1b pipeline, 5 pass-through stages, in-process", ours: fmtRate(passThrough, " art/s"), baseline: `BullMQ ${fmtRate(bullmq, " art/s")}`, ratio: r1 ? `${r1.toFixed(1)}x` : "-", target: ">= 10x BullMQ", verdict: r1 === undefined ? "-" : r1 >= 10 ? "met" : "NOT met" });
+    rows.push({ row: "1b pipeline, 5 pass-through stages, in-process", ours: `${fmtRate(passThrough, " art/s")}${fmtCpu(passThrough)}`, baseline: `BullMQ ${fmtRate(bullmq, " art/s")}${fmtCpu(bullmq)}`, ratio: r1 ? `${r1.toFixed(1)}x` : "-", target: ">= 10x BullMQ", verdict: r1 === undefined ? "-" : r1 >= 10 ? "met" : "NOT met" });
     rows.push(...extras.httpRows(passThrough));
     if (isMeasured(latency)) {
       for (const p of latency) {
