@@ -34,7 +34,7 @@ const quick = process.argv.includes("--quick");
 
 /** Sizes of a full and a quick run. */
 const plan = quick
-  ? { articles: 3000, bullmqArticles: 1500, rates: [500, 1000, 2000], rateSeconds: 2, warmupSeconds: 0.5, fanout: [1000, 10_000], naive: [1000, 10_000], streamEntries: 2000 }
+  ? { articles: 3000, bullmqArticles: 1500, rates: [500, 1000, 2000], rateSeconds: 1.5, warmupSeconds: 0.5, fanout: [1000, 10_000], naive: [1000, 10_000], streamEntries: 2000 }
   : { articles: 20_000, bullmqArticles: 20_000, rates: [500, 1000, 2000, 5000], rateSeconds: 5, warmupSeconds: 1, fanout: [1000, 10_000, 100_000], naive: [1000, 10_000, 100_000], streamEntries: 10_000 };
 
 /** A figure we could not measure, with the reason (never a made-up number). */
@@ -211,7 +211,7 @@ async function main(): Promise<void> {
     await flush(server);
     const bullmq = await attempt("BullMQ pass-through chain", () => rowBullmqPassThrough(server, articles.slice(0, plan.bullmqArticles)));
     await flush(server);
-    extras = await extraRows({ server, articles, quick, flush: () => flush(server) });
+    extras = await extraRows({ server, articles, quick, fanoutSizes: plan.fanout, flush: () => flush(server) });
     const latency = await attempt("hop latency", () => rowLatency(server, articles));
     await flush(server);
     const naive = await attempt("naive fan-out", () => rowNaiveFanOut(server));
