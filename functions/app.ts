@@ -15,6 +15,8 @@ import { readRun, startRuns } from "./runs";
 import { readStats } from "./stats";
 import { stageRoute } from "./stage-route";
 import { LUA } from "./lua.generated";
+import { apiCors } from "./cors";
+import { feedEventsRoutes } from "./feed-events";
 
 export type AppBindings = { Bindings: AppEnv };
 
@@ -37,6 +39,7 @@ export function createApp({ pipeline }: { pipeline: Pipeline }) {
   const KnownStage = StageName.refine((s) => pipeline.stages.has(s), { message: `must be one of: ${stageNames.join(", ")}` });
 
   const app = new Hono<AppBindings>()
+    .use("/v1/*", apiCors())
     .get("/health", async (c) => {
       try {
         const redis = redisFromEnv(c.env ?? {});
@@ -97,6 +100,7 @@ export function createApp({ pipeline }: { pipeline: Pipeline }) {
         return c.json({ redriven });
       },
     )
+    .route("/v1/feeds", feedEventsRoutes())
     .post("/stages/:name", stageRoute(pipeline));
 
   app.notFound((c) => apiError(c, 404, "not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`));

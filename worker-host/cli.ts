@@ -8,9 +8,12 @@ import { startRuntime } from "./runtime";
 import { startRuns } from "../functions/runs";
 import { redisFromEnv } from "../functions/redis";
 import { settingsFor } from "../functions/config";
+import { ensureWebBuild } from "./static-files";
 
 async function start(): Promise<void> {
   const config = loadConfig();
+  // Fast when web/dist exists; a fresh checkout builds the client once.
+  if (config.WEB_DIR === undefined) ensureWebBuild();
   const runtime = await startRuntime({ config, pipeline, app });
   let stopping = false;
   const stop = async (signal: string) => {

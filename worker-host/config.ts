@@ -29,6 +29,12 @@ export const HostConfig = z.object({
   RETRY_BACKOFF_MS: z.coerce.number().int().min(0).default(1000),
   STREAM_MAXLEN: z.coerce.number().int().min(100).default(10_000),
   CHECKPOINT_TTL_SECONDS: z.coerce.number().int().min(60).default(7 * 24 * 3600),
+  /** Origins allowed to call write endpoints from a browser (comma-separated); reads allow any origin. */
+  CORS_ORIGINS: z.string().optional(),
+  /** `off` restricts GETs to CORS_ORIGINS too. */
+  CORS_PUBLIC_READS: bool.default(true),
+  /** Directory of the built web client served at `/` (empty string: serve none). */
+  WEB_DIR: z.string().optional(),
 });
 export type HostConfig = z.infer<typeof HostConfig>;
 
