@@ -32,6 +32,13 @@ export interface FeedNotifier {
   subscribe(bucket: number, onDelivery: () => void): () => void;
 }
 
+/**
+ * Cursor announced when the feed is empty at connect: no real feed id is "0"
+ * (the sequence starts at 1), so a reconnect with it replays the whole feed,
+ * which is exactly what arrived since.
+ */
+export const EMPTY_FEED_CURSOR = "0";
+
 /** Reconnect delay suggested to EventSource clients (ms). */
 export const SSE_RETRY_MS = 2000;
 const HEARTBEAT_MS = 15_000;
@@ -92,10 +99,12 @@ export function feedEventsRoutes() {
   return new Hono<{ Bindings: AppEnv }>().get(
     "/:uid/events",
     validate("param", z.object({ uid: UserId })),
+    validate("query", z.object({ after: FeedId.optional() })),
     validate("header", z.object({ "last-event-id": FeedId.optional() })),
     (c) => {
       const { uid } = c.req.valid("param");
-      const lastEventId = c.req.valid("header")["last-event-id"];
+      // The browser's Last-Event-ID (set on reconnect) wins over the page's initial ?after=.
+      const lastEventId = c.req.valid("header")["last-event-id"] ?? c.req.valid("query").after;
       const env = c.env ?? {};
       const { keys } = settingsFor(env);
       const tuning = Tuning.parse(env);
@@ -118,6 +127,9 @@ export function feedEventsRoutes() {
             cursor = missed[0]?.id ?? lastEventId;
           } else {
             cursor = await feedHead(redis, keys, uid);
+            // An id-only event sets the client's Last-Event-ID, so even a
+            // reconnect before the first item loses nothing.
+            await stream.write(`id: ${cursor ?? EMPTY_FEED_CURSOR}\n\n`);
           }
           const started = Date.now();
           let lastWrite = Date.now();

@@ -1,0 +1,135 @@
+/**
+ * SSE feed events against a real server: live items, disconnect, items that
+ * arrive while away, reconnect with Last-Event-ID -> exactly the missed items.
+ * Runs both live modes: the Node runtime (pub/sub notifier) and the generic
+ * poll that Workers use (app.fetch with no notifier).
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { app, pipeline } from "../functions/index";
+import { randomHex } from "../functions/envelope";
+import { settingsFor } from "../functions/config";
+import type { AppEnv } from "../functions/redis";
+import { loadConfig } from "../worker-host/config";
+import { startRuntime, type Runtime } from "../worker-host/runtime";
+import { serveHttp, type HttpServer } from "../worker-host/server";
+import { startTestValkey, type TestValkey } from "./helpers/valkey";
+import { openSse, type SseEvent } from "./helpers/sse";
+
+let valkey: TestValkey;
+let runtime: Runtime;
+let pollServer: HttpServer;
+let pollEnv: AppEnv;
+
+beforeAll(async () => {
+  valkey = await startTestValkey();
+  runtime = await startRuntime({
+    config: loadConfig({ VALKEY_URL: valkey.url, PORT: "0", DEMO: "off", KEY_PREFIX: `sse${randomHex(3)}`, WEB_DIR: "" }),
+    pipeline,
+    app,
+    log: () => undefined,
+  });
+  // The Workers path: same app, no notifier, a short poll interval.
+  pollEnv = { REDIS: valkey.redis, KEY_PREFIX: `ssp${randomHex(3)}`, FEED_POLL_MS: "100" };
+  pollServer = await serveHttp({ app, env: pollEnv, keys: settingsFor(pollEnv).keys, pipeline, port: 0, hostname: "127.0.0.1" });
+});
+
+afterAll(async () => {
+  await pollServer?.close();
+  await runtime?.close();
+  await valkey?.stop();
+});
+
+/**
+ * Delivers one article into a user's feed the way fan-out does: body stored
+ * once, compact id pushed on the feed, a notification on the bucket channel.
+ */
+async function deliver(env: AppEnv, uid: string, title: string): Promise<string> {
+  const { keys } = settingsFor(env);
+  const id = Number(await valkey.conn.incr(keys.articleSeq())).toString(36);
+  await valkey.conn.hset(keys.article(id), { title, summary: `${title} summary`, topic: "sports", runId: `run-${id}`, keywords: JSON.stringify(["a", "b"]) });
+  await valkey.conn.lpush(keys.feed(uid), id);
+  await valkey.conn.publish(keys.feedChannel(keys.bucketOf(uid)), id);
+  return id;
+}
+
+const titles = (events: SseEvent[]) => events.map((e) => JSON.parse(e.data).title as string);
+
+for (const mode of ["notifier", "poll"] as const) {
+  describe(`GET /v1/feeds/:uid/events (${mode})`, () => {
+    const base = () => (mode === "notifier" ? runtime.url : pollServer.url);
+    const env = () => (mode === "notifier" ? runtime.env : pollEnv);
+
+    it("streams new items, and a reconnect with Last-Event-ID gets exactly the missed ones", async () => {
+      const uid = `u${randomHex(4)}`;
+      await deliver(env(), uid, "before connect");
+
+      const first = await openSse(`${base()}/v1/feeds/${uid}/events`);
+      expect(first.status).toBe(200);
+      expect(first.headers.get("content-type")).toContain("text/event-stream");
+      await eventuallyHasId(first);
+      const liveIds = [await deliver(env(), uid, "live 1"), await deliver(env(), uid, "live 2")];
+      const live = await first.next(2);
+      expect(titles(live)).toEqual(["live 1", "live 2"]);
+      expect(live.map((e) => e.id)).toEqual(liveIds);
+      const item = JSON.parse(live[0].data);
+      expect(item).toMatchObject({ id: liveIds[0], runId: `run-${liveIds[0]}`, title: "live 1", summary: "live 1 summary", topic: "sports", keywords: ["a", "b"] });
+      const lastSeen = first.lastEventId();
+      expect(lastSeen).toBe(liveIds[1]);
+      first.close();
+
+      const missed = [await deliver(env(), uid, "away 1"), await deliver(env(), uid, "away 2"), await deliver(env(), uid, "away 3")];
+      const second = await openSse(`${base()}/v1/feeds/${uid}/events`, { lastEventId: lastSeen });
+      const replay = await second.next(3);
+      expect(replay.map((e) => e.id)).toEqual(missed);
+      const after = await deliver(env(), uid, "after reconnect");
+      const next = await second.next(1);
+      expect(next.map((e) => e.id)).toEqual([after]);
+      second.close();
+      // Nothing seen twice, nothing from before the first connect.
+      const all = [...first.seen, ...second.seen].filter((e) => e.event === "item").map((e) => e.id);
+      expect(all).toEqual([...liveIds, ...missed, after]);
+    });
+
+    it("a client that connected to an empty feed and reconnects gets everything that arrived", async () => {
+      const uid = `u${randomHex(4)}`;
+      const first = await openSse(`${base()}/v1/feeds/${uid}/events`);
+      const cursor = await eventuallyHasId(first);
+      first.close();
+      const missed = [await deliver(env(), uid, "x1"), await deliver(env(), uid, "x2")];
+      const second = await openSse(`${base()}/v1/feeds/${uid}/events`, { lastEventId: cursor });
+      expect((await second.next(2)).map((e) => e.id)).toEqual(missed);
+      second.close();
+    });
+  });
+}
+
+describe("SSE validation", () => {
+  it("answers 400 with issues for a bad uid or Last-Event-ID", async () => {
+    const badUid = await fetch(`${runtime.url}/v1/feeds/${encodeURIComponent("no:such")}/events`);
+    expect(badUid.status).toBe(400);
+    const body = await badUid.json();
+    expect(body.error.code).toBe("validation_failed");
+    expect(body.error.issues[0].path).toBe("uid");
+    const badId = await fetch(`${runtime.url}/v1/feeds/alice/events`, { headers: { "last-event-id": "NOT AN ID" } });
+    expect(badId.status).toBe(400);
+    expect((await badId.json()).error.issues[0].path).toBe("last-event-id");
+  });
+
+  it("tells EventSource how long to wait before reconnecting", async () => {
+    const res = await fetch(`${runtime.url}/v1/feeds/alice/events`);
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    const { value } = await reader.read();
+    expect(value).toMatch(/^retry: \d+$/m);
+    await reader.cancel();
+  });
+});
+
+/** Waits for the id-only event that opens a fresh stream (the cursor). */
+async function eventuallyHasId(conn: { lastEventId(): string | undefined }): Promise<string> {
+  for (let i = 0; i < 200; i++) {
+    const id = conn.lastEventId();
+    if (id) return id;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error("stream sent no initial id");
+}
