@@ -1,12 +1,29 @@
 /**
- * Workers entry: the Hono app for the default pipeline. `wrangler dev` and
- * `wrangler deploy` use this module; the Node worker-host imports the same app.
+ * Workers entry: the Hono app for the news pipeline plus the news API, and
+ * the cron trigger that ingests FEED_URLS. `wrangler dev` and `wrangler
+ * deploy` use this module; the Node worker-host imports the same app. The
+ * small example pipeline stays in functions/example for docs and tests.
  */
 import { createApp } from "./app";
-import { examplePipeline } from "./example/pipeline";
+import { newsPipeline } from "./news/pipeline";
+import { newsRoutes } from "./news/routes";
+import { scheduledIngest } from "./news/ingest";
+import type { AppEnv } from "./redis";
 
-export const pipeline = examplePipeline;
-export const app = createApp({ pipeline });
+export const pipeline = newsPipeline;
+export const app = createApp({ pipeline }).route("/", newsRoutes);
 export type AppType = typeof app;
 
-export default app;
+/** Minimal shape of the Workers ExecutionContext the cron handler needs. */
+interface WaitUntil {
+  waitUntil(promise: Promise<unknown>): void;
+}
+
+/** Cron trigger (wrangler.toml `[triggers] crons`): ingests the RSS/Atom feeds in FEED_URLS. */
+export async function scheduled(_event: unknown, env: AppEnv, ctx?: WaitUntil): Promise<void> {
+  const work = scheduledIngest(env);
+  ctx?.waitUntil(work);
+  await work;
+}
+
+export default { fetch: app.fetch, scheduled };

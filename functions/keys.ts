@@ -26,7 +26,7 @@ function stageOrTool(name: string): string {
 }
 
 function hex(text: string): string {
-  if (!/^[0-9a-f]{16,128}$/.test(text)) throw new Error("tool cache hashes are 16-128 lowercase hex chars");
+  if (!/^[0-9a-f]{16,128}$/.test(text)) throw new Error("hashes in keys are 16-128 lowercase hex chars");
   return text;
 }
 
@@ -121,6 +121,12 @@ export function createKeys({ prefix = "ep", partitions = 1, feedBuckets = 16 }: 
     subscribers: (topic: string, b: number) => `${btag(b)}:subs:${topicName(topic)}`,
     /** A user's feed: list of compact feed ids, newest first, capped. */
     feed: (uid: string) => `${btag(bucketOf(uid))}:feed:${user(uid)}`,
+    /**
+     * Prefix of every feed key in bucket `b` (`feedKeyPrefix(b) + uid === feed(uid)`
+     * for a uid of that bucket). The fan-out script derives feed keys of the
+     * subscribers it reads from it; they share the bucket's tag, hence its slot.
+     */
+    feedKeyPrefix: (b: number) => `${btag(b)}:feed:`,
     /** Fan-out idempotency marker for (article, bucket). */
     fanoutDone: (id: string, b: number) => `${btag(b)}:fo:${feedId(id)}`,
     /** Pub/sub channel announcing deliveries into bucket `b` (live clients). */
@@ -131,6 +137,14 @@ export function createKeys({ prefix = "ep", partitions = 1, feedBuckets = 16 }: 
     articleSeq: () => `${prefix}:seq:article`,
     /** Latest feed ids of a topic (list, newest first, capped). */
     topicArticles: (topic: string) => `${prefix}:topic:${topicName(topic)}`,
+    /** Hash topic -> number of articles fanned out for it (all time). */
+    topicCounts: () => `${prefix}:topic-counts`,
+    /** Feed id minted for a run (so a redelivered fetcher reuses it); shares the run's partition tag. */
+    runFeedId: (runId: string) => `${tag(partitionOf(runId))}:fid:${run(runId)}`,
+    /** Dedupe marker of a canonical URL (value: the run that claimed it). */
+    seenUrl: (urlHash: string) => `${prefix}:seen:url:${hex(urlHash)}`,
+    /** Dedupe marker of a content hash of normalized title + body (value: the run that claimed it). */
+    seenContent: (contentHash: string) => `${prefix}:seen:content:${hex(contentHash)}`,
     /** Tool cache entry; no hash tag, so one tool's cache spreads over the cluster. */
     toolCache: (tool: string, argsHash: string) => `${prefix}:tool:cache:${stageOrTool(tool)}:${hex(argsHash)}`,
     /** Single-flight lock of a tool cache entry. */

@@ -74,7 +74,8 @@ export async function readRun(redis: RedisClient, keys: Keys, pipeline: Pipeline
     redis.xrange(keys.runLog(runId), "-", "+", 1000) as Promise<Record<string, Record<string, unknown>>>,
   ]);
   if (!hash || Object.keys(hash).length === 0) return null;
-  const order = [...pipeline.stages.keys()];
+  // "ingest" is the trigger step enqueue-runs.lua records when the run starts (unless a stage has that name).
+  const order = [...(pipeline.stages.has("ingest") ? [] : ["ingest"]), ...pipeline.stages.keys()];
   const steps: RunView["steps"] = [];
   for (const stage of order) {
     const done = hash[`step:${stage}`];

@@ -1,6 +1,7 @@
 --[[
 enqueue-runs: start a batch of runs in one partition: write each run's
-checkpoint (status running), its first activity-log entry, and its envelope
+checkpoint (status running, plus an `ingest` step: the HTTP/cron/replay
+trigger that created the run), its first activity-log entry, and its envelope
 on the entry stage's stream, atomically.
 
 KEYS[1]    entry stage stream
@@ -20,10 +21,11 @@ local stage, now, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
 local ids = {}
 local i = 5
+local ingestStep = cjson.encode({ status = 'completed', ms = 0, at = tonumber(now), result = { entry = stage } })
 for k = 1, n do
   local runKey, logKey, env = KEYS[tonumber(ARGV[i])], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2]
   i = i + 3
-  redis.call('HSET', runKey, 'status', 'running', 'step', stage, 'created_at', now, 'updated_at', now)
+  redis.call('HSET', runKey, 'status', 'running', 'step', stage, 'created_at', now, 'updated_at', now, 'step:ingest', ingestStep)
   redis.call('EXPIRE', runKey, ttl)
   redis.call('XADD', logKey, 'MAXLEN', '~', 1000, '*', 'stage', stage, 'event', 'enqueued', 'at', now)
   redis.call('EXPIRE', logKey, ttl)

@@ -1,0 +1,59 @@
+/**
+ * Settings of the news pipeline, read from the app's env (Workers vars or the
+ * Node host's env object) and validated once per env object.
+ */
+import { z } from "zod";
+import type { AppEnv } from "../redis";
+
+const NewsSettings = z.object({
+  /** Each user's feed keeps this many newest ids. */
+  FEED_CAP: z.coerce.number().int().min(1).max(100_000).default(500),
+  /** Latest ids kept per topic for GET /v1/topics/:topic. */
+  TOPIC_LIST_CAP: z.coerce.number().int().min(1).max(100_000).default(1000),
+  /** Exact duplicates (same canonical URL or same normalized title+body) are dropped within this window. */
+  DEDUPE_TTL_SECONDS: z.coerce.number().int().min(1).default(7 * 24 * 3600),
+  /** Stored article bodies (hash per article) live this long. */
+  ARTICLE_TTL_SECONDS: z.coerce.number().int().min(60).default(7 * 24 * 3600),
+  /** Fan-out idempotency markers per (article, bucket): must outlive any redelivery. */
+  FANOUT_MARKER_TTL_SECONDS: z.coerce.number().int().min(60).default(24 * 3600),
+  /** Tool cache TTLs, seconds. */
+  ENRICH_CACHE_TTL_SECONDS: z.coerce.number().int().min(1).default(24 * 3600),
+  LLM_CACHE_TTL_SECONDS: z.coerce.number().int().min(1).default(7 * 24 * 3600),
+  RSS_CACHE_TTL_SECONDS: z.coerce.number().int().min(1).default(300),
+  /** Optional OpenAI-compatible classifier endpoint (e.g. https://host/v1). */
+  LLM_BASE_URL: z.string().url().optional(),
+  LLM_API_KEY: z.string().optional(),
+  LLM_MODEL: z.string().min(1).optional(),
+  /** Token bucket of the LLM tool: burst and refill per second. */
+  LLM_RATE_BURST: z.coerce.number().positive().default(5),
+  LLM_RATE_PER_SECOND: z.coerce.number().positive().default(2),
+  /** Token bucket of the RSS fetch tool. */
+  RSS_RATE_BURST: z.coerce.number().positive().default(4),
+  RSS_RATE_PER_SECOND: z.coerce.number().positive().default(1),
+  /** Comma-separated RSS/Atom feed URLs the cron trigger ingests. */
+  FEED_URLS: z.string().optional(),
+});
+export type NewsSettings = z.infer<typeof NewsSettings>;
+
+const cache = new WeakMap<object, NewsSettings>();
+
+/** The news settings of an env; memoized per env object. Throws listing every bad variable. */
+export function newsSettings(env: AppEnv | undefined): NewsSettings {
+  const source = env ?? {};
+  const hit = cache.get(source);
+  if (hit) return hit;
+  const parsed = NewsSettings.safeParse(source);
+  if (!parsed.success) {
+    throw new Error(`invalid news configuration: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  }
+  cache.set(source, parsed.data);
+  return parsed.data;
+}
+
+/** Feed URLs of FEED_URLS (comma- or whitespace-separated), invalid ones dropped. */
+export function feedUrlsOf(settings: NewsSettings): string[] {
+  return (settings.FEED_URLS ?? "")
+    .split(/[\s,]+/)
+    .map((u) => u.trim())
+    .filter((u) => /^https?:\/\//.test(u));
+}

@@ -1,0 +1,84 @@
+/**
+ * Ingest: every article starts one run of the news pipeline (its `ingest`
+ * step is recorded by enqueue-runs.lua). Used by POST /v1/articles, the cron
+ * trigger (RSS/Atom feeds in FEED_URLS), the replay CLI and the demo.
+ */
+import { settingsFor } from "../config";
+import type { Keys } from "../keys";
+import { redisFromEnv, type AppEnv, type RedisClient } from "../redis";
+import { startRuns } from "../runs";
+import { fetchFeed, type FeedArticle } from "../tools/rss";
+import { feedUrlsOf, newsSettings } from "./config";
+import { newsPipeline } from "./pipeline";
+import { ArticleInput, MAX_ARTICLES_PER_CALL } from "./schema";
+
+/** Starts one run per article (in order); returns the run ids. Articles must be validated. */
+export async function ingestArticles(redis: RedisClient, keys: Keys, articles: ArticleInput[], { ttlSeconds }: { ttlSeconds?: number } = {}): Promise<string[]> {
+  const runIds: string[] = [];
+  for (let i = 0; i < articles.length; i += MAX_ARTICLES_PER_CALL) {
+    runIds.push(...(await startRuns(redis, articles.slice(i, i + MAX_ARTICLES_PER_CALL), { keys, pipeline: newsPipeline, ttlSeconds })));
+  }
+  return runIds;
+}
+
+/** Trims feed items to what ArticleInput accepts, dropping those it cannot. */
+function toArticleInputs(items: FeedArticle[]): ArticleInput[] {
+  const out: ArticleInput[] = [];
+  for (const item of items) {
+    const parsed = ArticleInput.safeParse({ ...item, title: item.title.slice(0, 1000), body: item.body.slice(0, 100_000) });
+    if (parsed.success) out.push(parsed.data);
+    else if (item.url) {
+      // An unusable link should not cost the article.
+      const { url: _drop, ...rest } = item;
+      const retry = ArticleInput.safeParse({ ...rest, title: rest.title.slice(0, 1000), body: rest.body.slice(0, 100_000) });
+      if (retry.success) out.push(retry.data);
+    }
+  }
+  return out;
+}
+
+export interface FeedIngestReport {
+  url: string;
+  articles: number;
+  cacheHit?: boolean;
+  error?: string;
+}
+
+/**
+ * Fetches RSS/Atom feeds through the tool cache and starts a run per item.
+ * Items already seen are dropped by the fetcher's dedupe (same canonical URL
+ * or content), so polling a feed repeatedly only adds what is new.
+ */
+export async function ingestFeedUrls(env: AppEnv, urls: string[], { fetchImpl }: { fetchImpl?: typeof fetch } = {}): Promise<FeedIngestReport[]> {
+  const { keys, settings } = settingsFor(env);
+  const news = newsSettings(env);
+  const redis = redisFromEnv(env);
+  return Promise.all(
+    urls.map(async (url): Promise<FeedIngestReport> => {
+      try {
+        const { articles, hit } = await fetchFeed(redis, keys, url, {
+          ttlSeconds: news.RSS_CACHE_TTL_SECONDS,
+          rate: { burst: news.RSS_RATE_BURST, perSecond: news.RSS_RATE_PER_SECOND },
+          ...(fetchImpl ? { fetchImpl } : {}),
+        });
+        const inputs = toArticleInputs(articles);
+        if (inputs.length > 0) await ingestArticles(redis, keys, inputs, { ttlSeconds: settings.CHECKPOINT_TTL_SECONDS });
+        return { url, articles: inputs.length, cacheHit: hit };
+      } catch (err) {
+        return { url, articles: 0, error: (err as Error).message };
+      }
+    }),
+  );
+}
+
+/** The Workers cron trigger: ingests every feed of FEED_URLS. */
+export async function scheduledIngest(env: AppEnv): Promise<FeedIngestReport[]> {
+  const urls = feedUrlsOf(newsSettings(env));
+  if (urls.length === 0) return [];
+  const reports = await ingestFeedUrls(env, urls);
+  for (const r of reports) {
+    if (r.error) console.error(`[cron] ${r.url}: ${r.error}`);
+    else console.log(`[cron] ${r.url}: ${r.articles} item(s)${r.cacheHit ? " (cached)" : ""}`);
+  }
+  return reports;
+}

@@ -1,0 +1,8 @@
+/** The news pipeline: fetcher -> classifier -> enricher -> fanout (ingest starts the runs). */
+import { definePipeline } from "../pipeline";
+import { classifier } from "./stages/classifier";
+import { enricher } from "./stages/enricher";
+import { fanout } from "./stages/fanout";
+import { fetcher } from "./stages/fetcher";
+
+export const newsPipeline = definePipeline({ name: "news", stages: [fetcher, classifier, enricher, fanout] });

@@ -1,0 +1,34 @@
+/**
+ * Stage 4, fanout: pushes the article's compact id into the feed of every
+ * subscriber of its topic, server-side (fan-out.lua, one call per non-empty
+ * bucket), counts the deliveries, and lists the article under its topic once.
+ */
+import { defineStage } from "../../pipeline";
+import { newsSettings } from "../config";
+import { fanOutArticle } from "../fan-out";
+import { EnrichedArticle } from "../schema";
+
+export const fanout = defineStage({
+  name: "fanout",
+  input: EnrichedArticle,
+  next: [],
+  handle: async ({ feedId, topic }, ctx) => {
+    const settings = newsSettings(ctx.env);
+    const { redis, keys } = ctx;
+    const { buckets, delivered } = await fanOutArticle(redis, keys, feedId, topic, {
+      feedCap: settings.FEED_CAP,
+      markerTtlSeconds: settings.FANOUT_MARKER_TTL_SECONDS,
+    });
+    if (delivered > 0) await redis.hincrby(keys.counters(), "fanout_deliveries", delivered);
+    // The article hash's "listed" flag makes the topic listing happen once per article, also under redelivery.
+    if ((await redis.hsetnx(keys.article(feedId), "listed", 1)) === 1) {
+      // A pipeline, not MULTI: the topic list and the counts hash live in different cluster slots.
+      const pipe = redis.pipeline();
+      pipe.lpush(keys.topicArticles(topic), feedId);
+      pipe.ltrim(keys.topicArticles(topic), 0, settings.TOPIC_LIST_CAP - 1);
+      pipe.hincrby(keys.topicCounts(), topic, 1);
+      await pipe.exec();
+    }
+    return { result: { feedId, topic, buckets, delivered } };
+  },
+});

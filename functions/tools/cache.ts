@@ -1,0 +1,142 @@
+/**
+ * The tool cache: results of expensive or rate-limited calls (LLM, feed
+ * fetches, enrichment) stored under `tool:cache:<tool>:<sha-256 of canonical
+ * JSON args>` with a per-tool TTL. A single-flight lock makes N concurrent
+ * misses call the tool once: the lock holder calls it, the others poll the
+ * cache, and call the tool themselves only after the lock expired (a crashed
+ * holder never deadlocks anyone). Errors are never cached as results; an
+ * optional short negative cache remembers them briefly.
+ */
+import type { Keys } from "../keys";
+import type { RedisClient } from "../redis";
+import { randomHex } from "../envelope";
+
+/** JSON with object keys sorted at every level, so equal args hash equally. */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
+  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v === undefined ? null : v)).join(",")}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+}
+
+/** Lowercase hex SHA-256 of a UTF-8 string (WebCrypto: Workers and Node). */
+export async function sha256Hex(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  let out = "";
+  for (const b of new Uint8Array(digest)) out += b.toString(16).padStart(2, "0");
+  return out;
+}
+
+/** A tool failure remembered by the negative cache. */
+export class CachedToolError extends Error {
+  constructor(tool: string, message: string) {
+    super(`${tool} failed recently (negative cache): ${message}`);
+    this.name = "CachedToolError";
+  }
+}
+
+export interface CachedToolOptions<T> {
+  /** Tool name: lowercase, used in the key. */
+  tool: string;
+  /** The call's arguments; the cache key is the SHA-256 of their canonical JSON. */
+  args: unknown;
+  /** How long a result stays cached. */
+  ttlSeconds: number;
+  /** The real call. Its result must be JSON-serializable. */
+  fn: () => Promise<T> | T;
+  /** Lock lifetime: the longest a call may take before waiters give up waiting. */
+  lockMs?: number;
+  /** How often waiters look at the cache. */
+  pollMs?: number;
+  /** When > 0, a failure is remembered this long and rethrown to callers without calling the tool. */
+  negativeTtlSeconds?: number;
+}
+
+export interface CachedToolResult<T> {
+  value: T;
+  /** True when the value came from the cache (including after waiting on another caller). */
+  hit: boolean;
+}
+
+type Stored<T> = { v: T } | { e: string };
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+function decode<T>(raw: unknown): Stored<T> | undefined {
+  if (raw === null || raw === undefined) return undefined;
+  // @upstash/redis already parses JSON strings; a raw transport may not.
+  const obj = typeof raw === "string" ? (JSON.parse(raw) as unknown) : raw;
+  if (typeof obj === "object" && obj !== null && ("v" in obj || "e" in obj)) return obj as Stored<T>;
+  return undefined;
+}
+
+/**
+ * Calls `fn` through the cache.
+ * @example
+ * const { value, hit } = await cachedTool(redis, keys, {
+ *   tool: "summarize", args: { text }, ttlSeconds: 3600, fn: () => summarize(text),
+ * });
+ */
+export async function cachedTool<T>(
+  redis: RedisClient,
+  keys: Keys,
+  { tool, args, ttlSeconds, fn, lockMs = 10_000, pollMs = 25, negativeTtlSeconds = 0 }: CachedToolOptions<T>,
+): Promise<CachedToolResult<T>> {
+  const argsHash = await sha256Hex(canonicalJson(args));
+  const cacheKey = keys.toolCache(tool, argsHash);
+  const lockKey = keys.toolLock(tool, argsHash);
+  const countHit = () => redis.hincrby(keys.counters(), "tool_cache_hits", 1);
+  const countMiss = () => redis.hincrby(keys.counters(), "tool_cache_misses", 1);
+
+  const fromCache = async (): Promise<CachedToolResult<T> | undefined> => {
+    const stored = decode<T>(await redis.get(cacheKey));
+    if (!stored) return undefined;
+    await countHit();
+    if ("e" in stored) throw new CachedToolError(tool, stored.e);
+    return { value: stored.v, hit: true };
+  };
+
+  const callAndStore = async (token: string | undefined): Promise<CachedToolResult<T>> => {
+    await countMiss();
+    try {
+      const value = await fn();
+      await redis.set(cacheKey, JSON.stringify({ v: value }), { ex: ttlSeconds });
+      return { value, hit: false };
+    } catch (err) {
+      if (negativeTtlSeconds > 0) {
+        await redis.set(cacheKey, JSON.stringify({ e: (err as Error).message ?? String(err) }), { ex: negativeTtlSeconds });
+      }
+      throw err;
+    } finally {
+      // Release only our own lock (it may have expired and been taken by another caller).
+      if (token !== undefined && String(await redis.get(lockKey)) === token) await redis.del(lockKey);
+    }
+  };
+
+  const cached = await fromCache();
+  if (cached) return cached;
+
+  const deadline = Date.now() + lockMs;
+  for (;;) {
+    const token = `t${randomHex(8)}`;
+    if ((await redis.set(lockKey, token, { nx: true, px: lockMs })) === "OK") {
+      // Another caller may have stored the value between our read and our lock.
+      const late = await fromCache();
+      if (late) {
+        await redis.del(lockKey);
+        return late;
+      }
+      return callAndStore(token);
+    }
+    // Someone else is calling the tool: wait for its result, or for its lock to go.
+    while (Date.now() < deadline) {
+      await sleep(pollMs);
+      const hit = await fromCache();
+      if (hit) return hit;
+      if ((await redis.exists(lockKey)) === 0) break;
+    }
+    if (Date.now() >= deadline) return callAndStore(undefined);
+  }
+}
