@@ -7,6 +7,9 @@
  * feed after that id: the replay walks the feed list (newest first) down to
  * that id, so it follows delivery order, not id order.
  *
+ * A page that just loaded the feed passes its newest id as `?after=` so nothing
+ * slips between the page load and the stream; Last-Event-ID wins over it.
+ *
  * Live mode: a cheap poll of the feed head (`LINDEX feed 0`) every
  * FEED_POLL_MS (default 1000) works on every runtime with the @upstash/redis
  * client. When the host injects `env.FEED_NOTIFIER` (the Node worker-host does,
@@ -21,15 +24,26 @@ import { Hono } from "hono";
 import { streamSSE, type SSEStreamingApi } from "hono/streaming";
 import { z } from "zod";
 import { settingsFor } from "./config";
-import { readFeedSince, type FeedItem } from "./feed-read";
 import { validate } from "./http";
 import { FeedId, UserId, type Keys } from "./keys";
+import { readFeedSince } from "./news/feeds";
+import type { FeedItem } from "./news/schema";
 import { redisFromEnv, type AppEnv, type RedisClient } from "./redis";
 
 /** Wakes live SSE streams when fan-out delivers into a bucket (injected by the host). */
 export interface FeedNotifier {
-  /** Calls `onDelivery` on every delivery notification for `bucket`; returns an unsubscribe function. */
-  subscribe(bucket: number, onDelivery: () => void): () => void;
+  /**
+   * Calls `onDelivery` with each notification message published on the
+   * bucket's channel (fan-out.lua: "<feedId> <topic> <uid>,<uid>,...");
+   * returns an unsubscribe function.
+   */
+  subscribe(bucket: number, onDelivery: (message: string) => void): () => void;
+}
+
+/** True when a fan-out notification may concern `uid` (unknown formats count as yes). */
+export function notificationConcerns(message: string, uid: string): boolean {
+  const uids = message.split(" ")[2];
+  return uids === undefined || uids.split(",").includes(uid);
 }
 
 /**
@@ -42,6 +56,8 @@ export const EMPTY_FEED_CURSOR = "0";
 /** Reconnect delay suggested to EventSource clients (ms). */
 export const SSE_RETRY_MS = 2000;
 const HEARTBEAT_MS = 15_000;
+/** Most items one replay sends (a client away longer gets the newest ones). */
+const MAX_REPLAY = 500;
 
 const Tuning = z.object({
   FEED_POLL_MS: z.coerce.number().int().min(50).max(60_000).default(1000),
@@ -117,12 +133,14 @@ export function feedEventsRoutes() {
       return streamSSE(c, async (stream) => {
         const wakeable = wakeableSleep();
         stream.onAbort(() => wakeable.wake());
-        const unsubscribe = notifier?.subscribe(keys.bucketOf(uid), () => wakeable.wake());
+        const unsubscribe = notifier?.subscribe(keys.bucketOf(uid), (message) => {
+          if (notificationConcerns(message, uid)) wakeable.wake();
+        });
         try {
           await stream.write(`retry: ${SSE_RETRY_MS}\n: connected to feed ${uid}\n\n`);
           let cursor: string | null;
           if (lastEventId) {
-            const missed = await readFeedSince(redis, keys, uid, lastEventId);
+            const missed = await readFeedSince(redis, keys, uid, lastEventId, { limit: MAX_REPLAY });
             await sendItems(stream, missed);
             cursor = missed[0]?.id ?? lastEventId;
           } else {
@@ -138,7 +156,7 @@ export function feedEventsRoutes() {
             if (stream.aborted) break;
             const head = await feedHead(redis, keys, uid);
             if (head !== null && head !== cursor) {
-              const fresh = await readFeedSince(redis, keys, uid, cursor);
+              const fresh = await readFeedSince(redis, keys, uid, cursor ?? EMPTY_FEED_CURSOR, { limit: MAX_REPLAY });
               await sendItems(stream, fresh);
               cursor = fresh[0]?.id ?? head;
               lastWrite = Date.now();

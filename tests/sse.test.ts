@@ -14,6 +14,9 @@ import { startRuntime, type Runtime } from "../worker-host/runtime";
 import { serveHttp, type HttpServer } from "../worker-host/server";
 import { startTestValkey, type TestValkey } from "./helpers/valkey";
 import { openSse, type SseEvent } from "./helpers/sse";
+import { setInterests } from "../functions/news/users";
+import { storeArticle } from "../functions/news/articles";
+import { fanOutToBucket } from "../functions/news/fan-out";
 
 let valkey: TestValkey;
 let runtime: Runtime;
@@ -40,15 +43,17 @@ afterAll(async () => {
 });
 
 /**
- * Delivers one article into a user's feed the way fan-out does: body stored
- * once, compact id pushed on the feed, a notification on the bucket channel.
+ * Delivers one article the way the pipeline's fanout stage does: the article
+ * stored once, then the real fan-out script (LPUSH into every subscriber's
+ * feed + PUBLISH on the bucket channel). The user follows "sports".
  */
 async function deliver(env: AppEnv, uid: string, title: string): Promise<string> {
   const { keys } = settingsFor(env);
+  await setInterests(valkey.redis, keys, uid, ["sports"]);
   const id = Number(await valkey.conn.incr(keys.articleSeq())).toString(36);
-  await valkey.conn.hset(keys.article(id), { title, summary: `${title} summary`, topic: "sports", runId: `run-${id}`, keywords: JSON.stringify(["a", "b"]) });
-  await valkey.conn.lpush(keys.feed(uid), id);
-  await valkey.conn.publish(keys.feedChannel(keys.bucketOf(uid)), id);
+  await storeArticle(valkey.redis, keys, { id, runId: `run-${id}`, title, summary: `${title} summary`, topic: "sports", keywords: ["a", "b"] }, "body", 3600);
+  const delivered = await fanOutToBucket(valkey.redis, keys, id, "sports", keys.bucketOf(uid), { feedCap: 1000, markerTtlSeconds: 3600 });
+  expect(delivered).toBeGreaterThan(0);
   return id;
 }
 

@@ -10,7 +10,7 @@ import type { Keys } from "../functions/keys";
 import { connectValkey, type Connection } from "./valkey";
 
 export class ValkeyFeedNotifier implements FeedNotifier {
-  private readonly listeners = new Map<number, Set<() => void>>();
+  private readonly listeners = new Map<number, Set<(message: string) => void>>();
   private readonly bucketByChannel = new Map<string, number>();
   private conn: Connection | undefined;
 
@@ -21,7 +21,7 @@ export class ValkeyFeedNotifier implements FeedNotifier {
   ) {}
 
   /** Registers `onDelivery` for a bucket; the last unsubscribe of a bucket leaves its channel. */
-  subscribe(bucket: number, onDelivery: () => void): () => void {
+  subscribe(bucket: number, onDelivery: (message: string) => void): () => void {
     const conn = this.connection();
     let set = this.listeners.get(bucket);
     if (!set) {
@@ -55,10 +55,10 @@ export class ValkeyFeedNotifier implements FeedNotifier {
     // A subscribed connection can run no other commands, so it gets its own.
     const conn = connectValkey(this.url, { name: "edgepipe-feed-notifier" });
     conn.on("error", (err: Error) => this.log(`[feed-notifier] ${err.message}`));
-    conn.on("message", (channel: string) => {
+    conn.on("message", (channel: string, message: string) => {
       const bucket = this.bucketByChannel.get(channel);
       if (bucket === undefined) return;
-      for (const wake of this.listeners.get(bucket) ?? []) wake();
+      for (const onDelivery of this.listeners.get(bucket) ?? []) onDelivery(message);
     });
     this.conn = conn;
     return conn;

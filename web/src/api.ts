@@ -6,7 +6,7 @@
  */
 import { hc, type ClientResponse, type parseResponse } from "hono/client";
 import type { AppType } from "../../functions/index";
-import type { FeedItem } from "../../functions/feed-read";
+import type { FeedItem } from "../../functions/news/schema";
 
 export type { FeedItem };
 
@@ -86,46 +86,28 @@ export function redrive(stage: string) {
   return json(client.v1["dead-letters"].redrive.$post({ json: { stage } }));
 }
 
-// Feed, user and topic routes come from the news branch; until they are in
-// AppType these go through fetch with the contract's types.
-export interface FeedPage {
-  items: FeedItem[];
-  nextCursor: string | null;
-}
-export interface UserProfile {
-  uid: string;
-  interests: string[];
-}
-export interface TopicSummary {
-  name: string;
-  subscribers: number;
-  articles: number;
-}
-
-async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const headers: Record<string, string> = apiToken() ? { Authorization: `Bearer ${apiToken()}` } : {};
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  return json(res as unknown as ClientResponse<T, 200, "json">) as Promise<T>;
-}
+export type FeedPage = Awaited<ReturnType<typeof getFeed>>;
+export type UserProfile = Awaited<ReturnType<typeof getUser>>;
+export type TopicSummary = Awaited<ReturnType<typeof getTopics>>["topics"][number];
+/** A topic name as the API accepts it (the classifier's fixed list). */
+export type Topic = UserProfile["interests"][number];
 
 export function getFeed(uid: string, { limit = 20, cursor }: { limit?: number; cursor?: string | null } = {}) {
-  const q = new URLSearchParams({ limit: String(limit), ...(cursor ? { cursor } : {}) });
-  return call<FeedPage>("GET", `/v1/feeds/${encodeURIComponent(uid)}?${q}`);
+  return json(client.v1.feeds[":uid"].$get({ param: { uid }, query: { limit: String(limit), ...(cursor ? { cursor } : {}) } }));
 }
 
 export function getUser(uid: string) {
-  return call<UserProfile>("GET", `/v1/users/${encodeURIComponent(uid)}`);
+  return json(client.v1.users[":uid"].$get({ param: { uid } }));
 }
 
-export function putUser(uid: string, interests: string[]) {
-  return call<UserProfile>("PUT", `/v1/users/${encodeURIComponent(uid)}`, { interests });
+export function putUser(uid: string, interests: Topic[]) {
+  return json(client.v1.users[":uid"].$put({ param: { uid }, json: { interests } }));
 }
 
 export function getTopics() {
-  return call<{ topics: TopicSummary[] }>("GET", "/v1/topics");
+  return json(client.v1.topics.$get());
 }
 
-export function getTopic(topic: string, limit = 30) {
-  return call<{ items: FeedItem[] }>("GET", `/v1/topics/${encodeURIComponent(topic)}?limit=${limit}`);
+export function getTopic(topic: Topic, limit = 30) {
+  return json(client.v1.topics[":topic"].$get({ param: { topic }, query: { limit: String(limit) } }));
 }
