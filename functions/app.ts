@@ -4,6 +4,7 @@
  * Node worker-host calls `app.fetch(request, env)` in-process.
  */
 import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
 import { z } from "zod";
 import { settingsFor } from "./config";
 import { listDeadLetters, redriveDeadLetters } from "./dead-letters";
@@ -105,6 +106,11 @@ export function createApp({ pipeline }: { pipeline: Pipeline }) {
 
   app.notFound((c) => apiError(c, 404, "not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`));
   app.onError((err, c) => {
+    // Hono's own 4xx (e.g. a malformed JSON body in validate("json")) are client errors, not 500s.
+    if (err instanceof HTTPException && err.status >= 400 && err.status < 500) {
+      const status = err.status === 413 ? 413 : err.status === 401 ? 401 : 400;
+      return apiError(c, status, /json/i.test(err.message) ? "invalid_json" : "bad_request", err.message || "bad request");
+    }
     console.error(`[app] ${c.req.method} ${new URL(c.req.url).pathname}:`, err);
     return apiError(c, 500, "internal", err.message);
   });

@@ -11,12 +11,12 @@
  * slips between the page load and the stream; Last-Event-ID wins over it.
  *
  * Live mode: a cheap poll of the feed head (`LINDEX feed 0`) every
- * FEED_POLL_MS (default 1000) works on every runtime with the @upstash/redis
+ * SSE_POLL_MS (default 1000) works on every runtime with the @upstash/redis
  * client. When the host injects `env.FEED_NOTIFIER` (the Node worker-host does,
  * over a pub/sub subscription to the bucket's channel), a notification wakes
  * the stream at once and polling slows to a safety net.
  *
- * Streams end after FEED_SSE_MAX_SECONDS (default 50 when polling, 600 with a
+ * Streams end after SSE_MAX_SECONDS (default 50 when polling, 600 with a
  * notifier); EventSource reconnects with Last-Event-ID and loses nothing. The
  * cap keeps a Workers request under its subrequest budget.
  */
@@ -60,8 +60,8 @@ const HEARTBEAT_MS = 15_000;
 const MAX_REPLAY = 500;
 
 const Tuning = z.object({
-  FEED_POLL_MS: z.coerce.number().int().min(50).max(60_000).default(1000),
-  FEED_SSE_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).optional(),
+  SSE_POLL_MS: z.coerce.number().int().min(50).max(60_000).default(1000),
+  SSE_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).optional(),
 });
 
 function isNotifier(value: unknown): value is FeedNotifier {
@@ -126,8 +126,8 @@ export function feedEventsRoutes() {
       const tuning = Tuning.parse(env);
       const redis = redisFromEnv(env);
       const notifier = isNotifier(env.FEED_NOTIFIER) ? env.FEED_NOTIFIER : undefined;
-      const pollMs = notifier ? Math.max(tuning.FEED_POLL_MS, 5000) : tuning.FEED_POLL_MS;
-      const maxMs = (tuning.FEED_SSE_MAX_SECONDS ?? (notifier ? 600 : 50)) * 1000;
+      const pollMs = notifier ? Math.max(tuning.SSE_POLL_MS, 5000) : tuning.SSE_POLL_MS;
+      const maxMs = (tuning.SSE_MAX_SECONDS ?? (notifier ? 600 : 50)) * 1000;
       c.header("X-Accel-Buffering", "no");
 
       return streamSSE(c, async (stream) => {

@@ -32,7 +32,7 @@ beforeAll(async () => {
     log: () => undefined,
   });
   // The Workers path: same app, no notifier, a short poll interval.
-  pollEnv = { REDIS: valkey.redis, KEY_PREFIX: `ssp${randomHex(3)}`, FEED_POLL_MS: "100" };
+  pollEnv = { REDIS: valkey.redis, KEY_PREFIX: `ssp${randomHex(3)}`, SSE_POLL_MS: "100" };
   pollServer = await serveHttp({ app, env: pollEnv, keys: settingsFor(pollEnv).keys, pipeline, port: 0, hostname: "127.0.0.1" });
 });
 

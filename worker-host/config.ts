@@ -35,8 +35,29 @@ export const HostConfig = z.object({
   CORS_PUBLIC_READS: bool.default(true),
   /** Directory of the built web client served at `/` (empty string: serve none). */
   WEB_DIR: z.string().optional(),
+  /** SSE live updates: feed-head poll interval (ms) and stream lifetime before the client reconnects (s). */
+  SSE_POLL_MS: z.coerce.number().int().min(50).max(60_000).optional(),
+  SSE_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).optional(),
+  FEED_BUCKETS: z.coerce.number().int().min(1).max(4096).default(16),
+  // News pipeline (passed to handlers; validated again by functions/news/config.ts)
+  FEED_CAP: z.coerce.number().int().min(1).max(100_000).optional(),
+  FEED_URLS: z.string().optional(),
+  /** How often `npm start` polls FEED_URLS (the Workers cron does it at the edge). */
+  FEED_POLL_SECONDS: z.coerce.number().int().min(10).default(300),
+  DEDUPE_TTL_SECONDS: z.coerce.number().int().min(1).optional(),
+  ARTICLE_TTL_SECONDS: z.coerce.number().int().min(60).optional(),
+  LLM_BASE_URL: z.string().url().optional(),
+  LLM_API_KEY: z.string().optional(),
+  LLM_MODEL: z.string().min(1).optional(),
+  /** Demo of `npm start`: users seeded and built-in articles trickled in. */
+  DEMO_USERS: z.coerce.number().int().min(0).max(100_000).default(50),
+  DEMO_ARTICLES: z.coerce.number().int().min(0).max(10_000).default(100),
+  DEMO_INTERVAL_MS: z.coerce.number().int().min(0).default(1500),
 });
 export type HostConfig = z.infer<typeof HostConfig>;
+
+/** Config variables handed to the app's handlers as env vars (when set). */
+export const APP_VARS = ["SSE_POLL_MS", "SSE_MAX_SECONDS", "FEED_CAP", "FEED_URLS", "DEDUPE_TTL_SECONDS", "ARTICLE_TTL_SECONDS", "LLM_BASE_URL", "LLM_API_KEY", "LLM_MODEL"] as const;
 
 /** Parses the environment; throws one error listing every bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {

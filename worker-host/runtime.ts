@@ -6,7 +6,7 @@
 import { settingsFor } from "../functions/config";
 import type { Pipeline } from "../functions/pipeline";
 import type { AppEnv } from "../functions/redis";
-import type { HostConfig } from "./config";
+import { APP_VARS, type HostConfig } from "./config";
 import { WorkerHost } from "./host";
 import { InProcessInvoker, type Invoker } from "./invoker";
 import { serveHttp, type HttpServer } from "./server";
@@ -58,6 +58,8 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
     KEY_PREFIX: config.KEY_PREFIX,
     PARTITIONS: String(config.PARTITIONS),
     CHECKPOINT_TTL_SECONDS: String(config.CHECKPOINT_TTL_SECONDS),
+    FEED_BUCKETS: String(config.FEED_BUCKETS),
+    ...Object.fromEntries(APP_VARS.filter((k) => config[k] !== undefined).map((k) => [k, String(config[k])])),
     ...(config.API_TOKEN ? { API_TOKEN: config.API_TOKEN } : {}),
     ...(config.STAGE_SIGNING_KEYS ? { STAGE_SIGNING_KEYS: config.STAGE_SIGNING_KEYS } : {}),
   };

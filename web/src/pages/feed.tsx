@@ -4,12 +4,11 @@
  * fed by the SSE stream of new items.
  */
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { ApiError, feedEventsUrl, getFeed, getTopics, getUser, putUser, type FeedItem, type TopicSummary } from "../api";
+import { ApiError, feedEventsUrl, getFeed, getTopics, getUser, putUser, type FeedItem, type Topic, type TopicSummary } from "../api";
 import { ArticleCard, ErrorBox, href } from "../ui";
 
 const RECENT_KEY = "edgepipe.recentUsers";
 const UID_PATTERN = "[A-Za-z0-9_\\-]{1,64}";
-const TOPIC_PATTERN = /^[a-z][a-z0-9-]{0,31}$/;
 const PAGE_SIZE = 20;
 
 function recentUsers(): string[] {
@@ -58,13 +57,13 @@ function UserPicker({ current }: { current?: string }) {
   );
 }
 
-function Interests({ uid, interests, topics, onChange }: { uid: string; interests: string[]; topics: TopicSummary[]; onChange: (next: string[]) => Promise<void> }) {
+function Interests({ uid, interests, topics, onChange }: { uid: string; interests: Topic[]; topics: TopicSummary[]; onChange: (next: Topic[]) => Promise<void> }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
-  const [extra, setExtra] = useState("");
-  const names = useMemo(() => [...new Set([...topics.map((t) => t.name), ...interests])].sort(), [topics, interests]);
+  // The classifier's topics are a fixed list; GET /v1/topics names all of them.
+  const names = useMemo(() => [...new Set<Topic>([...topics.map((t) => t.name as Topic), ...interests])].sort(), [topics, interests]);
 
-  const save = async (next: string[]) => {
+  const save = async (next: Topic[]) => {
     setBusy(true);
     setError(null);
     try {
@@ -75,13 +74,13 @@ function Interests({ uid, interests, topics, onChange }: { uid: string; interest
       setBusy(false);
     }
   };
-  const toggle = (name: string) => save(interests.includes(name) ? interests.filter((i) => i !== name) : [...interests, name]);
+  const toggle = (name: Topic) => save(interests.includes(name) ? interests.filter((i) => i !== name) : [...interests, name]);
 
   return (
     <section class="panel" aria-labelledby="interests-h">
       <h2 id="interests-h">Interests of {uid}</h2>
       <div class="chips" role="group" aria-label="Interests (toggle)">
-        {names.length === 0 && <p class="meta">No topics yet: add one below.</p>}
+        {names.length === 0 && <p class="meta">Loading topics…</p>}
         {names.map((name) => (
           <button type="button" class="chip" aria-pressed={interests.includes(name)} disabled={busy} onClick={() => toggle(name)}>
             {interests.includes(name) ? "✓ " : "+ "}
@@ -89,24 +88,6 @@ function Interests({ uid, interests, topics, onChange }: { uid: string; interest
           </button>
         ))}
       </div>
-      <form
-        class="row"
-        onSubmit={(e) => {
-          e.preventDefault();
-          const t = extra.trim().toLowerCase();
-          if (!TOPIC_PATTERN.test(t)) return setError(new Error("topics are lowercase words (a-z, 0-9, '-')"));
-          setExtra("");
-          if (!interests.includes(t)) void save([...interests, t]);
-        }}
-      >
-        <label for="add-interest" class="sr-only">
-          Add an interest
-        </label>
-        <input id="add-interest" placeholder="add a topic" value={extra} onInput={(e) => setExtra(e.currentTarget.value)} autocomplete="off" />
-        <button type="submit" disabled={busy}>
-          Add
-        </button>
-      </form>
       <ErrorBox error={error} />
     </section>
   );
@@ -119,7 +100,7 @@ export function FeedPage({ uid }: { uid?: string }) {
 }
 
 function Feed({ uid }: { uid: string }) {
-  const [interests, setInterests] = useState<string[] | null>(null);
+  const [interests, setInterests] = useState<Topic[] | null>(null);
   const [topics, setTopics] = useState<TopicSummary[]>([]);
   const [items, setItems] = useState<FeedItem[]>([]);
   const [cursor, setCursor] = useState<string | null>(null);
@@ -214,10 +195,10 @@ function Feed({ uid }: { uid: string }) {
     listHeading.current?.focus();
   };
 
-  const changeInterests = async (next: string[]) => {
+  const changeInterests = async (next: Topic[]) => {
     const saved = await putUser(uid, next);
     setInterests(saved.interests);
-    if (filter && !saved.interests.includes(filter)) setFilter("");
+    if (filter && !(saved.interests as string[]).includes(filter)) setFilter("");
     await loadFirst();
   };
 

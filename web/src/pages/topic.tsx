@@ -1,6 +1,6 @@
 /** Topics: every topic with its subscriber and article counts, and a topic's latest articles. */
 import { useEffect, useState } from "preact/hooks";
-import { getTopic, getTopics, type FeedItem, type TopicSummary } from "../api";
+import { getTopic, getTopics, type FeedItem, type Topic, type TopicSummary } from "../api";
 import { ArticleCard, ErrorBox, formatNumber, href } from "../ui";
 
 export function TopicPage({ topic }: { topic?: string }) {
@@ -16,7 +16,8 @@ export function TopicPage({ topic }: { topic?: string }) {
       .catch((err) => !cancelled && setError(err));
     setItems(null);
     if (topic) {
-      getTopic(topic, 30)
+      // The hash is free text; the server validates it against the topic list (400 otherwise).
+      getTopic(topic as Topic, 30)
         .then((t) => !cancelled && setItems(t.items))
         .catch((err) => !cancelled && setError(err));
     }
