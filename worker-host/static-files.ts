@@ -4,7 +4,7 @@
  * routes (paths without a file extension) outside the API prefixes.
  */
 import { readFile, stat } from "node:fs/promises";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { extname, join, resolve, sep } from "node:path";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -77,16 +77,32 @@ export async function serveStatic(request: Request, dir: string): Promise<Respon
   return new Response(request.method === "HEAD" ? null : new Uint8Array(body), { headers });
 }
 
+/** Newest modification time (ms) of the web client's sources. */
+function newestSourceMtime(webRoot: string): number {
+  let newest = 0;
+  const visit = (path: string) => {
+    const st = statSync(path);
+    if (st.isDirectory()) for (const name of readdirSync(path)) visit(join(path, name));
+    else newest = Math.max(newest, st.mtimeMs);
+  };
+  for (const entry of ["src", "index.html", "vite.config.ts"]) if (existsSync(join(webRoot, entry))) visit(join(webRoot, entry));
+  return newest;
+}
+
 /**
- * Makes sure web/dist exists: builds it with Vite when missing (a few seconds,
- * once), so `npm start` serves the client on a fresh checkout.
+ * Makes sure web/dist is there and not older than web/src: builds it with
+ * Vite when missing or stale (under a second, once), so `npm start` serves the
+ * client on a fresh checkout and stays fast otherwise (a few stat calls).
  */
 export function ensureWebBuild(dir: string = WEB_DIST_DIR, log: (line: string) => void = console.log): boolean {
-  if (existsSync(join(dir, "index.html"))) return true;
+  const index = join(dir, "index.html");
+  const webRoot = resolve(dir, "..");
+  const state = !existsSync(index) ? "missing" : statSync(index).mtimeMs < newestSourceMtime(webRoot) ? "older than web/src" : "ok";
+  if (state === "ok") return true;
   const repo = fileURLToPath(new URL("..", import.meta.url));
-  log("web/dist is missing: building the web client (npm run build:web)...");
-  const result = spawnSync("npm", ["run", "--silent", "build:web"], { cwd: repo, stdio: "inherit" });
-  if (result.status === 0 && existsSync(join(dir, "index.html"))) return true;
+  log(`web/dist is ${state}: building the web client (npm run build:web)...`);
+  const result = spawnSync("npm", ["run", "--silent", "build:web"], { cwd: repo, stdio: ["ignore", "inherit", "inherit"] });
+  if (result.status === 0 && existsSync(index)) return true;
   log("web client build failed; the API still runs. Build it with: npm run build:web");
   return false;
 }

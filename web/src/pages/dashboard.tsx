@@ -140,12 +140,14 @@ export function DashboardPage() {
   return (
     <div class="grid">
       <ErrorBox error={error} />
-      <section class="panel wide" aria-labelledby="tp-h">
+      <section class="panel wide" aria-labelledby="tp-h" data-samples={samples.length}>
         <h2 id="tp-h">Throughput per stage</h2>
         <div class="stage-cards">
           {latest.stages.map((s) => {
             const series = throughputSeries(samples, s.name);
             const now = series[series.length - 1] ?? 0;
+            // A fixed 60-sample window (zeros before the page opened), so the time axis does not stretch.
+            const window = [...new Array<number>(Math.max(0, HISTORY - 1 - series.length)).fill(0), ...series];
             const peak = Math.max(peaks.current.get(s.name) ?? 0, ...series);
             peaks.current.set(s.name, peak);
             return (
@@ -154,8 +156,8 @@ export function DashboardPage() {
                 <p class="big">
                   <span class="rate">{formatNumber(now)}</span>/s
                 </p>
-                <Sparkline values={series} label={`${s.name} throughput, last ${series.length} seconds`} />
-                <p class="meta">
+                <Sparkline values={window} label={`${s.name} throughput over the last ${HISTORY} polls`} />
+                <p class="sub">
                   processed <span class="processed">{formatNumber(s.processed)}</span> · peak <span class="peak">{formatNumber(peak)}</span>/s
                   {s.failed > 0 && ` · failed ${formatNumber(s.failed)}`}
                   {s.retried > 0 && ` · retried ${formatNumber(s.retried)}`}
@@ -169,7 +171,7 @@ export function DashboardPage() {
         <h2 id="backlog-h">Backlog</h2>
         <Bars
           label="Backlog per stage (undelivered + pending)"
-          rows={latest.stages.map((s) => ({ name: s.name, value: s.lag + s.pending, extra: <span class="meta"> lag {formatNumber(s.lag)} · pending {formatNumber(s.pending)} · stream {formatNumber(s.streamLength)}</span> }))}
+          rows={latest.stages.map((s) => ({ name: s.name, value: s.lag + s.pending, extra: <span class="sub"> waiting · lag {formatNumber(s.lag)} · pending {formatNumber(s.pending)} · stream {formatNumber(s.streamLength)}</span> }))}
         />
       </section>
       <section class="panel" aria-labelledby="lat-h">
@@ -194,6 +196,7 @@ export function DashboardPage() {
             </tbody>
           </table>
         </div>
+        <h3>p99 per stage</h3>
         <Bars label="p99 handler latency per stage" unit=" ms" rows={latest.stages.map((s) => ({ name: s.name, value: s.latencyMs.p99 ?? 0 }))} />
       </section>
       <section class="panel" aria-labelledby="cache-h">

@@ -23,6 +23,12 @@ export function cacheFacts(result: unknown): Array<[string, string]> {
   return facts;
 }
 
+/** "hit"/"miss" for boolean cache flags, else `key=value`. */
+function describeCache(key: string, value: string): string {
+  if (/hit$/i.test(key) && (value === "true" || value === "false")) return value === "true" ? "hit" : "miss";
+  return `${key}=${value}`;
+}
+
 function time(at?: number): string {
   return at ? new Date(at).toLocaleTimeString(undefined, { hour12: false }) + `.${String(at % 1000).padStart(3, "0")}` : "–";
 }
@@ -132,8 +138,8 @@ export function RunPage({ runId }: { runId?: string }) {
               <dd>{run.createdAt && run.updatedAt ? `${formatNumber(run.updatedAt - run.createdAt)} ms` : "–"}</dd>
             </div>
             <div>
-              <dt>Cache hits</dt>
-              <dd>{cacheHits.length ? cacheHits.map((c) => `${c.stage}: ${c.k}=${c.v}`).join(", ") : "none reported"}</dd>
+              <dt>Tool cache</dt>
+              <dd>{cacheHits.length ? cacheHits.map((c) => `${c.stage} ${describeCache(c.k, c.v)}`).join(", ") : "not used"}</dd>
             </div>
           </dl>
           <Waterfall run={run} />

@@ -3,6 +3,10 @@ import { useEffect, useState } from "preact/hooks";
 import { getTopic, getTopics, type FeedItem, type Topic, type TopicSummary } from "../api";
 import { ArticleCard, ErrorBox, formatNumber, href } from "../ui";
 
+function plural(n: number, word: string): string {
+  return `${formatNumber(n)} ${word}${n === 1 ? "" : "s"}`;
+}
+
 export function TopicPage({ topic }: { topic?: string }) {
   const [topics, setTopics] = useState<TopicSummary[] | null>(null);
   const [items, setItems] = useState<FeedItem[] | null>(null);
@@ -37,7 +41,7 @@ export function TopicPage({ topic }: { topic?: string }) {
             {topics.map((t) => (
               <li>
                 <a class="chip" href={href("topics", t.name)} aria-current={t.name === topic ? "page" : undefined}>
-                  {t.name} <span class="count">{formatNumber(t.articles)} articles · {formatNumber(t.subscribers)} subscribers</span>
+                  {t.name} <span class="count">{plural(t.articles, "article")} · {plural(t.subscribers, "subscriber")}</span>
                 </a>
               </li>
             ))}
