@@ -133,14 +133,18 @@ export function createKeys({ prefix = "ep", partitions = 1, feedBuckets = 16 }: 
     feedChannel: (b: number) => `${btag(b)}:notify`,
     /** Article body hash, stored once; feeds hold only its compact id. */
     article: (id: string) => `${prefix}:a:${feedId(id)}`,
-    /** Global article sequence (INCR) that mints compact feed ids. */
-    articleSeq: () => `${prefix}:seq:article`,
+    /** Global article sequence (INCR) that mints compact feed ids; tag {seq}, shared with runFeedId. */
+    articleSeq: () => `${prefix}:{seq}:article`,
     /** Latest feed ids of a topic (list, newest first, capped). */
     topicArticles: (topic: string) => `${prefix}:topic:${topicName(topic)}`,
     /** Hash topic -> number of articles fanned out for it (all time). */
     topicCounts: () => `${prefix}:topic-counts`,
-    /** Feed id minted for a run (so a redelivered fetcher reuses it); shares the run's partition tag. */
-    runFeedId: (runId: string) => `${tag(partitionOf(runId))}:fid:${run(runId)}`,
+    /**
+     * Feed id minted for a run (so a redelivered fetcher reuses it). Minted
+     * together with articleSeq in one script, hence the same {seq} tag (the
+     * sequence is one hot key anyway; these small keys expire).
+     */
+    runFeedId: (runId: string) => `${prefix}:{seq}:fid:${run(runId)}`,
     /** Dedupe marker of a canonical URL (value: the run that claimed it). */
     seenUrl: (urlHash: string) => `${prefix}:seen:url:${hex(urlHash)}`,
     /** Dedupe marker of a content hash of normalized title + body (value: the run that claimed it). */

@@ -87,56 +87,67 @@ export async function cachedTool<T>(
   const argsHash = await sha256Hex(canonicalJson(args));
   const cacheKey = keys.toolCache(tool, argsHash);
   const lockKey = keys.toolLock(tool, argsHash);
-  const countHit = () => redis.hincrby(keys.counters(), "tool_cache_hits", 1);
-  const countMiss = () => redis.hincrby(keys.counters(), "tool_cache_misses", 1);
+  const token = `t${randomHex(8)}`;
 
-  const fromCache = async (): Promise<CachedToolResult<T> | undefined> => {
-    const stored = decode<T>(await redis.get(cacheKey));
-    if (!stored) return undefined;
-    await countHit();
+  const served = (stored: Stored<T>): CachedToolResult<T> => {
     if ("e" in stored) throw new CachedToolError(tool, stored.e);
     return { value: stored.v, hit: true };
   };
 
-  const callAndStore = async (token: string | undefined): Promise<CachedToolResult<T>> => {
-    await countMiss();
+  // The lock holder calls the tool and stores the result. On success it keeps
+  // the lock until it expires: a caller that missed the cache a moment before
+  // the result landed then waits for it instead of calling the tool again.
+  const callAndStore = async (holdsLock: boolean): Promise<CachedToolResult<T>> => {
+    let value: T;
     try {
-      const value = await fn();
-      await redis.set(cacheKey, JSON.stringify({ v: value }), { ex: ttlSeconds });
-      return { value, hit: false };
+      value = await fn();
     } catch (err) {
-      if (negativeTtlSeconds > 0) {
-        await redis.set(cacheKey, JSON.stringify({ e: (err as Error).message ?? String(err) }), { ex: negativeTtlSeconds });
-      }
+      const pipe = redis.pipeline();
+      pipe.hincrby(keys.counters(), "tool_cache_misses", 1);
+      if (negativeTtlSeconds > 0) pipe.set(cacheKey, JSON.stringify({ e: (err as Error).message ?? String(err) }), { ex: negativeTtlSeconds });
+      await pipe.exec();
+      // Release our lock (only ours: it may have expired and been taken) so waiters retry at once.
+      if (holdsLock && String(await redis.get(lockKey)) === token) await redis.del(lockKey);
       throw err;
-    } finally {
-      // Release only our own lock (it may have expired and been taken by another caller).
-      if (token !== undefined && String(await redis.get(lockKey)) === token) await redis.del(lockKey);
     }
+    const pipe = redis.pipeline();
+    pipe.set(cacheKey, JSON.stringify({ v: value }), { ex: ttlSeconds });
+    pipe.hincrby(keys.counters(), "tool_cache_misses", 1);
+    await pipe.exec();
+    return { value, hit: false };
   };
-
-  const cached = await fromCache();
-  if (cached) return cached;
 
   const deadline = Date.now() + lockMs;
   for (;;) {
-    const token = `t${randomHex(8)}`;
-    if ((await redis.set(lockKey, token, { nx: true, px: lockMs })) === "OK") {
-      // Another caller may have stored the value between our read and our lock.
-      const late = await fromCache();
-      if (late) {
-        await redis.del(lockKey);
-        return late;
-      }
-      return callAndStore(token);
+    // One round trip: the cached value, and the lock in case there is none.
+    const first = redis.pipeline();
+    first.get(cacheKey);
+    first.set(lockKey, token, { nx: true, px: lockMs });
+    const [raw, locked] = (await first.exec()) as [unknown, unknown];
+    const stored = decode<T>(raw);
+    if (stored) {
+      const pipe = redis.pipeline();
+      pipe.hincrby(keys.counters(), "tool_cache_hits", 1);
+      if (locked === "OK") pipe.del(lockKey);
+      await pipe.exec();
+      return served(stored);
     }
+    if (locked === "OK") return callAndStore(true);
     // Someone else is calling the tool: wait for its result, or for its lock to go.
     while (Date.now() < deadline) {
       await sleep(pollMs);
-      const hit = await fromCache();
-      if (hit) return hit;
-      if ((await redis.exists(lockKey)) === 0) break;
+      const poll = redis.pipeline();
+      poll.get(cacheKey);
+      poll.exists(lockKey);
+      const [value, lockExists] = (await poll.exec()) as [unknown, unknown];
+      const hit = decode<T>(value);
+      if (hit) {
+        await redis.hincrby(keys.counters(), "tool_cache_hits", 1);
+        return served(hit);
+      }
+      if (Number(lockExists) === 0) break;
     }
-    if (Date.now() >= deadline) return callAndStore(undefined);
+    // A holder that never finishes must not block us forever.
+    if (Date.now() >= deadline) return callAndStore(false);
   }
 }

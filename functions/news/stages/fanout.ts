@@ -15,20 +15,22 @@ export const fanout = defineStage({
   handle: async ({ feedId, topic }, ctx) => {
     const settings = newsSettings(ctx.env);
     const { redis, keys } = ctx;
-    const { buckets, delivered } = await fanOutArticle(redis, keys, feedId, topic, {
+    const fanOut = fanOutArticle(redis, keys, feedId, topic, {
       feedCap: settings.FEED_CAP,
       markerTtlSeconds: settings.FANOUT_MARKER_TTL_SECONDS,
     });
-    if (delivered > 0) await redis.hincrby(keys.counters(), "fanout_deliveries", delivered);
-    // The article hash's "listed" flag makes the topic listing happen once per article, also under redelivery.
-    if ((await redis.hsetnx(keys.article(feedId), "listed", 1)) === 1) {
+    // The article hash's "listed" flag lists the article under its topic once, also under redelivery.
+    const listOnce = (async () => {
+      if ((await redis.hsetnx(keys.article(feedId), "listed", 1)) !== 1) return;
       // A pipeline, not MULTI: the topic list and the counts hash live in different cluster slots.
       const pipe = redis.pipeline();
       pipe.lpush(keys.topicArticles(topic), feedId);
       pipe.ltrim(keys.topicArticles(topic), 0, settings.TOPIC_LIST_CAP - 1);
       pipe.hincrby(keys.topicCounts(), topic, 1);
       await pipe.exec();
-    }
+    })();
+    const [{ buckets, delivered }] = await Promise.all([fanOut, listOnce]);
+    if (delivered > 0) await redis.hincrby(keys.counters(), "fanout_deliveries", delivered);
     return { result: { feedId, topic, buckets, delivered } };
   },
 });

@@ -6,32 +6,30 @@
  *
  * Redelivery-safe: dedupe markers hold the run id that claimed them (a
  * redelivered run finds its own claim, not a duplicate), and the feed id is
- * minted once per run (SET NX of run -> feed id).
+ * minted once per run (mint-feed-id.lua keeps run -> feed id).
  */
 import { defineStage, type StageContext } from "../../pipeline";
+import { evalScript } from "../../redis";
 import { sha256Hex } from "../../tools/cache";
 import { canonicalUrl, contentHash, normalizeText } from "../normalize";
 import { newsSettings } from "../config";
 import { ArticleInput, type FetchedArticle } from "../schema";
 
-/** Claims a dedupe marker for this run; returns the run that owns it. */
-async function claim(ctx: StageContext, key: string, ttlSeconds: number): Promise<string> {
-  if ((await ctx.redis.set(key, ctx.runId, { nx: true, ex: ttlSeconds })) === "OK") return ctx.runId;
-  const owner = await ctx.redis.get(key);
-  // The marker may have expired between SET NX and GET: claim it again.
-  if (owner === null) return claim(ctx, key, ttlSeconds);
-  return String(owner);
-}
-
-/** Mints the run's compact feed id once: INCR the global sequence, then SET NX run -> id. */
-async function mintFeedId(ctx: StageContext, ttlSeconds: number): Promise<string> {
-  const key = ctx.keys.runFeedId(ctx.runId);
-  const existing = await ctx.redis.get(key);
-  if (existing !== null) return String(existing);
-  const minted = Number(await ctx.redis.incr(ctx.keys.articleSeq())).toString(36);
-  if ((await ctx.redis.set(key, minted, { nx: true, ex: ttlSeconds })) === "OK") return minted;
-  // A concurrent delivery of this run won: use its id (ours is simply never used).
-  return String(await ctx.redis.get(key));
+/**
+ * Claims the dedupe markers (canonical URL, content hash) for this run in one
+ * round trip. Returns the first marker another run owns, or undefined when
+ * this run owns them all. A redelivered run finds its own run id: no duplicate.
+ */
+async function claimMarkers(ctx: StageContext, markers: Array<{ key: string; reason: string }>, ttlSeconds: number): Promise<{ reason: string; owner: string } | undefined> {
+  const pipe = ctx.redis.pipeline();
+  for (const m of markers) pipe.set(m.key, ctx.runId, { nx: true, ex: ttlSeconds, get: true });
+  const previous = (await pipe.exec()) as unknown[];
+  for (let i = 0; i < markers.length; i++) {
+    // SET NX GET answers the old value (someone else's claim) or null (ours now).
+    const owner = previous[i];
+    if (owner !== null && owner !== undefined && String(owner) !== ctx.runId) return { reason: markers[i].reason, owner: String(owner) };
+  }
+  return undefined;
 }
 
 export const fetcher = defineStage({
@@ -46,17 +44,16 @@ export const fetcher = defineStage({
     const url = article.url ? canonicalUrl(article.url) : undefined;
     const hash = await contentHash(title, body);
 
-    const mintedBefore = await ctx.redis.get(ctx.keys.runFeedId(ctx.runId));
-    if (mintedBefore === null) {
-      // Redelivered runs that already minted an id passed dedupe before; everyone else checks.
-      if (url) {
-        const owner = await claim(ctx, ctx.keys.seenUrl(await sha256Hex(url)), settings.DEDUPE_TTL_SECONDS);
-        if (owner !== ctx.runId) return { skipped: "duplicate url", result: { reason: "duplicate-url", duplicateOf: owner, url } };
-      }
-      const owner = await claim(ctx, ctx.keys.seenContent(hash), settings.DEDUPE_TTL_SECONDS);
-      if (owner !== ctx.runId) return { skipped: "duplicate content", result: { reason: "duplicate-content", duplicateOf: owner, contentHash: hash.slice(0, 16) } };
+    const markers = [
+      ...(url ? [{ key: ctx.keys.seenUrl(await sha256Hex(url)), reason: "duplicate-url" }] : []),
+      { key: ctx.keys.seenContent(hash), reason: "duplicate-content" },
+    ];
+    const duplicate = await claimMarkers(ctx, markers, settings.DEDUPE_TTL_SECONDS);
+    if (duplicate) {
+      const detail = duplicate.reason === "duplicate-url" ? { url } : { contentHash: hash.slice(0, 16) };
+      return { skipped: duplicate.reason.replace("-", " "), result: { reason: duplicate.reason, duplicateOf: duplicate.owner, ...detail } };
     }
-    const feedId = await mintFeedId(ctx, settings.DEDUPE_TTL_SECONDS);
+    const feedId = String(await evalScript(ctx.redis, "mintFeedId", [ctx.keys.articleSeq(), ctx.keys.runFeedId(ctx.runId)], [settings.DEDUPE_TTL_SECONDS]));
 
     const out: FetchedArticle = {
       feedId,
