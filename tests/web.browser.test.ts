@@ -52,8 +52,8 @@ async function ingest(article: { title: string; body: string }): Promise<any> {
   });
 }
 
-async function shot(name: string): Promise<void> {
-  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+async function shot(name: string, { fullPage = true }: { fullPage?: boolean } = {}): Promise<void> {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage });
 }
 
 beforeAll(async () => {
@@ -174,6 +174,20 @@ describe("web client in Chromium", () => {
     await shot("run-inspector");
   });
 
+  it("infinite scroll loads the next page by cursor", async () => {
+    const reader = `scroller${randomHex(3)}`;
+    await api(`/v1/users/${reader}`, { method: "PUT", body: { interests: ["sports"] } });
+    const articles = Array.from({ length: 26 }, (_, i) => ({ title: `Match report ${i}: the team wins game ${i} of the season ${randomHex(2)}`, body: `Game ${i}: the coach said the team played a strong match in the league (${randomHex(3)}).` }));
+    await api("/v1/articles", { method: "POST", body: { articles } });
+    await eventually(async () => (await api(`/v1/feeds/${reader}?limit=100`)).items.length === 26);
+    await page.goto(`${runtime.url}/#/feed/${reader}`);
+    await page.locator("article.card").nth(19).waitFor(WAIT);
+    expect(await page.locator("article.card").count()).toBe(20);
+    await page.locator(".sentinel").scrollIntoViewIfNeeded();
+    await page.getByText("End of feed.").waitFor(WAIT);
+    expect(await page.locator("article.card").count()).toBe(26);
+  });
+
   it("topic page lists a topic's latest articles", async () => {
     await page.goto(`${runtime.url}/#/topics/business`);
     await page.getByRole("heading", { name: "Latest in business" }).waitFor(WAIT);
@@ -184,13 +198,14 @@ describe("web client in Chromium", () => {
   it("works on a phone-sized viewport", async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.goto(`${runtime.url}/#/feed/${uid}`);
-    await page.getByRole("heading", { name: BUSINESS.title }).waitFor(WAIT);
+    await page.locator("article.card").first().waitFor(WAIT);
+    await page.locator(".live.live").waitFor(WAIT);
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     expect(overflow, "horizontal overflow on a phone").toBeLessThanOrEqual(0);
-    await shot("feed-phone");
+    await shot("feed-phone", { fullPage: false });
     await page.goto(`${runtime.url}/#/dashboard`);
     await page.getByRole("heading", { name: "Throughput per stage" }).waitFor(WAIT);
-    await shot("dashboard-phone");
+    await shot("dashboard-phone", { fullPage: false });
     await page.setViewportSize({ width: 1100, height: 900 });
   });
 });
