@@ -16,7 +16,7 @@
  * over a pub/sub subscription to the bucket's channel), a notification wakes
  * the stream at once and polling slows to a safety net.
  *
- * Streams end after SSE_MAX_SECONDS (default 50 when polling, 600 with a
+ * Streams end after SSE_MAX_SECONDS (default 40 when polling, 600 with a
  * notifier); EventSource reconnects with Last-Event-ID and loses nothing. The
  * cap keeps a Workers request under its subrequest budget.
  */
@@ -127,7 +127,7 @@ export function feedEventsRoutes() {
       const redis = redisFromEnv(env);
       const notifier = isNotifier(env.FEED_NOTIFIER) ? env.FEED_NOTIFIER : undefined;
       const pollMs = notifier ? Math.max(tuning.SSE_POLL_MS, 5000) : tuning.SSE_POLL_MS;
-      const maxMs = (tuning.SSE_MAX_SECONDS ?? (notifier ? 600 : 50)) * 1000;
+      const maxMs = (tuning.SSE_MAX_SECONDS ?? (notifier ? 600 : 40)) * 1000;
       c.header("X-Accel-Buffering", "no");
 
       return streamSSE(c, async (stream) => {

@@ -12,7 +12,7 @@ import type { AppEnv } from "../functions/redis";
 import { loadConfig } from "../worker-host/config";
 import { startRuntime, type Runtime } from "../worker-host/runtime";
 import { serveHttp, type HttpServer } from "../worker-host/server";
-import { startTestValkey, type TestValkey } from "./helpers/valkey";
+import { eventually, startTestValkey, type TestValkey } from "./helpers/valkey";
 import { openSse, type SseEvent } from "./helpers/sse";
 import { setInterests } from "../functions/news/users";
 import { storeArticle } from "../functions/news/articles";
@@ -89,10 +89,20 @@ for (const mode of ["notifier", "poll"] as const) {
       const after = await deliver(env(), uid, "after reconnect");
       const next = await second.next(1);
       expect(next.map((e) => e.id)).toEqual([after]);
+      const numsub = async () => {
+        const { keys } = settingsFor(env());
+        const [, n] = (await valkey.conn.call("PUBSUB", "NUMSUB", keys.feedChannel(keys.bucketOf(uid)))) as [string, number];
+        return Number(n);
+      };
+      if (mode === "notifier") expect(await numsub()).toBe(1);
       second.close();
       // Nothing seen twice, nothing from before the first connect.
       const all = [...first.seen, ...second.seen].filter((e) => e.event === "item").map((e) => e.id);
       expect(all).toEqual([...liveIds, ...missed, after]);
+      if (mode === "notifier") {
+        // Both streams ended server-side on disconnect: the bucket channel has no subscriber left.
+        await eventually(async () => (await numsub()) === 0);
+      }
     });
 
     it("a client that connected to an empty feed and reconnects gets everything that arrived", async () => {
@@ -118,6 +128,15 @@ describe("SSE validation", () => {
     const badId = await fetch(`${runtime.url}/v1/feeds/alice/events`, { headers: { "last-event-id": "NOT AN ID" } });
     expect(badId.status).toBe(400);
     expect((await badId.json()).error.issues[0].path).toBe("last-event-id");
+  });
+
+  it("ends a stream after SSE_MAX_SECONDS, so EventSource reconnects (Workers request budget)", async () => {
+    const shortEnv: AppEnv = { ...pollEnv, SSE_MAX_SECONDS: "1", SSE_POLL_MS: "100" };
+    const res = await app.request("/v1/feeds/alice/events", {}, shortEnv);
+    expect(res.status).toBe(200);
+    const text = await res.text(); // resolves only when the server ends the stream
+    expect(text).toMatch(/^retry: \d+$/m);
+    expect(text).toMatch(/^id: [0-9a-z]+$/m);
   });
 
   it("tells EventSource how long to wait before reconnecting", async () => {

@@ -127,7 +127,12 @@ function Feed({ uid }: { uid: string }) {
       setLoaded(true);
       return page;
     } catch (err) {
-      setError(err);
+      // An unknown user has no feed yet: show the empty state, not an error.
+      if (err instanceof ApiError && err.status === 404) {
+        setItems([]);
+        setCursor(null);
+        setLoaded(true);
+      } else setError(err);
       return null;
     } finally {
       setLoading(false);
