@@ -101,7 +101,8 @@ export function ensureWebBuild(dir: string = WEB_DIST_DIR, log: (line: string) =
   if (state === "ok") return true;
   const repo = fileURLToPath(new URL("..", import.meta.url));
   log(`web/dist is ${state}: building the web client (npm run build:web)...`);
-  const result = spawnSync("npm", ["run", "--silent", "build:web"], { cwd: repo, stdio: ["ignore", "inherit", "inherit"] });
+  // NODE_ENV=production: under vitest (NODE_ENV=test) Vite would otherwise keep dev-only code in the bundle.
+  const result = spawnSync("npm", ["run", "--silent", "build:web"], { cwd: repo, stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, NODE_ENV: "production" } });
   if (result.status === 0 && existsSync(index)) return true;
   log("web client build failed; the API still runs. Build it with: npm run build:web");
   return false;
