@@ -52,7 +52,9 @@ export const APP_VARS = ["FEED_CAP", "FEED_URLS", "DEDUPE_TTL_SECONDS", "ARTICLE
 
 /** Parses the environment; throws one error listing every bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
-  const parsed = HostConfig.safeParse(env);
+  // An empty variable (`VALKEY_URL=`) means unset, as in most shells' habits.
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const parsed = HostConfig.safeParse(present);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
     throw new Error(`invalid configuration:\n${lines.join("\n")}`);
