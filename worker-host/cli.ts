@@ -31,7 +31,7 @@ async function runDemo(runtime: Runtime, config: HostConfig, isStopping: () => b
   if (articles.length === 0) return;
   console.log(`demo: replaying ${articles.length} built-in articles, one every ${config.DEMO_INTERVAL_MS} ms after a first burst of 10`);
   const first = await ingestArticles(redis, keys, articles.slice(0, 10), { ttlSeconds: settings.CHECKPOINT_TTL_SECONDS });
-  console.log(`demo: first run ${runtime.url}/v1/runs/${first[0]}`);
+  console.log(`demo run started: ${runtime.url}/v1/runs/${first[0]}`);
   for (const article of articles.slice(10)) {
     if (isStopping()) return;
     await sleep(config.DEMO_INTERVAL_MS);

@@ -61,7 +61,9 @@ export const APP_VARS = ["SSE_POLL_MS", "SSE_MAX_SECONDS", "FEED_CAP", "FEED_URL
 
 /** Parses the environment; throws one error listing every bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
-  const parsed = HostConfig.safeParse(env);
+  // An empty variable (`VALKEY_URL=`) means unset, as in most shells' habits.
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const parsed = HostConfig.safeParse(present);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
     throw new Error(`invalid configuration:\n${lines.join("\n")}`);
