@@ -17,7 +17,6 @@ import { readStats } from "./stats";
 import { stageRoute } from "./stage-route";
 import { LUA } from "./lua.generated";
 import { apiCors } from "./cors";
-import { feedEventsRoutes } from "./feed-events";
 
 export type AppBindings = { Bindings: AppEnv };
 
@@ -101,7 +100,6 @@ export function createApp({ pipeline }: { pipeline: Pipeline }) {
         return c.json({ redriven });
       },
     )
-    .route("/v1/feeds", feedEventsRoutes())
     .post("/stages/:name", stageRoute(pipeline));
 
   app.notFound((c) => apiError(c, 404, "not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`));
