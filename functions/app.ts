@@ -16,6 +16,7 @@ import { readRun, startRuns } from "./runs";
 import { readStats } from "./stats";
 import { stageRoute } from "./stage-route";
 import { LUA } from "./lua.generated";
+import { apiCors } from "./cors";
 
 export type AppBindings = { Bindings: AppEnv };
 
@@ -38,6 +39,7 @@ export function createApp({ pipeline }: { pipeline: Pipeline }) {
   const KnownStage = StageName.refine((s) => pipeline.stages.has(s), { message: `must be one of: ${stageNames.join(", ")}` });
 
   const app = new Hono<AppBindings>()
+    .use("/v1/*", apiCors())
     .get("/health", async (c) => {
       try {
         const redis = redisFromEnv(c.env ?? {});

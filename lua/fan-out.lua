@@ -36,10 +36,9 @@ if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[5])) then retur
 local feedId, prefix = ARGV[1], ARGV[3]
 local last = tonumber(ARGV[4]) - 1
 local uids = redis.call('SMEMBERS', KEYS[1])
--- LPUSH answers the new length: trim only a feed that went past its cap, so a
--- feed below its cap costs one call per delivery instead of two.
 for _, uid in ipairs(uids) do
   local feed = prefix .. uid
+  -- LPUSH answers the new length: trim only a feed that went over its cap.
   if redis.call('LPUSH', feed, feedId) > last + 1 then
     redis.call('LTRIM', feed, 0, last)
   end

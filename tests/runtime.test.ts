@@ -50,12 +50,14 @@ describe("npm start", () => {
         const r = (await (await fetch(runUrl)).json()) as { status: string; steps: Array<{ stage: string }> };
         return r.status === "completed" ? r : null;
       });
-      expect(run.steps.map((s) => s.stage)).toEqual(["normalize", "wordcount"]);
+      expect(run.steps.map((s) => s.stage)).toEqual(["ingest", "fetcher", "classifier", "enricher", "fanout"]);
       const health = (await (await fetch(`http://127.0.0.1:${port}/health`)).json()) as { ok: boolean; valkey: { server: string; version: string } };
       expect(health.ok).toBe(true);
       expect(health.valkey.version).toMatch(/^\d+\.\d+/);
       const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-      expect(metrics).toMatch(/edgepipe_stage_processed_total\{stage="wordcount"\} 1/);
+      expect(metrics).toMatch(/edgepipe_stage_processed_total\{stage="fanout"\} [1-9]/);
+      const feed = (await (await fetch(`http://127.0.0.1:${port}/v1/topics`)).json()) as { topics: Array<{ subscribers: number }> };
+      expect(feed.topics.reduce((s, t) => s + t.subscribers, 0)).toBeGreaterThan(0);
 
       child.kill("SIGINT");
       const code = await new Promise<number | null>((r) => child.on("exit", (c) => r(c)));

@@ -19,6 +19,7 @@ import { loadConfig, type HostConfig } from "./config";
 import { startHttpModeStack } from "./http-mode";
 import { replayCommand } from "./replay";
 import { startRuntime, type Runtime } from "./runtime";
+import { ensureWebBuild } from "./static-files";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -33,7 +34,7 @@ async function runDemo(runtime: Pick<Runtime, "env" | "url">, config: HostConfig
   if (articles.length === 0) return;
   console.log(`demo: replaying ${articles.length} built-in articles, one every ${config.DEMO_INTERVAL_MS} ms after a first burst of 10`);
   const first = await ingestArticles(redis, keys, articles.slice(0, 10), { ttlSeconds: settings.CHECKPOINT_TTL_SECONDS });
-  console.log(`demo: first run ${runtime.url}/v1/runs/${first[0]}`);
+  console.log(`demo run started: ${runtime.url}/v1/runs/${first[0]}`);
   for (const article of articles.slice(10)) {
     if (isStopping()) return;
     await sleep(config.DEMO_INTERVAL_MS);
@@ -58,6 +59,8 @@ async function pollFeeds(runtime: Pick<Runtime, "env">, config: HostConfig, isSt
 
 async function start(): Promise<void> {
   const config = loadConfig();
+  // Fast when web/dist exists; a fresh checkout builds the client once.
+  if (config.WEB_DIR === undefined) ensureWebBuild();
   const runtime = await startRuntime({ config, pipeline, app });
   let stopping = false;
   const stop = async (signal: string) => {
@@ -72,7 +75,7 @@ async function start(): Promise<void> {
   process.on("SIGTERM", () => void stop("SIGTERM"));
   console.log(`pipeline "${pipeline.name}" running: stages ${[...pipeline.stages.keys()].join(" -> ")}`);
   console.log(`valkey: ${runtime.valkeyUrl}${runtime.valkey ? " (embedded)" : ""}`);
-  console.log(`listening on ${runtime.url}  (health: ${runtime.url}/health, metrics: ${runtime.url}/metrics, topics: ${runtime.url}/v1/topics)`);
+  console.log(`listening on ${runtime.url}  (web client: ${runtime.url}/ , health: ${runtime.url}/health, metrics: ${runtime.url}/metrics, topics: ${runtime.url}/v1/topics)`);
   const background = (name: string, task: Promise<void>) => task.catch((err) => !stopping && console.error(`${name} failed: ${(err as Error).message}`));
   if (config.DEMO) background("demo", runDemo(runtime, config, () => stopping));
   else console.log("demo off (DEMO=off): no demo users, no demo articles");
