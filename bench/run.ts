@@ -83,11 +83,21 @@ async function rowPassThrough(server: BenchServer, articles: BenchArticle[]) {
   }
 }
 
+/**
+ * Baseline A, tuned fairly: the chain runs at worker concurrency 10 and 50
+ * and the faster run is the baseline (both are kept in results.json).
+ */
 async function rowBullmqPassThrough(server: BenchServer, articles: BenchArticle[]) {
-  progress(`row 2: BullMQ, 5 chained queues, pass-through, ${articles.length} articles`);
-  const now = preciseNow();
-  const payloads = passPayloads(articles).map((p) => ({ ...p, t: now, t0: now }));
-  return runBullmqChain({ url: server.url, steps: PASS_STAGES.map(() => (p: Record<string, unknown>) => ({ ...p, t: preciseNow() })), payloads, concurrency: 50, onTick: tick("bullmq pass-through") });
+  const runs = [];
+  for (const concurrency of [10, 50]) {
+    progress(`row 2: BullMQ, 5 chained queues, pass-through, ${articles.length} articles, worker concurrency ${concurrency}`);
+    const now = preciseNow();
+    const payloads = passPayloads(articles).map((p) => ({ ...p, t: now, t0: now }));
+    runs.push(await runBullmqChain({ url: server.url, steps: PASS_STAGES.map(() => (p: Record<string, unknown>) => ({ ...p, t: preciseNow() })), payloads, concurrency, onTick: tick("bullmq pass-through") }));
+    await flush(server);
+  }
+  const best = runs.reduce((a, b) => (b.perSecond > a.perSecond ? b : a));
+  return { ...best, runs };
 }
 
 interface LatencyPoint {
@@ -228,7 +238,7 @@ async function main(): Promise<void> {
       isMeasured<{ perSecond: number }>(a as never) && isMeasured<{ perSecond: number }>(b as never) ? (a as { perSecond: number }).perSecond / (b as { perSecond: number }).perSecond : undefined;
     const r1 = ratio(passThrough, bullmq);
     rows.push(...extras.pipelineRows(bullmq));
-    rows.push({ row: "1b pipeline, 5 pass-through stages, in-process", ours: `${fmtRate(passThrough, " art/s")}${fmtCpu(passThrough)}`, baseline: `BullMQ ${fmtRate(bullmq, " art/s")}${fmtCpu(bullmq)}`, ratio: r1 ? `${r1.toFixed(1)}x` : "-", target: ">= 10x BullMQ", verdict: r1 === undefined ? "-" : r1 >= 10 ? "met" : "NOT met" });
+    rows.push({ row: "1b pipeline, 5 pass-through stages, in-process", ours: `${fmtRate(passThrough, " art/s")}${fmtCpu(passThrough)}`, baseline: `BullMQ ${fmtRate(bullmq, " art/s")}${isMeasured<{ concurrency: number }>(bullmq as never) ? ` (c=${(bullmq as { concurrency: number }).concurrency})` : ""}${fmtCpu(bullmq)}`, ratio: r1 ? `${r1.toFixed(1)}x` : "-", target: ">= 10x BullMQ", verdict: r1 === undefined ? "-" : r1 >= 10 ? "met" : "NOT met" });
     rows.push(...extras.httpRows(passThrough));
     if (isMeasured(latency)) {
       for (const p of latency) {
