@@ -5,7 +5,8 @@
  * bench/results.json and the scaling curves to bench/results.svg.
  */
 import { writeFileSync } from "node:fs";
-import { cpus } from "node:os";
+import { cpus, loadavg } from "node:os";
+import { PerformanceObserver, monitorEventLoopDelay } from "node:perf_hooks";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { randomHex } from "../functions/envelope";
@@ -109,6 +110,10 @@ interface LatencyPoint {
   endToEnd: Quantiles;
   /** Worst p99 across the hops. */
   hopP99: number | null;
+  /** Why a tail is long: event-loop delay of this process, GC pauses, machine load. */
+  eventLoopDelayMs: { p50: number; p99: number; max: number };
+  gcPausesMs: Quantiles;
+  loadAvg1m: number;
 }
 
 async function rowLatency(server: BenchServer, articles: BenchArticle[]): Promise<LatencyPoint[]> {
@@ -120,15 +125,28 @@ async function rowLatency(server: BenchServer, articles: BenchArticle[]): Promis
     try {
       hopRecorder.reset();
       hopRecorder.enabled = false;
-      const warm = setTimeout(() => (hopRecorder.enabled = true), plan.warmupSeconds * 1000);
+      const eld = monitorEventLoopDelay({ resolution: 1 });
+      const gcPauses: number[] = [];
+      const gcObserver = new PerformanceObserver((list) => {
+        if (hopRecorder.enabled) for (const e of list.getEntries()) gcPauses.push(e.duration);
+      });
+      gcObserver.observe({ entryTypes: ["gc"] });
+      const warm = setTimeout(() => {
+        hopRecorder.enabled = true;
+        eld.enable();
+      }, plan.warmupSeconds * 1000);
       const offered = await offerLoad(h, (i) => articles[i % articles.length] as unknown as Record<string, unknown>, rate, plan.rateSeconds + plan.warmupSeconds);
       clearTimeout(warm);
       await h.waitForRuns(offered);
       hopRecorder.enabled = false;
+      eld.disable();
+      gcObserver.disconnect();
+      const ms = (ns: number) => Math.round(ns / 1e3) / 1e3;
+      const eventLoopDelayMs = { p50: ms(eld.percentile(50)), p99: ms(eld.percentile(99)), max: ms(eld.max) };
       const hops: Record<string, Quantiles> = {};
       for (const stage of PASS_STAGES) hops[stage] = quantiles(hopRecorder.hops.get(stage) ?? []);
       const p99s = Object.values(hops).map((q) => q.p99).filter((v): v is number => v !== null);
-      points.push({ rate, seconds: plan.rateSeconds, offered, measured: hopRecorder.endToEnd.length, hops, endToEnd: quantiles(hopRecorder.endToEnd), hopP99: p99s.length ? Math.max(...p99s) : null });
+      points.push({ rate, seconds: plan.rateSeconds, offered, measured: hopRecorder.endToEnd.length, hops, endToEnd: quantiles(hopRecorder.endToEnd), hopP99: p99s.length ? Math.max(...p99s) : null, eventLoopDelayMs, gcPausesMs: quantiles(gcPauses), loadAvg1m: Math.round(loadavg()[0] * 100) / 100 });
       progress(`  ${rate}/s: worst hop p99 ${points.at(-1)!.hopP99} ms, end-to-end p99 ${points.at(-1)!.endToEnd.p99} ms`);
     } finally {
       await h.close();
@@ -188,9 +206,10 @@ function fmtCpu(v: unknown): string {
 
 function printTable(rows: Row[]): void {
   const cols: Array<keyof Row> = ["row", "ours", "baseline", "ratio", "target", "verdict"];
-  const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => r[c].length)));
+  const titles: Record<string, string> = { baseline: "baseline / context" };
+  const width = cols.map((c) => Math.max((titles[c] ?? c).length, ...rows.map((r) => r[c].length)));
   const line = (r: Record<string, string>) => `| ${cols.map((c, i) => r[c].padEnd(width[i])).join(" | ")} |`;
-  console.log(line(Object.fromEntries(cols.map((c) => [c, c]))));
+  console.log(line(Object.fromEntries(cols.map((c) => [c, titles[c] ?? c]))));
   console.log(`|${width.map((w) => "-".repeat(w + 2)).join("|")}|`);
   for (const r of rows) console.log(line(r));
 }
@@ -245,7 +264,7 @@ async function main(): Promise<void> {
         rows.push({
           row: `4 hop latency @ ${p.rate}/s offered`,
           ours: `worst hop p50/p99/p99.9 ${Math.max(...Object.values(p.hops).map((q) => q.p50 ?? 0)).toFixed(2)}/${p.hopP99?.toFixed(2)}/${Math.max(...Object.values(p.hops).map((q) => q.p999 ?? 0)).toFixed(2)} ms; e2e ${p.endToEnd.p50}/${p.endToEnd.p99}/${p.endToEnd.p999} ms`,
-          baseline: "-",
+          baseline: `event-loop delay p99 ${p.eventLoopDelayMs.p99} ms, max GC pause ${p.gcPausesMs.max ?? 0} ms, load ${p.loadAvg1m}`,
           ratio: "-",
           target: p.rate === 1000 ? "hop p99 < 2 ms" : "-",
           verdict: p.rate === 1000 && p.hopP99 !== null ? (p.hopP99 < 2 ? "met" : "NOT met") : "-",

@@ -80,6 +80,8 @@ function isObject(v: unknown): v is Record<string, unknown> {
  */
 export interface InProcessBatch {
   envelopes: Envelope[];
+  /** Set by the route as soon as it takes the batch (the caller must then not resend it). */
+  taken?: boolean;
   results?: StageItemResult[];
 }
 export const inProcessBatches = new WeakMap<Request, InProcessBatch>();
@@ -101,6 +103,7 @@ export function stageRoute(pipeline: Pipeline) {
     if (!pipeline.stages.has(name)) return apiError(c, 404, "not_found", `no stage named ${name}`);
     const direct = c.env?.IN_PROCESS ? inProcessBatches.get(c.req.raw) : undefined;
     if (direct) {
+      direct.taken = true;
       const { envelopes } = direct;
       if (envelopes.length === 0 || envelopes.length > MAX_BATCH) return apiError(c, 400, "validation_failed", `a batch holds 1..${MAX_BATCH} envelopes`);
       const mismatched = envelopes.findIndex((e) => e.stage !== name);

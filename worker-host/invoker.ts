@@ -49,7 +49,11 @@ export class InProcessInvoker implements Invoker {
     const batch: InProcessBatch = { envelopes };
     inProcessBatches.set(request, batch);
     const res = await this.app.fetch(request, this.env);
-    if (res.status === 204 && batch.results) return checkResults(stage, envelopes.length, { results: batch.results });
+    if (batch.taken) {
+      if (res.status === 204 && batch.results) return checkResults(stage, envelopes.length, { results: batch.results });
+      // The route took the batch and failed: report it, never run the handlers a second time.
+      throw new Error(`stage ${stage} answered ${res.status}: ${(await res.text()).slice(0, 500)}`);
+    }
     return this.invokeWithJson(stage, envelopes);
   }
 
