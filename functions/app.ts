@@ -14,7 +14,7 @@ import type { Pipeline } from "./pipeline";
 import { evalScript, redisFromEnv, type AppEnv } from "./redis";
 import { readRun, startRuns } from "./runs";
 import { readStats } from "./stats";
-import { stageRoute } from "./stage-route";
+import { stageRoute, TAKES_BATCHES_BY_REFERENCE } from "./stage-route";
 import { LUA } from "./lua.generated";
 import { apiCors } from "./cors";
 
@@ -111,6 +111,7 @@ export function createApp({ pipeline }: { pipeline: Pipeline }) {
     console.error(`[app] ${c.req.method} ${new URL(c.req.url).pathname}:`, err);
     return apiError(c, 500, "internal", err.message);
   });
+  Object.defineProperty(app, TAKES_BATCHES_BY_REFERENCE, { value: true });
   return app;
 }
 

@@ -86,6 +86,9 @@ export interface InProcessBatch {
 }
 export const inProcessBatches = new WeakMap<Request, InProcessBatch>();
 
+/** Marks an app whose stage route takes in-process batches by reference (createApp sets it). */
+export const TAKES_BATCHES_BY_REFERENCE = Symbol.for("edgepipe.stageBatchesByReference");
+
 /** Runs a validated batch through a stage (used by the route, and directly by tests). */
 export async function runStageBatch(pipeline: Pipeline, stageName: string, env: AppEnv, envelopes: Envelope[]): Promise<StageItemResult[]> {
   const stage = pipeline.stages.get(stageName);

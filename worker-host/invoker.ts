@@ -5,7 +5,7 @@
  */
 import type { Envelope, StageItemResult } from "../functions/envelope";
 import type { AppEnv } from "../functions/redis";
-import { inProcessBatches, type InProcessBatch } from "../functions/stage-route";
+import { inProcessBatches, TAKES_BATCHES_BY_REFERENCE, type InProcessBatch } from "../functions/stage-route";
 
 export interface Invoker {
   /** Runs a batch through a stage; resolves to one result per envelope, in order. */
@@ -32,7 +32,7 @@ export function checkResults(stage: string, sent: number, body: unknown): StageI
 /**
  * Dispatches in-process through `app.fetch(new Request(...), env)`, handing
  * the batch over by reference (apps built with createApp answer 204 and fill
- * in the results; for any other app it falls back to a JSON request).
+ * in the results; any other app gets a plain JSON request).
  * @example
  * const invoker = new InProcessInvoker(app, { REDIS: upstashOverValkey(conn) });
  */
@@ -43,6 +43,7 @@ export class InProcessInvoker implements Invoker {
   }
 
   async invoke(stage: string, envelopes: Envelope[]): Promise<StageItemResult[]> {
+    if (!(this.app as unknown as Record<symbol, unknown>)[TAKES_BATCHES_BY_REFERENCE]) return this.invokeWithJson(stage, envelopes);
     // The batch travels by reference (see inProcessBatches): still a real app.fetch
     // through routing and middleware, without serializing envelopes and results.
     const request = new Request(`http://in-process/stages/${stage}`, { method: "POST" });
