@@ -413,26 +413,37 @@ function rssOf(pid: number): number {
 }
 
 /**
- * Runs a worker-host alone in a child process (bench/host-process.ts), pushes
- * `payloads` through it, and samples the child's RSS (/proc, every 100 ms).
+ * Runs the worker-host alone in `processes` child processes (bench/host-process.ts;
+ * several hosts share the consumer groups, the documented scale-out), pushes
+ * `payloads` through, and samples each child's RSS (/proc, every 100 ms).
+ * Peak and idle RSS are per process (the largest).
  */
-export async function measureHostProcess({ url, pipeline, pipelineName, payloads, users = 0, onTick }: { url: string; pipeline: Pipeline; pipelineName: "pass-through" | "news"; payloads: unknown[]; users?: number; onTick?: (line: string) => void }): Promise<ThroughputResult & { idleRssMb: number; peakRssMb: number }> {
+export async function measureHostProcess({ url, pipeline, pipelineName, payloads, users = 0, processes = 1, onTick }: { url: string; pipeline: Pipeline; pipelineName: "pass-through" | "news"; payloads: unknown[]; users?: number; processes?: number; onTick?: (line: string) => void }): Promise<ThroughputResult & { processes: number; idleRssMb: number; peakRssMb: number }> {
   const prefix = `hp${randomHex(3)}`;
   const keys = createKeys({ prefix });
-  const child = spawn(process.execPath, ["--import", "tsx", join(benchDir, "host-process.ts")], {
-    env: { ...process.env, VALKEY_URL: url, KEY_PREFIX: prefix, BENCH_PIPELINE: pipelineName, BENCH_USERS: String(users) },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const children = Array.from({ length: processes }, (_, i) =>
+    spawn(process.execPath, ["--import", "tsx", join(benchDir, "host-process.ts")], {
+      // Only the first child seeds the demo users.
+      env: { ...process.env, VALKEY_URL: url, KEY_PREFIX: prefix, BENCH_PIPELINE: pipelineName, BENCH_USERS: String(i === 0 ? users : 0) },
+      stdio: ["ignore", "pipe", "inherit"],
+    }),
+  );
   const conn = connectValkey(url, { name: "bench-hp-producer" });
+  const rssNow = () => Math.max(...children.map((c) => rssOf(c.pid!)));
   try {
-    await new Promise<void>((resolveReady, reject) => {
-      child.stdout!.on("data", (d: Buffer) => d.toString().includes("ready") && resolveReady());
-      child.once("exit", (code) => reject(new Error(`host process exited (${code}) before it was ready`)));
-    });
+    await Promise.all(
+      children.map(
+        (child) =>
+          new Promise<void>((resolveReady, reject) => {
+            child.stdout!.on("data", (d: Buffer) => d.toString().includes("ready") && resolveReady());
+            child.once("exit", (code) => reject(new Error(`host process exited (${code}) before it was ready`)));
+          }),
+      ),
+    );
     await sleep(500);
-    const idleRss = rssOf(child.pid!);
+    const idleRss = rssNow();
     let peak = idleRss;
-    const sampler = setInterval(() => (peak = Math.max(peak, rssOf(child.pid!))), 100);
+    const sampler = setInterval(() => (peak = Math.max(peak, rssNow())), 100);
     const redis = upstashOverValkey(conn);
     const started = performance.now();
     for (let i = 0; i < payloads.length; i += 500) await startRuns(redis, payloads.slice(i, i + 500), { keys, pipeline });
@@ -440,17 +451,17 @@ export async function measureHostProcess({ url, pipeline, pipelineName, payloads
     while (!(await pipelineIdle(conn, keys, pipeline))) {
       if (Date.now() - last > 1000) {
         last = Date.now();
-        onTick?.(`host process: rss ${round(rssOf(child.pid!) / 2 ** 20)} MB`);
+        onTick?.(`host process${processes > 1 ? "es" : ""}: rss ${round(rssNow() / 2 ** 20)} MB`);
       }
       await sleep(5);
     }
     const seconds = (performance.now() - started) / 1000;
     clearInterval(sampler);
-    peak = Math.max(peak, rssOf(child.pid!));
-    return { articles: payloads.length, seconds: round(seconds, 3), perSecond: Math.round(payloads.length / seconds), idleRssMb: round(idleRss / 2 ** 20), peakRssMb: round(peak / 2 ** 20) };
+    peak = Math.max(peak, rssNow());
+    return { articles: payloads.length, processes, seconds: round(seconds, 3), perSecond: Math.round(payloads.length / seconds), idleRssMb: round(idleRss / 2 ** 20), peakRssMb: round(peak / 2 ** 20) };
   } finally {
-    child.kill("SIGTERM");
-    await new Promise((r) => (child.exitCode !== null ? r(null) : child.once("exit", r)));
+    for (const child of children) child.kill("SIGTERM");
+    await Promise.all(children.map((child) => new Promise((r) => (child.exitCode !== null ? r(null) : child.once("exit", r)))));
     await conn.quit();
   }
 }

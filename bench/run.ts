@@ -186,10 +186,10 @@ async function rowStreamMemory(server: BenchServer, articles: BenchArticle[]) {
   }
 }
 
-async function rowHostProcess(server: BenchServer, articles: BenchArticle[]) {
-  progress(`row 6: worker-host alone in its own process (pass-through), RSS while ${articles.length} articles go through`);
+async function rowHostProcess(server: BenchServer, articles: BenchArticle[], processes = 1) {
+  progress(`row 6: worker-host alone in ${processes} process(es) (pass-through), RSS while ${articles.length} articles go through`);
   const now = preciseNow();
-  return measureHostProcess({ url: server.url, pipeline: passThroughPipeline(), pipelineName: "pass-through", payloads: passPayloads(articles).map((p) => ({ ...p, t: now, t0: now })), onTick: progress });
+  return measureHostProcess({ url: server.url, pipeline: passThroughPipeline(), pipelineName: "pass-through", processes, payloads: passPayloads(articles).map((p) => ({ ...p, t: now, t0: now })), onTick: progress });
 }
 
 type Row = { row: string; ours: string; baseline: string; ratio: string; target: string; verdict: string };
@@ -249,7 +249,9 @@ async function main(): Promise<void> {
     await flush(server);
     const hostProcess = await attempt("worker-host process RSS", () => rowHostProcess(server, articles));
     await flush(server);
-    Object.assign(results, { passThrough, bullmq, latency, naive, streamMemory, hostProcess, ...extras.results });
+    const twoHosts = await attempt("two worker-host processes", () => rowHostProcess(server, articles, 2));
+    await flush(server);
+    Object.assign(results, { passThrough, bullmq, latency, naive, streamMemory, hostProcess, twoHosts, ...extras.results });
 
     // ------------------------------------------------------------ table
     const rows: Row[] = [];
@@ -258,6 +260,8 @@ async function main(): Promise<void> {
     const r1 = ratio(passThrough, bullmq);
     rows.push(...extras.pipelineRows(bullmq));
     rows.push({ row: "1b pipeline, 5 pass-through stages, in-process", ours: `${fmtRate(passThrough, " art/s")}${fmtCpu(passThrough)}`, baseline: `BullMQ ${fmtRate(bullmq, " art/s")}${isMeasured<{ concurrency: number }>(bullmq as never) ? ` (c=${(bullmq as { concurrency: number }).concurrency})` : ""}${fmtCpu(bullmq)}`, ratio: r1 ? `${r1.toFixed(1)}x` : "-", target: ">= 10x BullMQ", verdict: r1 === undefined ? "-" : r1 >= 10 ? "met" : "NOT met" });
+    const r2 = ratio(twoHosts, bullmq);
+    rows.push({ row: "1c pipeline, 5 pass-through stages, 2 worker-host processes", ours: `${fmtRate(twoHosts, " art/s")}`, baseline: `BullMQ ${fmtRate(bullmq, " art/s")}`, ratio: r2 ? `${r2.toFixed(1)}x` : "-", target: "(scale-out on the same 2 cores)", verdict: "-" });
     rows.push(...extras.httpRows(passThrough));
     if (isMeasured(latency)) {
       for (const p of latency) {
