@@ -5,8 +5,8 @@
  * bench/results.json and the scaling curves to bench/results.svg.
  */
 import { writeFileSync } from "node:fs";
-import { cpus, loadavg } from "node:os";
-import { PerformanceObserver, monitorEventLoopDelay } from "node:perf_hooks";
+import { spawn } from "node:child_process";
+import { cpus } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { randomHex } from "../functions/envelope";
@@ -18,16 +18,16 @@ import {
   measureStreamMemory,
   measureThroughput,
   naiveFanOut,
-  offerLoad,
   round,
   runBullmqChain,
   seedNaiveSubscribers,
   startBenchServer,
   type BenchServer,
 } from "./harness";
-import { PASS_STAGES, hopRecorder, passThroughPipeline, preciseNow } from "./pass-through-pipeline";
-import { progress, quantiles, sampleRss, type Quantiles } from "./stats";
+import { PASS_STAGES, passThroughPipeline, preciseNow } from "./pass-through-pipeline";
+import { progress, sampleRss } from "./stats";
 import { renderChart, type Series } from "./svg";
+import type { LatencyPoint } from "./latency";
 import { extraRows, type ExtraRows } from "./extra-rows";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -101,56 +101,22 @@ async function rowBullmqPassThrough(server: BenchServer, articles: BenchArticle[
   return { ...best, runs };
 }
 
-interface LatencyPoint {
-  rate: number;
-  seconds: number;
-  offered: number;
-  measured: number;
-  hops: Record<string, Quantiles>;
-  endToEnd: Quantiles;
-  /** Worst p99 across the hops. */
-  hopP99: number | null;
-  /** Why a tail is long: event-loop delay of this process, GC pauses, machine load. */
-  eventLoopDelayMs: { p50: number; p99: number; max: number };
-  gcPausesMs: Quantiles;
-  loadAvg1m: number;
-}
-
-async function rowLatency(server: BenchServer, articles: BenchArticle[]): Promise<LatencyPoint[]> {
+/** Runs each offered load in a fresh process (bench/latency-process.ts) and collects the points. */
+async function rowLatency(server: BenchServer): Promise<LatencyPoint[]> {
   const points: LatencyPoint[] = [];
   for (const rate of plan.rates) {
-    progress(`row 4: hop latency at ${rate} articles/s offered for ${plan.rateSeconds} s`);
-    const h = new PipelineHarness({ url: server.url, pipeline: passThroughPipeline() });
-    await h.start();
-    try {
-      hopRecorder.reset();
-      hopRecorder.enabled = false;
-      const eld = monitorEventLoopDelay({ resolution: 1 });
-      const gcPauses: number[] = [];
-      const gcObserver = new PerformanceObserver((list) => {
-        if (hopRecorder.enabled) for (const e of list.getEntries()) gcPauses.push(e.duration);
-      });
-      gcObserver.observe({ entryTypes: ["gc"] });
-      const warm = setTimeout(() => {
-        hopRecorder.enabled = true;
-        eld.enable();
-      }, plan.warmupSeconds * 1000);
-      const offered = await offerLoad(h, (i) => articles[i % articles.length] as unknown as Record<string, unknown>, rate, plan.rateSeconds + plan.warmupSeconds);
-      clearTimeout(warm);
-      await h.waitForRuns(offered);
-      hopRecorder.enabled = false;
-      eld.disable();
-      gcObserver.disconnect();
-      const ms = (ns: number) => Math.round(ns / 1e3) / 1e3;
-      const eventLoopDelayMs = { p50: ms(eld.percentile(50)), p99: ms(eld.percentile(99)), max: ms(eld.max) };
-      const hops: Record<string, Quantiles> = {};
-      for (const stage of PASS_STAGES) hops[stage] = quantiles(hopRecorder.hops.get(stage) ?? []);
-      const p99s = Object.values(hops).map((q) => q.p99).filter((v): v is number => v !== null);
-      points.push({ rate, seconds: plan.rateSeconds, offered, measured: hopRecorder.endToEnd.length, hops, endToEnd: quantiles(hopRecorder.endToEnd), hopP99: p99s.length ? Math.max(...p99s) : null, eventLoopDelayMs, gcPausesMs: quantiles(gcPauses), loadAvg1m: Math.round(loadavg()[0] * 100) / 100 });
-      progress(`  ${rate}/s: worst hop p99 ${points.at(-1)!.hopP99} ms, end-to-end p99 ${points.at(-1)!.endToEnd.p99} ms`);
-    } finally {
-      await h.close();
-    }
+    progress(`row 4: hop latency at ${rate} articles/s offered for ${plan.rateSeconds} s (fresh process: host + handlers + producer)`);
+    const child = spawn(process.execPath, ["--import", "tsx", join(here, "latency-process.ts")], {
+      env: { ...process.env, VALKEY_URL: server.url, RATE: String(rate), SECONDS: String(plan.rateSeconds), WARMUP_SECONDS: String(plan.warmupSeconds) },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((r) => child.once("exit", r));
+    const line = out.split("\n").find((l) => l.startsWith("result "));
+    if (code !== 0 || !line) throw new Error(`latency process for ${rate}/s exited ${code} without a result`);
+    points.push(JSON.parse(line.slice("result ".length)) as LatencyPoint);
+    progress(`  ${rate}/s: worst hop p50 ${Math.max(...Object.values(points.at(-1)!.hops).map((q) => q.p50 ?? 0))} ms, p99 ${points.at(-1)!.hopP99} ms; end-to-end p99 ${points.at(-1)!.endToEnd.p99} ms`);
     await flush(server);
   }
   return points;
@@ -241,7 +207,7 @@ async function main(): Promise<void> {
     const bullmq = await attempt("BullMQ pass-through chain", () => rowBullmqPassThrough(server, articles.slice(0, plan.bullmqArticles)));
     await flush(server);
     extras = await extraRows({ server, articles, quick, fanoutSizes: plan.fanout, flush: () => flush(server) });
-    const latency = await attempt("hop latency", () => rowLatency(server, articles));
+    const latency = await attempt("hop latency", () => rowLatency(server));
     await flush(server);
     const naive = await attempt("naive fan-out", () => rowNaiveFanOut(server));
     await flush(server);

@@ -1,0 +1,71 @@
+/**
+ * Row 4, hop latency at a fixed offered load, measured in a fresh process
+ * (bench/latency-process.ts) that holds only the worker-host, its in-process
+ * handlers and the producer: the bench's own heap (20,000 articles, BullMQ)
+ * would otherwise lengthen every GC pause and show up in the tail.
+ */
+import { loadavg } from "node:os";
+import { PerformanceObserver, monitorEventLoopDelay } from "node:perf_hooks";
+import type { BenchArticle } from "./articles";
+import { PipelineHarness, offerLoad } from "./harness";
+import { PASS_STAGES, hopRecorder, passThroughPipeline } from "./pass-through-pipeline";
+import { quantiles, type Quantiles } from "./stats";
+
+export interface LatencyPoint {
+  rate: number;
+  seconds: number;
+  offered: number;
+  measured: number;
+  hops: Record<string, Quantiles>;
+  endToEnd: Quantiles;
+  /** Worst p99 across the hops. */
+  hopP99: number | null;
+  /** Why a tail is long: event-loop delay of the process, GC pauses, machine load. */
+  eventLoopDelayMs: { p50: number; p99: number; max: number };
+  gcPausesMs: Quantiles;
+  loadAvg1m: number;
+}
+
+/** Offers `rate` articles/s for warm-up + `seconds` and returns the hop latencies of the measured window. */
+export async function measureLatencyPoint({ url, rate, seconds, warmupSeconds, articles }: { url: string; rate: number; seconds: number; warmupSeconds: number; articles: BenchArticle[] }): Promise<LatencyPoint> {
+  const h = new PipelineHarness({ url, pipeline: passThroughPipeline() });
+  await h.start();
+  try {
+    hopRecorder.reset();
+    hopRecorder.enabled = false;
+    const eld = monitorEventLoopDelay({ resolution: 1 });
+    const gcPauses: number[] = [];
+    const gcObserver = new PerformanceObserver((list) => {
+      if (hopRecorder.enabled) for (const e of list.getEntries()) gcPauses.push(e.duration);
+    });
+    gcObserver.observe({ entryTypes: ["gc"] });
+    const warm = setTimeout(() => {
+      hopRecorder.enabled = true;
+      eld.enable();
+    }, warmupSeconds * 1000);
+    const offered = await offerLoad(h, (i) => articles[i % articles.length] as unknown as Record<string, unknown>, rate, seconds + warmupSeconds);
+    clearTimeout(warm);
+    await h.waitForRuns(offered);
+    hopRecorder.enabled = false;
+    eld.disable();
+    gcObserver.disconnect();
+    const ms = (ns: number) => Math.round(ns / 1e3) / 1e3;
+    const hops: Record<string, Quantiles> = {};
+    for (const stage of PASS_STAGES) hops[stage] = quantiles(hopRecorder.hops.get(stage) ?? []);
+    const p99s = Object.values(hops).map((q) => q.p99).filter((v): v is number => v !== null);
+    return {
+      rate,
+      seconds,
+      offered,
+      measured: hopRecorder.endToEnd.length,
+      hops,
+      endToEnd: quantiles(hopRecorder.endToEnd),
+      hopP99: p99s.length ? Math.max(...p99s) : null,
+      eventLoopDelayMs: { p50: ms(eld.percentile(50)), p99: ms(eld.percentile(99)), max: ms(eld.max) },
+      gcPausesMs: quantiles(gcPauses),
+      loadAvg1m: Math.round(loadavg()[0] * 100) / 100,
+    };
+  } finally {
+    await h.close();
+  }
+}
