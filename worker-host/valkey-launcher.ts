@@ -220,7 +220,9 @@ export async function launchValkey({
       "--logfile", join(dir, "server.log"),
       ...extraArgs,
     ];
-    const child: ChildProcess = spawn(bin.path, args, { stdio: "ignore", detached: false });
+    // Own process group: a terminal's Ctrl-C reaches only the parent, which stops the
+    // worker-host first (in-flight commits need the server) and then this server.
+    const child: ChildProcess = spawn(bin.path, args, { stdio: "ignore", detached: true });
     let exited = false;
     child.on("exit", () => (exited = true));
     const up = await waitFor(async () => exited || (await ping(chosen)), 10_000);
