@@ -16,6 +16,7 @@ import { readRun, startRuns } from "./runs";
 import { readStats } from "./stats";
 import { stageRoute } from "./stage-route";
 import { LUA } from "./lua.generated";
+import { apiCors } from "./cors";
 
 export type AppBindings = { Bindings: AppEnv };
 
@@ -38,6 +39,7 @@ export function createApp({ pipeline }: { pipeline: Pipeline }) {
   const KnownStage = StageName.refine((s) => pipeline.stages.has(s), { message: `must be one of: ${stageNames.join(", ")}` });
 
   const app = new Hono<AppBindings>()
+    .use("/v1/*", apiCors())
     .get("/health", async (c) => {
       try {
         const redis = redisFromEnv(c.env ?? {});
@@ -102,10 +104,9 @@ export function createApp({ pipeline }: { pipeline: Pipeline }) {
 
   app.notFound((c) => apiError(c, 404, "not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`));
   app.onError((err, c) => {
-    // Hono's own 4xx (e.g. a malformed JSON body in validate("json")) are client errors, not 500s.
-    if (err instanceof HTTPException && err.status >= 400 && err.status < 500) {
-      const status = err.status === 413 ? 413 : err.status === 401 ? 401 : 400;
-      return apiError(c, status, /json/i.test(err.message) ? "invalid_json" : "bad_request", err.message || "bad request");
+    if (err instanceof HTTPException && err.status < 500) {
+      const code = /JSON/i.test(err.message) ? "invalid_json" : "bad_request";
+      return apiError(c, err.status as 400, code, err.message);
     }
     console.error(`[app] ${c.req.method} ${new URL(c.req.url).pathname}:`, err);
     return apiError(c, 500, "internal", err.message);

@@ -35,6 +35,15 @@ export function toIssues(error: z.ZodError): ApiIssue[] {
 }
 
 /**
+ * What a typed client (`hc<AppType>`) sends for a validated target: the
+ * schema's input type for JSON bodies; strings for query, path and header
+ * values, because those are parsed (coerced, transformed) on the server.
+ */
+export type WireInput<T extends z.ZodType, Target> = Target extends "json"
+  ? z.input<T>
+  : { [K in keyof z.input<T>]: undefined extends z.input<T>[K] ? string | undefined : string };
+
+/**
  * Validates one part of the request with a zod schema; on failure answers
  * 400 (413 for a too-large array at the top level when `tooLargePath` matches).
  * @example
@@ -44,14 +53,15 @@ export function validate<T extends z.ZodType, Target extends "json" | "query" | 
   target: Target,
   schema: T,
   { tooLargePath }: { tooLargePath?: string } = {},
-) {
+): MiddlewareHandler<any, string, { in: { [K in Target]: WireInput<T, K> }; out: { [K in Target]: z.output<T> } }, ReturnType<typeof apiError>> {
+  // The cast only restates the input type for clients (see WireInput); the runtime is hono's validator.
   return validator(target, async (value, c) => {
     const parsed = await schema.safeParseAsync(value);
     if (parsed.success) return parsed.data as z.infer<T>;
     const issues = toIssues(parsed.error);
     const tooBig = tooLargePath !== undefined && parsed.error.issues.some((i) => i.code === "too_big" && i.path.map(String).join(".") === tooLargePath);
     return apiError(c, tooBig ? 413 : 400, "validation_failed", `invalid ${target}: ${issues[0]?.path || "(root)"}: ${issues[0]?.message}`, issues);
-  });
+  }) as unknown as MiddlewareHandler<any, string, { in: { [K in Target]: WireInput<T, K> }; out: { [K in Target]: z.output<T> } }, ReturnType<typeof apiError>>;
 }
 
 /** Write endpoints: when API_TOKEN is set, require `Authorization: Bearer <token>`. */

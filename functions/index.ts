@@ -7,11 +7,13 @@
 import { createApp } from "./app";
 import { newsPipeline } from "./news/pipeline";
 import { newsRoutes } from "./news/routes";
+import { feedEventsRoutes } from "./feed-events";
 import { scheduledIngest } from "./news/ingest";
 import type { AppEnv } from "./redis";
 
 export const pipeline = newsPipeline;
-export const app = createApp({ pipeline }).route("/", newsRoutes);
+// Chained, so `hc<AppType>` sees every route (including the SSE feed events).
+export const app = createApp({ pipeline }).route("/", newsRoutes).route("/v1/feeds", feedEventsRoutes());
 export type AppType = typeof app;
 
 /** Minimal shape of the Workers ExecutionContext the cron handler needs. */

@@ -73,10 +73,16 @@ export interface Pipeline {
   /** The stage new runs start at. */
   entry: string;
   stages: ReadonlyMap<string, StageDef>;
+  /**
+   * Name of the step that starts a run (e.g. "ingest": the HTTP/cron/replay
+   * trigger), recorded in the checkpoint when the run is enqueued and shown
+   * first in GET /v1/runs/:runId. Omitted: runs list their stages only.
+   */
+  triggerStep?: string;
 }
 
 /** Declares a pipeline and checks that every `next` names a known stage. */
-export function definePipeline({ name, stages }: { name: string; stages: StageDef[] }): Pipeline {
+export function definePipeline({ name, stages, triggerStep }: { name: string; stages: StageDef[]; triggerStep?: string }): Pipeline {
   if (stages.length === 0) throw new Error(`pipeline ${name} has no stages`);
   const byName = new Map<string, StageDef>();
   for (const s of stages) {
@@ -88,5 +94,8 @@ export function definePipeline({ name, stages }: { name: string; stages: StageDe
       if (!byName.has(n)) throw new Error(`pipeline ${name}: stage ${s.name} emits to unknown stage ${n}`);
     }
   }
-  return { name, entry: stages[0].name, stages: byName };
+  if (triggerStep !== undefined && (!/^[a-z][a-z0-9-]{0,31}$/.test(triggerStep) || byName.has(triggerStep))) {
+    throw new Error(`pipeline ${name}: trigger step ${triggerStep} must be a stage-like name that is not a stage`);
+  }
+  return { name, entry: stages[0].name, stages: byName, ...(triggerStep ? { triggerStep } : {}) };
 }

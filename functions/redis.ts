@@ -40,6 +40,8 @@ export function redisFromEnv(env: AppEnv): RedisClient {
     token: env.UPSTASH_REDIS_REST_TOKEN,
     enableTelemetry: false,
     enableAutoPipelining: true,
+    // A few quick retries; callers (health, the stage worker) have their own recovery.
+    retry: { retries: 2, backoff: (n: number) => 50 * 2 ** n },
   });
 }
 

@@ -35,7 +35,7 @@ export async function startRuns(redis: RedisClient, payloads: unknown[], { keys,
   await Promise.all(
     [...byPartition].map(([p, list]) => {
       const scriptKeys = [keys.stream(stage, p), keys.stageStats(stage, p)];
-      const args: Array<string | number> = [stage, now, ttlSeconds, list.length];
+      const args: Array<string | number> = [stage, now, ttlSeconds, pipeline.triggerStep ?? "", list.length];
       for (const e of list) {
         scriptKeys.push(keys.run(e.runId), keys.runLog(e.runId));
         args.push(scriptKeys.length - 1, scriptKeys.length, JSON.stringify(e));
@@ -74,8 +74,8 @@ export async function readRun(redis: RedisClient, keys: Keys, pipeline: Pipeline
     redis.xrange(keys.runLog(runId), "-", "+", 1000) as Promise<Record<string, Record<string, unknown>>>,
   ]);
   if (!hash || Object.keys(hash).length === 0) return null;
-  // "ingest" is the trigger step enqueue-runs.lua records when the run starts (unless a stage has that name).
-  const order = [...(pipeline.stages.has("ingest") ? [] : ["ingest"]), ...pipeline.stages.keys()];
+  // The trigger step (e.g. "ingest") is recorded by enqueue-runs.lua when the run starts.
+  const order = [...(pipeline.triggerStep ? [pipeline.triggerStep] : []), ...pipeline.stages.keys()];
   const steps: RunView["steps"] = [];
   for (const stage of order) {
     const done = hash[`step:${stage}`];

@@ -38,8 +38,10 @@ local last = tonumber(ARGV[4]) - 1
 local uids = redis.call('SMEMBERS', KEYS[1])
 for _, uid in ipairs(uids) do
   local feed = prefix .. uid
-  redis.call('LPUSH', feed, feedId)
-  redis.call('LTRIM', feed, 0, last)
+  -- LPUSH answers the new length: trim only a feed that went over its cap.
+  if redis.call('LPUSH', feed, feedId) > last + 1 then
+    redis.call('LTRIM', feed, 0, last)
+  end
 end
 if #uids > 0 and ARGV[6] ~= '' then
   redis.call('PUBLISH', ARGV[6], feedId .. ' ' .. ARGV[2] .. ' ' .. table.concat(uids, ','))

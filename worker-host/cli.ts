@@ -20,6 +20,7 @@ import { HttpInvoker } from "./http-invoker";
 import { startHttpModeStack } from "./http-mode";
 import { replayCommand } from "./replay";
 import { startRuntime, type Runtime } from "./runtime";
+import { ensureWebBuild } from "./static-files";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -34,7 +35,7 @@ async function runDemo(runtime: Pick<Runtime, "env" | "url">, config: HostConfig
   if (articles.length === 0) return;
   console.log(`demo: replaying ${articles.length} built-in articles, one every ${config.DEMO_INTERVAL_MS} ms after a first burst of 10`);
   const first = await ingestArticles(redis, keys, articles.slice(0, 10), { ttlSeconds: settings.CHECKPOINT_TTL_SECONDS });
-  console.log(`demo: first run ${runtime.url}/v1/runs/${first[0]}`);
+  console.log(`demo run started: ${runtime.url}/v1/runs/${first[0]}`);
   for (const article of articles.slice(10)) {
     if (isStopping()) return;
     await sleep(config.DEMO_INTERVAL_MS);
@@ -59,6 +60,8 @@ async function pollFeeds(runtime: Pick<Runtime, "env">, config: HostConfig, isSt
 
 async function start(): Promise<void> {
   const config = loadConfig();
+  // Fast when web/dist exists; a fresh checkout builds the client once.
+  if (config.WEB_DIR === undefined) ensureWebBuild();
   // With STAGE_BASE_URL (e.g. the deployed Worker) handlers run there, called over signed HTTP.
   let invoker: HttpInvoker | undefined;
   if (config.STAGE_BASE_URL) {
@@ -80,7 +83,7 @@ async function start(): Promise<void> {
   process.on("SIGTERM", () => void stop("SIGTERM"));
   console.log(`pipeline "${pipeline.name}" running: stages ${[...pipeline.stages.keys()].join(" -> ")}`);
   console.log(`valkey: ${runtime.valkeyUrl}${runtime.valkey ? " (embedded)" : ""}`);
-  console.log(`listening on ${runtime.url}  (health: ${runtime.url}/health, metrics: ${runtime.url}/metrics, topics: ${runtime.url}/v1/topics)`);
+  console.log(`listening on ${runtime.url}  (web client: ${runtime.url}/ , health: ${runtime.url}/health, metrics: ${runtime.url}/metrics, topics: ${runtime.url}/v1/topics)`);
   const background = (name: string, task: Promise<void>) => task.catch((err) => !stopping && console.error(`${name} failed: ${(err as Error).message}`));
   if (config.DEMO) background("demo", runDemo(runtime, config, () => stopping));
   else console.log("demo off (DEMO=off): no demo users, no demo articles");
@@ -93,6 +96,8 @@ async function replay(): Promise<void> {
 
 async function dev(): Promise<void> {
   const config = loadConfig();
+  // wrangler dev serves web/dist as the Worker's static assets.
+  ensureWebBuild();
   const stack = await startHttpModeStack({ config, pipeline, workerd: { kind: "wrangler-dev" } });
   let stopping = false;
   // Ctrl-C reaches only this process (wrangler runs in its own process group), so the

@@ -29,6 +29,15 @@ export const HostConfig = z.object({
   RETRY_BACKOFF_MS: z.coerce.number().int().min(0).default(1000),
   STREAM_MAXLEN: z.coerce.number().int().min(100).default(10_000),
   CHECKPOINT_TTL_SECONDS: z.coerce.number().int().min(60).default(7 * 24 * 3600),
+  /** Origins allowed to call write endpoints from a browser (comma-separated); reads allow any origin. */
+  CORS_ORIGINS: z.string().optional(),
+  /** `off` restricts GETs to CORS_ORIGINS too. */
+  CORS_PUBLIC_READS: bool.default(true),
+  /** Directory of the built web client served at `/` (empty string: serve none). */
+  WEB_DIR: z.string().optional(),
+  /** SSE live updates: feed-head poll interval (ms) and stream lifetime before the client reconnects (s). */
+  SSE_POLL_MS: z.coerce.number().int().min(50).max(60_000).optional(),
+  SSE_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).optional(),
   FEED_BUCKETS: z.coerce.number().int().min(1).max(4096).default(16),
   // News pipeline (passed to handlers; validated again by functions/news/config.ts)
   FEED_CAP: z.coerce.number().int().min(1).max(100_000).optional(),
@@ -48,11 +57,13 @@ export const HostConfig = z.object({
 export type HostConfig = z.infer<typeof HostConfig>;
 
 /** Config variables handed to the app's handlers as env vars (when set). */
-export const APP_VARS = ["FEED_CAP", "FEED_URLS", "DEDUPE_TTL_SECONDS", "ARTICLE_TTL_SECONDS", "LLM_BASE_URL", "LLM_API_KEY", "LLM_MODEL"] as const;
+export const APP_VARS = ["SSE_POLL_MS", "SSE_MAX_SECONDS", "FEED_CAP", "FEED_URLS", "DEDUPE_TTL_SECONDS", "ARTICLE_TTL_SECONDS", "LLM_BASE_URL", "LLM_API_KEY", "LLM_MODEL"] as const;
 
 /** Parses the environment; throws one error listing every bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
-  const parsed = HostConfig.safeParse(env);
+  // An empty variable (`VALKEY_URL=`) means unset, as in most shells' habits.
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const parsed = HostConfig.safeParse(present);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
     throw new Error(`invalid configuration:\n${lines.join("\n")}`);

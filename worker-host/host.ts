@@ -25,6 +25,8 @@ export interface WorkerHostOptions {
   /** Soft cap per stage stream; acknowledged entries beyond it are trimmed. */
   streamMaxLen?: number;
   trimIntervalMs?: number;
+  /** Consumers with nothing pending and idle this long are deleted from their group. */
+  pruneConsumersIdleMs?: number;
   log?: (line: string) => void;
 }
 
@@ -46,9 +48,27 @@ export class WorkerHost {
     await Promise.all(this.workers.map((w) => w.run()));
     const { trimIntervalMs = 5000 } = this.options;
     this.trimTimer = setInterval(() => {
-      if (!this.trimming) this.trimming = this.trimStreams().catch((err) => this.options.log?.(`[host] trim failed: ${(err as Error).message}`)).finally(() => (this.trimming = undefined));
+      if (!this.trimming) this.trimming = this.maintain().catch((err) => this.options.log?.(`[host] trim failed: ${(err as Error).message}`)).finally(() => (this.trimming = undefined));
     }, trimIntervalMs);
     this.trimTimer.unref();
+  }
+
+  /** Periodic upkeep: trim streams, prune departed consumers. */
+  private async maintain(): Promise<void> {
+    await this.trimStreams();
+    await this.pruneConsumers();
+  }
+
+  /** Deletes consumers that own no pending entries and have been idle past pruneConsumersIdleMs. */
+  async pruneConsumers(): Promise<number> {
+    const { keys, conn, pruneConsumersIdleMs = 3_600_000 } = this.options;
+    let deleted = 0;
+    for (const w of this.workers) {
+      for (const p of keys.allPartitions) {
+        deleted += Number(await runScript(conn, "pruneConsumers", [keys.stream(w.stage, p)], [keys.group(w.stage), pruneConsumersIdleMs, this.consumer]));
+      }
+    }
+    return deleted;
   }
 
   /** Trims every stage stream to its safe point when it exceeds the soft cap. Returns entries removed. */

@@ -11,6 +11,8 @@ import { WorkerHost } from "./host";
 import { InProcessInvoker, type Invoker } from "./invoker";
 import { serveHttp, type HttpServer } from "./server";
 import { connectValkey, upstashOverValkey, type Connection } from "./valkey";
+import { ValkeyFeedNotifier } from "./feed-notifier";
+import { WEB_DIST_DIR } from "./static-files";
 import { findServerBinary, launchValkey, type RunningValkey } from "./valkey-launcher";
 
 interface FetchApp {
@@ -51,6 +53,8 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
   conn.on("error", (err) => log(`[valkey] ${err.message}`));
   const env: AppEnv = {
     REDIS: upstashOverValkey(conn),
+    CORS_PUBLIC_READS: config.CORS_PUBLIC_READS ? "on" : "off",
+    ...(config.CORS_ORIGINS ? { CORS_ORIGINS: config.CORS_ORIGINS } : {}),
     KEY_PREFIX: config.KEY_PREFIX,
     PARTITIONS: String(config.PARTITIONS),
     CHECKPOINT_TTL_SECONDS: String(config.CHECKPOINT_TTL_SECONDS),
@@ -60,6 +64,9 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
     ...(config.STAGE_SIGNING_KEYS ? { STAGE_SIGNING_KEYS: config.STAGE_SIGNING_KEYS } : {}),
   };
   const { keys } = settingsFor(env);
+  // Live SSE streams wake on fan-out notifications instead of polling.
+  const feedNotifier = new ValkeyFeedNotifier(valkeyUrl, keys, log);
+  env.FEED_NOTIFIER = feedNotifier;
   const host = new WorkerHost({
     pipeline,
     keys,
@@ -78,7 +85,7 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
     log,
   });
   await host.run();
-  const server = await serveHttp({ app, env, keys, pipeline, port: config.PORT, hostname: config.HOST });
+  const server = await serveHttp({ app, env, keys, pipeline, port: config.PORT, hostname: config.HOST, webDir: config.WEB_DIR ?? WEB_DIST_DIR });
   let closing: Promise<void> | undefined;
   return {
     url: server.url,
@@ -93,6 +100,7 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
         const steps: Array<[string, () => Promise<unknown>]> = [
           ["http server", () => server.close()],
           ["worker-host", () => host.close()],
+          ["feed notifier", () => feedNotifier.close()],
           ["valkey connection", () => conn.quit()],
           ["embedded valkey", async () => valkey?.stop()],
         ];

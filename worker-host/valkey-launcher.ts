@@ -30,8 +30,8 @@ export class ValkeyBinaryNotFound extends Error {
   }
 }
 
-function which(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+function which(name: string, path = process.env.PATH ?? ""): string | undefined {
+  for (const dir of path.split(delimiter)) {
     if (!dir) continue;
     const candidate = join(dir, name);
     try {
@@ -67,7 +67,7 @@ export function findServerBinary(env: NodeJS.ProcessEnv = process.env): ServerBi
     if (!existsSync(named)) throw new ValkeyBinaryNotFound(`VALKEY_SERVER=${named} does not exist.`);
     return probeBinary(named);
   }
-  const found = which("valkey-server") ?? which("redis-server");
+  const found = which("valkey-server", env.PATH) ?? which("redis-server", env.PATH);
   if (!found) throw new ValkeyBinaryNotFound("No valkey-server or redis-server found on PATH.");
   return probeBinary(found);
 }
@@ -220,8 +220,8 @@ export async function launchValkey({
       "--logfile", join(dir, "server.log"),
       ...extraArgs,
     ];
-    // Own process group: a terminal's Ctrl-C reaches only the parent, which stops the
-    // worker-host first (in-flight commits need the server) and then this server.
+    // Own process group: a terminal's Ctrl-C reaches only us, so we can commit
+    // in-flight work before stopping the server ourselves.
     const child: ChildProcess = spawn(bin.path, args, { stdio: "ignore", detached: true });
     let exited = false;
     child.on("exit", () => (exited = true));

@@ -37,7 +37,7 @@ const T: Record<Topic, TopicTemplates> = {
     subjects: ["The central bank", "Bond investors", "Wall Street", "Currency traders", "The Federal Reserve", "Major banks"],
     actions: ["weigh an interest rate hike amid", "retreat on fears of", "rally after data on", "brace for volatility from", "bet heavily on"],
     objects: ["rising inflation", "the dollar's slide", "mortgage rates", "quarterly earnings", "the stock market rebound"],
-    details: ["Treasury yields climbed to their highest level in months.", "The index closed slightly lower on the day.", "Investors await the next jobs report."],
+    details: ["Treasury yields climbed to their highest level in months.", "The stock index closed slightly lower on the day.", "Bond investors await the next interest rate decision."],
   },
   technology: {
     subjects: ["The software maker", "A search engine giant", "Smartphone makers", "Cloud providers", "A startup", "The chip designer"],
@@ -73,13 +73,13 @@ const T: Record<Topic, TopicTemplates> = {
     subjects: ["Climate scientists", "Environmental groups", "The energy ministry", "Coastal cities", "Negotiators", "Farmers"],
     actions: ["warn of record", "push for cuts in", "prepare for", "invest in", "report damage from"],
     objects: ["carbon emissions", "rising sea levels", "heat waves", "renewable energy", "melting glaciers"],
-    details: ["Global temperatures have set new records.", "The summit aims for a binding agreement.", "Drought has hit harvests across the region."],
+    details: ["Climate scientists say global temperatures have set new records.", "The climate summit aims for a binding deal on emissions.", "Drought linked to climate change has hit harvests."],
   },
   education: {
     subjects: ["Teachers", "The university", "School boards", "Students", "The education department", "Parents"],
     actions: ["protest cuts to", "expand access to", "revise rules on", "rally for", "report gains in"],
     objects: ["school funding", "student loans", "reading scores", "college admissions", "online classes"],
-    details: ["The new term starts next month.", "Enrollment has grown for the third year.", "Officials promised to review the curriculum."],
+    details: ["The new school term starts next month.", "University enrollment has grown for the third year.", "Officials promised to review the school curriculum for students."],
   },
 };
 

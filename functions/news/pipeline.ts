@@ -5,4 +5,5 @@ import { enricher } from "./stages/enricher";
 import { fanout } from "./stages/fanout";
 import { fetcher } from "./stages/fetcher";
 
-export const newsPipeline = definePipeline({ name: "news", stages: [fetcher, classifier, enricher, fanout] });
+/** Runs show five steps: ingest (the trigger, recorded at enqueue) + the four stages. */
+export const newsPipeline = definePipeline({ name: "news", triggerStep: "ingest", stages: [fetcher, classifier, enricher, fanout] });

@@ -49,6 +49,12 @@ async function usedMemory(conn: Connection): Promise<number> {
   return Number(/^used_memory:(\d+)/m.exec(info)?.[1]);
 }
 
+async function serverCpuSeconds(conn: Connection): Promise<number> {
+  const info = await conn.info("cpu");
+  const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, "m").exec(info)?.[1] ?? 0);
+  return field("used_cpu_user") + field("used_cpu_sys");
+}
+
 async function measureReplay(valkeyUrl: string): Promise<boolean> {
   if (!existsSync(values.file!)) {
     console.log(`SKIP replay: ${values.file} not found (pass --file PATH to an AG News style CSV)`);
@@ -56,13 +62,15 @@ async function measureReplay(valkeyUrl: string): Promise<boolean> {
   }
   const { articles: all, invalid } = readArticlesFile(values.file!, { source: "ag_news" });
   const articles = values.limit ? all.slice(0, Number(values.limit)) : all;
-  const config = loadConfig({ VALKEY_URL: valkeyUrl, PORT: "0", DEMO: "off", KEY_PREFIX: `m${randomHex(3)}`, FEED_CAP: String(FEED_CAP), BLOCK_MS: "100" });
+  // Worker tuning (BATCH_SIZE, CONCURRENCY, ...) comes from the environment like for npm start.
+  const config = loadConfig({ BLOCK_MS: "100", ...process.env, VALKEY_URL: valkeyUrl, PORT: "0", DEMO: "off", KEY_PREFIX: `m${randomHex(3)}`, FEED_CAP: String(FEED_CAP) });
   const rt = await startRuntime({ config, pipeline, app, log: (l) => console.error(l) });
   let ok = true;
   try {
     const { keys } = settingsFor(rt.env);
     const users = await seedDemoUsers(rt.env.REDIS!, keys, USERS);
     console.log(`\n== replay: ${articles.length} items of ${values.file}${invalid ? ` (${invalid} invalid rows dropped)` : ""}, ${users.length} demo users, feed cap ${FEED_CAP}`);
+    const cpuBefore = await serverCpuSeconds(rt.conn);
     const started = performance.now();
     const sent = await replay({ articles, url: rt.url, progress: true });
     const bar = progressBar(sent.runIds.length, { label: "runs done", unit: "runs" });
@@ -74,6 +82,7 @@ async function measureReplay(valkeyUrl: string): Promise<boolean> {
     const other = statuses.length - completed - skipped;
     console.log(`ingest (HTTP, 500/call): ${sent.articlesPerSecond.toFixed(0)} articles/s`);
     console.log(`end to end: ${articles.length} articles in ${seconds.toFixed(1)} s = ${(articles.length / seconds).toFixed(0)} articles/s (first POST -> last run finished)`);
+    console.log(`server CPU during the replay: ${((await serverCpuSeconds(rt.conn)) - cpuBefore).toFixed(1)} s (user+sys) of ${seconds.toFixed(1)} s wall`);
     console.log(`runs: ${completed} completed, ${skipped} skipped as duplicates, ${other} other`);
 
     const delivered = await deliveredArticles(rt.conn, keys, sent.runIds);
@@ -83,9 +92,12 @@ async function measureReplay(valkeyUrl: string): Promise<boolean> {
     const feedsOk = check.problems.length === 0 && other === 0;
     ok &&= feedsOk;
 
-    const stats = (await (await fetch(`${rt.url}/v1/stats`)).json()) as { stages: Array<{ name: string; ingested: number; processed: number }>; fanout: { deliveries: number } };
+    const stats = (await (await fetch(`${rt.url}/v1/stats`)).json()) as { stages: Array<{ name: string; ingested: number; processed: number; latencyMs: { p50: number | null; p99: number | null } }>; fanout: { deliveries: number } };
     const fetcher = stats.stages.find((s) => s.name === "fetcher")!;
     const fanout = stats.stages.find((s) => s.name === "fanout")!;
+    for (const st of stats.stages) {
+      console.log(`  stage ${st.name.padEnd(10)} processed ${String(st.processed).padStart(5)}  handler p50 ${st.latencyMs.p50} ms  p99 ${st.latencyMs.p99} ms (per envelope, batch of up to BATCH_SIZE in parallel)`);
+    }
     const statsOk = fetcher.ingested === articles.length && fetcher.processed === articles.length && fanout.processed === completed && stats.fanout.deliveries === check.expectedDeliveries;
     console.log(`stats: fetcher ingested ${fetcher.ingested}/processed ${fetcher.processed}, fanout processed ${fanout.processed}, deliveries ${stats.fanout.deliveries} (expected ${check.expectedDeliveries}) -> ${statsOk ? "match" : "MISMATCH"}`);
     ok &&= statsOk;

@@ -1,0 +1,174 @@
+/**
+ * `GET /v1/feeds/:uid/events`: Server-Sent Events of new feed items.
+ *
+ * Each event is `event: item`, `id: <compact feed id>`, `data: <feed item JSON>`
+ * (the same shape as `GET /v1/feeds/:uid` items), sent oldest first. A client
+ * that reconnects with `Last-Event-ID` gets exactly the items that entered its
+ * feed after that id: the replay walks the feed list (newest first) down to
+ * that id, so it follows delivery order, not id order.
+ *
+ * A page that just loaded the feed passes its newest id as `?after=` so nothing
+ * slips between the page load and the stream; Last-Event-ID wins over it.
+ *
+ * Live mode: a cheap poll of the feed head (`LINDEX feed 0`) every
+ * SSE_POLL_MS (default 1000) works on every runtime with the @upstash/redis
+ * client. When the host injects `env.FEED_NOTIFIER` (the Node worker-host does,
+ * over a pub/sub subscription to the bucket's channel), a notification wakes
+ * the stream at once and polling slows to a safety net.
+ *
+ * Streams end after SSE_MAX_SECONDS (default 40 when polling, 600 with a
+ * notifier); EventSource reconnects with Last-Event-ID and loses nothing. The
+ * cap keeps a Workers request under its subrequest budget.
+ */
+import { Hono } from "hono";
+import { streamSSE, type SSEStreamingApi } from "hono/streaming";
+import { z } from "zod";
+import { settingsFor } from "./config";
+import { validate } from "./http";
+import { FeedId, UserId, type Keys } from "./keys";
+import { readFeedSince } from "./news/feeds";
+import type { FeedItem } from "./news/schema";
+import { redisFromEnv, type AppEnv, type RedisClient } from "./redis";
+
+/** Wakes live SSE streams when fan-out delivers into a bucket (injected by the host). */
+export interface FeedNotifier {
+  /**
+   * Calls `onDelivery` with each notification message published on the
+   * bucket's channel (fan-out.lua: "<feedId> <topic> <uid>,<uid>,...");
+   * returns an unsubscribe function.
+   */
+  subscribe(bucket: number, onDelivery: (message: string) => void): () => void;
+}
+
+/** True when a fan-out notification may concern `uid` (unknown formats count as yes). */
+export function notificationConcerns(message: string, uid: string): boolean {
+  const uids = message.split(" ")[2];
+  return uids === undefined || uids.split(",").includes(uid);
+}
+
+/**
+ * Cursor announced when the feed is empty at connect: no real feed id is "0"
+ * (the sequence starts at 1), so a reconnect with it replays the whole feed,
+ * which is exactly what arrived since.
+ */
+export const EMPTY_FEED_CURSOR = "0";
+
+/** Reconnect delay suggested to EventSource clients (ms). */
+export const SSE_RETRY_MS = 2000;
+const HEARTBEAT_MS = 15_000;
+/** Most items one replay sends (a client away longer gets the newest ones). */
+const MAX_REPLAY = 500;
+
+const Tuning = z.object({
+  SSE_POLL_MS: z.coerce.number().int().min(50).max(60_000).default(1000),
+  SSE_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).optional(),
+});
+
+function isNotifier(value: unknown): value is FeedNotifier {
+  return typeof value === "object" && value !== null && typeof (value as FeedNotifier).subscribe === "function";
+}
+
+/** An awaitable pause that `wake()` ends early. */
+function wakeableSleep() {
+  let wakeUp: (() => void) | undefined;
+  let pending = false;
+  return {
+    wake() {
+      pending = true;
+      wakeUp?.();
+    },
+    sleep(ms: number) {
+      if (pending) {
+        pending = false;
+        return Promise.resolve();
+      }
+      return new Promise<void>((resolve) => {
+        const timer = setTimeout(done, ms);
+        function done() {
+          clearTimeout(timer);
+          wakeUp = undefined;
+          pending = false;
+          resolve();
+        }
+        wakeUp = done;
+      });
+    },
+  };
+}
+
+async function sendItems(stream: SSEStreamingApi, items: FeedItem[]): Promise<void> {
+  // readFeedSince answers newest first; clients get them oldest first so the
+  // last id they saw is the newest one they have.
+  for (let i = items.length - 1; i >= 0; i--) {
+    const item = items[i];
+    await stream.writeSSE({ event: "item", id: item.id, data: JSON.stringify(item) });
+  }
+}
+
+async function feedHead(redis: RedisClient, keys: Keys, uid: string): Promise<string | null> {
+  const head = await redis.lindex(keys.feed(uid), 0);
+  return head === null || head === undefined ? null : String(head);
+}
+
+/** The SSE sub-app, mounted at `/v1/feeds`. */
+export function feedEventsRoutes() {
+  return new Hono<{ Bindings: AppEnv }>().get(
+    "/:uid/events",
+    validate("param", z.object({ uid: UserId })),
+    validate("query", z.object({ after: FeedId.optional() })),
+    validate("header", z.object({ "last-event-id": FeedId.optional() })),
+    (c) => {
+      const { uid } = c.req.valid("param");
+      // The browser's Last-Event-ID (set on reconnect) wins over the page's initial ?after=.
+      const lastEventId = c.req.valid("header")["last-event-id"] ?? c.req.valid("query").after;
+      const env = c.env ?? {};
+      const { keys } = settingsFor(env);
+      const tuning = Tuning.parse(env);
+      const redis = redisFromEnv(env);
+      const notifier = isNotifier(env.FEED_NOTIFIER) ? env.FEED_NOTIFIER : undefined;
+      const pollMs = notifier ? Math.max(tuning.SSE_POLL_MS, 5000) : tuning.SSE_POLL_MS;
+      const maxMs = (tuning.SSE_MAX_SECONDS ?? (notifier ? 600 : 40)) * 1000;
+      c.header("X-Accel-Buffering", "no");
+
+      return streamSSE(c, async (stream) => {
+        const wakeable = wakeableSleep();
+        stream.onAbort(() => wakeable.wake());
+        const unsubscribe = notifier?.subscribe(keys.bucketOf(uid), (message) => {
+          if (notificationConcerns(message, uid)) wakeable.wake();
+        });
+        try {
+          await stream.write(`retry: ${SSE_RETRY_MS}\n: connected to feed ${uid}\n\n`);
+          let cursor: string | null;
+          if (lastEventId) {
+            const missed = await readFeedSince(redis, keys, uid, lastEventId, { limit: MAX_REPLAY });
+            await sendItems(stream, missed);
+            cursor = missed[0]?.id ?? lastEventId;
+          } else {
+            cursor = await feedHead(redis, keys, uid);
+            // An id-only event sets the client's Last-Event-ID, so even a
+            // reconnect before the first item loses nothing.
+            await stream.write(`id: ${cursor ?? EMPTY_FEED_CURSOR}\n\n`);
+          }
+          const started = Date.now();
+          let lastWrite = Date.now();
+          while (!stream.aborted && !stream.closed && Date.now() - started < maxMs) {
+            await wakeable.sleep(pollMs);
+            if (stream.aborted) break;
+            const head = await feedHead(redis, keys, uid);
+            if (head !== null && head !== cursor) {
+              const fresh = await readFeedSince(redis, keys, uid, cursor ?? EMPTY_FEED_CURSOR, { limit: MAX_REPLAY });
+              await sendItems(stream, fresh);
+              cursor = fresh[0]?.id ?? head;
+              lastWrite = Date.now();
+            } else if (Date.now() - lastWrite >= HEARTBEAT_MS) {
+              await stream.write(": heartbeat\n\n");
+              lastWrite = Date.now();
+            }
+          }
+        } finally {
+          unsubscribe?.();
+        }
+      });
+    },
+  );
+}

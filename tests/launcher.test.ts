@@ -1,0 +1,84 @@
+/**
+ * The embedded server launcher: binary discovery and its errors, AOF
+ * persistence across restarts, and no orphans after a kill -9 of the parent.
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { findServerBinary, launchValkey, ping } from "../worker-host/valkey-launcher";
+import { connectValkey } from "../worker-host/valkey";
+import { eventually } from "./helpers/valkey";
+
+const dirs: string[] = [];
+const tempDir = () => {
+  const d = mkdtempSync(join(tmpdir(), "edgepipe-launcher-"));
+  dirs.push(d);
+  return d;
+};
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe("valkey launcher", () => {
+  it("finds a server binary and reports its flavor and version", () => {
+    const bin = findServerBinary();
+    expect(["valkey", "redis"]).toContain(bin.flavor);
+    expect(bin.version).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+
+  it("explains how to install a server when none is found", () => {
+    expect(() => findServerBinary({ PATH: "/nonexistent" })).toThrow(/apt-get install redis-server[\s\S]*brew install valkey[\s\S]*VALKEY_URL/);
+    expect(() => findServerBinary({ PATH: process.env.PATH, VALKEY_SERVER: "/no/such/valkey-server" })).toThrow(/VALKEY_SERVER=\/no\/such\/valkey-server does not exist/);
+  });
+
+  it("keeps data across restarts with AOF on, and never uses port 6379 by default", async () => {
+    const dir = tempDir();
+    const first = await launchValkey({ dataDir: dir });
+    expect(first.port).not.toBe(6379);
+    const c1 = connectValkey(first.url);
+    await c1.set("survives", "restart");
+    await c1.quit();
+    await first.stop();
+    expect(alive(first.pid)).toBe(false);
+    const second = await launchValkey({ dataDir: dir });
+    const c2 = connectValkey(second.url);
+    expect(await c2.get("survives")).toBe("restart");
+    expect(await c2.config("GET", "appendfsync")).toEqual(["appendfsync", "everysec"]);
+    expect(await c2.config("GET", "bind")).toEqual(["bind", "127.0.0.1"]);
+    await c2.quit();
+    await second.stop();
+  });
+
+  it("stops a server orphaned by a kill -9 of its parent on the next start", async () => {
+    const dir = tempDir();
+    const child = spawn(process.execPath, ["--import", "tsx", join(__dirname, "fixtures", "launch-and-wait.ts"), dir], { stdio: ["ignore", "pipe", "inherit"] });
+    const info = await new Promise<{ pid: number; port: number }>((resolve, reject) => {
+      let out = "";
+      child.stdout!.on("data", (d) => {
+        out += d;
+        const line = out.split("\n").find((l) => l.startsWith("{"));
+        if (line) resolve(JSON.parse(line));
+      });
+      child.on("exit", (code) => reject(new Error(`fixture exited with ${code}`)));
+    });
+    child.kill("SIGKILL");
+    await eventually(() => child.exitCode !== null || child.signalCode !== null);
+    // The orphan is still serving...
+    expect(alive(info.pid)).toBe(true);
+    expect(await ping(info.port)).toBe(true);
+    // ...until the next start in the same data dir finds it by its pidfile.
+    const next = await launchValkey({ dataDir: dir, appendOnly: false });
+    expect(alive(info.pid)).toBe(false);
+    expect(next.pid).not.toBe(info.pid);
+    await next.stop();
+  });
+});
