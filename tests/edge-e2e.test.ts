@@ -23,6 +23,10 @@ import { startRuntime, type Runtime } from "../worker-host/runtime";
 import { prepareSampleWorld, samplePayloads } from "../worker-host/sample-work";
 import { buildWorkerBundle } from "../worker-host/worker-bundle";
 import { eventually, startTestValkey, type TestValkey } from "./helpers/valkey";
+import { openSse } from "./helpers/sse";
+import { setInterests } from "../functions/news/users";
+import { storeArticle } from "../functions/news/articles";
+import { fanOutToBucket } from "../functions/news/fan-out";
 
 const ITEMS = 120;
 const USERS = 40;
@@ -46,7 +50,7 @@ beforeAll(async () => {
   valkey = v;
   inProcess = await startRuntime({ config: configFor(`ip${randomHex(3)}`), pipeline, app, log: quiet });
   http = await startHttpModeStack({
-    config: configFor(`hm${randomHex(3)}`, { UPSTASH_REDIS_REST_URL: "http://127.0.0.1:0" }),
+    config: configFor(`hm${randomHex(3)}`, { UPSTASH_REDIS_REST_URL: "http://127.0.0.1:0", SSE_POLL_MS: "100" }),
     pipeline,
     workerd: { kind: "miniflare", scriptPath: bundle.scriptPath },
     log: quiet,
@@ -164,5 +168,30 @@ describe(`edge path end to end: pipeline "${pipeline.name}" through workerd with
   it("workerd refuses unsigned stage calls (the host's own calls are signed)", async () => {
     const res = await fetch(`${http.url}/stages/${pipeline.entry}`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
     expect(res.status).toBe(401);
+  });
+
+  it.runIf(pipeline.name === "news")("live feed events (SSE) stream from workerd, polling through the bridge", async () => {
+    const { keys } = settingsFor(http.env);
+    const redis = redisFromEnv(http.env);
+    const uid = `sse${randomHex(3)}`;
+    await setInterests(redis, keys, uid, ["sports"]);
+    const deliver = async (title: string) => {
+      const id = Number(await valkey.conn.incr(keys.articleSeq())).toString(36);
+      await storeArticle(redis, keys, { id, runId: `run-${id}`, title, summary: `${title} summary`, topic: "sports", keywords: ["edge"] }, "body", 3600);
+      await fanOutToBucket(redis, keys, id, "sports", keys.bucketOf(uid), { feedCap: 1000, markerTtlSeconds: 3600 });
+      return id;
+    };
+    const stream = await openSse(`${http.url}/v1/feeds/${uid}/events`);
+    try {
+      expect(stream.status).toBe(200);
+      expect(stream.headers.get("content-type")).toContain("text/event-stream");
+      await eventually(() => stream.lastEventId() !== undefined);
+      const ids = [await deliver("edge live 1"), await deliver("edge live 2")];
+      const events = await stream.next(2);
+      expect(events.map((e) => e.id)).toEqual(ids);
+      expect(events.map((e) => JSON.parse(e.data).title)).toEqual(["edge live 1", "edge live 2"]);
+    } finally {
+      stream.close();
+    }
   });
 });

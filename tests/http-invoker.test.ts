@@ -8,7 +8,12 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newEnvelope, type Envelope } from "../functions/envelope";
 import { verifyStageSignature } from "../functions/signing";
+import { examplePipeline } from "../functions/example/pipeline";
+import { listDeadLetters } from "../functions/dead-letters";
+import { readRun, startRuns } from "../functions/runs";
 import { HttpInvoker } from "../worker-host/http-invoker";
+import { WorkerHost } from "../worker-host/host";
+import { eventually, startTestValkey, testKeys } from "./helpers/valkey";
 
 const keys = "cur:current-secret-0123456789,old:old-secret-0123456789ab";
 let server: Server;
@@ -17,7 +22,7 @@ let inFlight = 0;
 let maxInFlight = 0;
 const sockets = new Set<unknown>();
 const seen: Array<{ path: string; count: number; kid?: string }> = [];
-let mode: "ok" | "fail" | "slow" | "malformed" | "fail-second" = "ok";
+let mode: "ok" | "fail" | "slow" | "malformed" | "fail-second" | "fail-first-attempt" = "ok";
 
 beforeAll(async () => {
   server = createServer(async (req, res) => {
@@ -34,6 +39,7 @@ beforeAll(async () => {
     inFlight--;
     if (!verdict.ok) return void res.writeHead(401).end(JSON.stringify({ error: verdict.reason }));
     if (mode === "fail" || (mode === "fail-second" && (envelopes[0].payload as { i: number }).i >= 100)) return void res.writeHead(503).end("busy");
+    if (mode === "fail-first-attempt" && envelopes.some((e) => e.attempt === 1)) return void res.writeHead(502).end("bad gateway");
     if (mode === "malformed") return void res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ results: [{ ok: "yes" }] }));
     const results = envelopes.map((e) => ({ ok: true, status: "completed", outputs: [], result: e.payload, ms: 1 }));
     res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ results }));
@@ -98,5 +104,45 @@ describe("HttpInvoker", () => {
     expect(results.slice(0, 100).every((r) => r.ok)).toBe(true);
     expect(results.slice(100).every((r) => !r.ok && r.error.retryable && /503/.test(r.error.message))).toBe(true);
     await invoker.close();
+  });
+});
+
+describe("HTTP dispatch failures in the stage worker", () => {
+  it("a non-2xx answer is a retryable failure: redelivered, then committed or dead-lettered", async () => {
+    const valkey = await startTestValkey();
+    const invoker = new HttpInvoker({ baseUrl: base, signingKeys: keys });
+    const run = async (failMode: typeof mode) => {
+      mode = failMode;
+      const k = testKeys();
+      const host = new WorkerHost({
+        pipeline: examplePipeline, keys: k, conn: valkey.conn, invoker, stages: ["normalize"],
+        tuning: { blockMs: 50, backoffMs: 10, maxBackoffMs: 20, maxDeliveries: 3, reclaimIntervalMs: 30, visibilityMs: 5000 },
+      });
+      await host.run();
+      const [runId] = await startRuns(valkey.redis, [{ text: "retry me" }], { keys: k, pipeline: examplePipeline });
+      const view = await eventually(async () => {
+        const v = await readRun(valkey.redis, k, examplePipeline, runId);
+        // Only normalize runs here, so a recovered run waits at wordcount ("running").
+        return v?.steps.some((s) => s.stage === "normalize") ? v : null;
+      });
+      await host.close();
+      return { k, runId, view: view! };
+    };
+    try {
+      const recovered = await run("fail-first-attempt");
+      // The test server's handler answers 502 to every first attempt and emits nothing.
+      expect(recovered.view.steps.find((s) => s.stage === "normalize")).toMatchObject({ status: "completed", attempt: 2 });
+      expect(recovered.view.status).toBe("completed");
+
+      const lost = await run("fail");
+      expect(lost.view.status).toBe("dead-lettered");
+      const [dead] = await listDeadLetters(valkey.redis, lost.k, examplePipeline, { stage: "normalize" });
+      expect(dead.error).toMatch(/dispatch failed: stage normalize answered 503/);
+      expect(dead.attempts).toBe(3);
+    } finally {
+      mode = "ok";
+      await invoker.close();
+      await valkey.stop();
+    }
   });
 });

@@ -28,6 +28,21 @@ const alive = (pid: number) => {
   }
 };
 
+/** Launches a server from a child process (the fixture) and returns its pid and port. */
+async function launchInChild(dir: string, watch: boolean) {
+  const child = spawn(process.execPath, ["--import", "tsx", join(__dirname, "fixtures", "launch-and-wait.ts"), dir, watch ? "watch" : "no-watch"], { stdio: ["ignore", "pipe", "inherit"] });
+  const info = await new Promise<{ pid: number; port: number }>((resolve, reject) => {
+    let out = "";
+    child.stdout!.on("data", (d) => {
+      out += d;
+      const line = out.split("\n").find((l) => l.startsWith("{"));
+      if (line) resolve(JSON.parse(line));
+    });
+    child.on("exit", (code) => reject(new Error(`fixture exited with ${code}`)));
+  });
+  return { child, info };
+}
+
 describe("valkey launcher", () => {
   it("finds a server binary and reports its flavor and version", () => {
     const bin = findServerBinary();
@@ -60,16 +75,7 @@ describe("valkey launcher", () => {
 
   it("stops a server orphaned by a kill -9 of its parent on the next start", async () => {
     const dir = tempDir();
-    const child = spawn(process.execPath, ["--import", "tsx", join(__dirname, "fixtures", "launch-and-wait.ts"), dir], { stdio: ["ignore", "pipe", "inherit"] });
-    const info = await new Promise<{ pid: number; port: number }>((resolve, reject) => {
-      let out = "";
-      child.stdout!.on("data", (d) => {
-        out += d;
-        const line = out.split("\n").find((l) => l.startsWith("{"));
-        if (line) resolve(JSON.parse(line));
-      });
-      child.on("exit", (code) => reject(new Error(`fixture exited with ${code}`)));
-    });
+    const { child, info } = await launchInChild(dir, false);
     child.kill("SIGKILL");
     await eventually(() => child.exitCode !== null || child.signalCode !== null);
     // The orphan is still serving...
@@ -80,5 +86,13 @@ describe("valkey launcher", () => {
     expect(alive(info.pid)).toBe(false);
     expect(next.pid).not.toBe(info.pid);
     await next.stop();
+  });
+
+  it("stops the server by itself when its parent is killed with -9 (watchdog)", async () => {
+    const dir = tempDir();
+    const { child, info } = await launchInChild(dir, true);
+    expect(alive(info.pid)).toBe(true);
+    child.kill("SIGKILL");
+    await eventually(() => !alive(info.pid), { timeoutMs: 10_000, stepMs: 100 });
   });
 });

@@ -16,6 +16,7 @@ import { generateDemoArticles } from "../functions/news/demo-feed";
 import { ingestArticles, ingestFeedUrls } from "../functions/news/ingest";
 import { seedDemoUsers } from "../functions/news/users";
 import { loadConfig, type HostConfig } from "./config";
+import { HttpInvoker } from "./http-invoker";
 import { startHttpModeStack } from "./http-mode";
 import { replayCommand } from "./replay";
 import { startRuntime, type Runtime } from "./runtime";
@@ -61,7 +62,14 @@ async function start(): Promise<void> {
   const config = loadConfig();
   // Fast when web/dist exists; a fresh checkout builds the client once.
   if (config.WEB_DIR === undefined) ensureWebBuild();
-  const runtime = await startRuntime({ config, pipeline, app });
+  // With STAGE_BASE_URL (e.g. the deployed Worker) handlers run there, called over signed HTTP.
+  let invoker: HttpInvoker | undefined;
+  if (config.STAGE_BASE_URL) {
+    if (!config.STAGE_SIGNING_KEYS) throw new Error("STAGE_BASE_URL is set: set STAGE_SIGNING_KEYS to the keys the Worker has (wrangler secret put STAGE_SIGNING_KEYS)");
+    invoker = new HttpInvoker({ baseUrl: config.STAGE_BASE_URL, signingKeys: config.STAGE_SIGNING_KEYS });
+    console.log(`stage handlers: ${config.STAGE_BASE_URL}/stages/:name over signed HTTP`);
+  }
+  const runtime = await startRuntime({ config, pipeline, app, invoker });
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -88,6 +96,8 @@ async function replay(): Promise<void> {
 
 async function dev(): Promise<void> {
   const config = loadConfig();
+  // wrangler dev serves web/dist as the Worker's static assets.
+  ensureWebBuild();
   const stack = await startHttpModeStack({ config, pipeline, workerd: { kind: "wrangler-dev" } });
   let stopping = false;
   // Ctrl-C reaches only this process (wrangler runs in its own process group), so the

@@ -76,6 +76,14 @@ export function varsFromWranglerToml(path = "wrangler.toml"): Record<string, str
   return vars;
 }
 
+function withTimeout<T>(work: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
 async function waitForHttp(url: string, { timeoutMs, exited }: { timeoutMs: number; exited: () => string | undefined }): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -195,7 +203,7 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
     const valkeyUrl = config.VALKEY_URL ?? valkey!.url;
     const conn = connectValkey(valkeyUrl, { name: "edgepipe-host" });
     conn.on("error", (err) => log(`[valkey] ${err.message}`));
-    cleanup.push(["valkey connection", () => conn.quit()]);
+    cleanup.push(["valkey connection", () => withTimeout(conn.quit(), 3000, "quit timed out").catch(() => conn.disconnect())]);
 
     let bridge: RestBridge | undefined;
     let restUrl: string;
@@ -264,7 +272,8 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
       });
       await host.run();
       // Stopped first on close: in-flight batches still need workerd and Valkey to commit.
-      cleanup.push(["worker-host", () => host!.close()]);
+      // Bounded, so a server that is already gone cannot hold the rest of the shutdown.
+      cleanup.push(["worker-host", () => withTimeout(host!.close(), 15_000, "worker-host did not stop within 15 s")]);
     }
     return { url: running.url, valkeyUrl, valkey, bridge, restUrl, restToken, signingKeys, conn, env, host, invoker, close };
   } catch (err) {

@@ -275,7 +275,7 @@ export function startRestBridge({
           new Promise<void>((done) => {
             server.close(() => done());
             server.closeAllConnections();
-          }).then(() => conn.quit().then(() => undefined, () => conn.disconnect())),
+          }).then(() => conn.disconnect()),
       });
     });
   });

@@ -129,6 +129,23 @@ async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: numbe
   return false;
 }
 
+/**
+ * A detached `sh` loop that SIGTERMs the server once `parentPid` is gone, so a
+ * kill -9 of the parent leaves no server behind (the pidfile check on the next
+ * start is the second line of defence, e.g. when the whole group is killed).
+ */
+function startParentWatchdog(parentPid: number, serverPid: number): ChildProcess | undefined {
+  try {
+    const script = `while kill -0 ${parentPid} 2>/dev/null; do sleep 1; done; kill -TERM ${serverPid} 2>/dev/null`;
+    const watchdog = spawn("/bin/sh", ["-c", script], { stdio: "ignore", detached: true });
+    watchdog.on("error", () => {});
+    watchdog.unref();
+    return watchdog;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface LaunchOptions {
   /** Data dir (AOF, pidfile, log). Default `.data/valkey`. */
   dataDir?: string;
@@ -139,6 +156,11 @@ export interface LaunchOptions {
   binary?: ServerBinary;
   /** Extra server arguments, e.g. ["--maxmemory", "1gb"]. */
   extraArgs?: string[];
+  /**
+   * Start a tiny `sh` watchdog that stops the server if this process dies
+   * without running its exit handlers (kill -9). Default true.
+   */
+  watchParent?: boolean;
   log?: (line: string) => void;
 }
 
@@ -197,6 +219,7 @@ export async function launchValkey({
   appendOnly = true,
   binary,
   extraArgs = [],
+  watchParent = true,
   log = () => {},
 }: LaunchOptions = {}): Promise<RunningValkey> {
   const bin = binary ?? findServerBinary();
@@ -237,6 +260,7 @@ export async function launchValkey({
         }
       };
       process.on("exit", killOnExit);
+      const watchdog = watchParent ? startParentWatchdog(process.pid, child.pid) : undefined;
       return {
         url: `redis://127.0.0.1:${chosen}`,
         port: chosen,
@@ -245,6 +269,7 @@ export async function launchValkey({
         dataDir: dir,
         async stop() {
           process.off("exit", killOnExit);
+          watchdog?.kill("SIGKILL");
           if (!exited) {
             child.kill("SIGTERM");
             const gone = await waitFor(() => exited, 10_000);

@@ -24,6 +24,7 @@ import { startRuntime } from "../runtime";
 import type { Connection } from "../valkey";
 import { launchValkey } from "../valkey-launcher";
 import { buildWorkerBundle } from "../worker-bundle";
+import { waitForRuns } from "../news-check";
 import { prepareSampleWorld, samplePayloads } from "../sample-work";
 
 export interface Throughput {
@@ -36,7 +37,7 @@ export interface Throughput {
 
 /**
  * Starts one run per payload and waits until none is "running"; returns runs/s
- * from the first enqueue to the last finished checkpoint seen.
+ * from the first enqueue until the last run is seen finished (polled every 100 ms).
  */
 export async function measureRuns({ env, conn, pipeline: p, payloads, timeoutMs = 300_000 }: { env: AppEnv; conn: Connection; pipeline: Pipeline; payloads: unknown[]; timeoutMs?: number }): Promise<Throughput> {
   const { keys, settings } = settingsFor(env);
@@ -45,16 +46,8 @@ export async function measureRuns({ env, conn, pipeline: p, payloads, timeoutMs 
   for (let i = 0; i < payloads.length; i += 500) {
     runIds.push(...(await startRuns(redisFromEnv(env), payloads.slice(i, i + 500), { keys, pipeline: p, ttlSeconds: settings.CHECKPOINT_TTL_SECONDS })));
   }
-  const deadline = Date.now() + timeoutMs;
-  let statuses: string[] = [];
-  for (;;) {
-    const pipe = conn.pipeline();
-    for (const id of runIds) pipe.hget(keys.run(id), "status");
-    statuses = ((await pipe.exec()) ?? []).map(([, s]) => String(s));
-    if (statuses.every((s) => s !== "running")) break;
-    if (Date.now() > deadline) throw new Error(`${statuses.filter((s) => s === "running").length} runs still running after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  // Polls only the runs still pending, every 100 ms, so watching costs the server little.
+  const statuses = await waitForRuns(conn, keys, runIds, { timeoutMs });
   const seconds = (performance.now() - started) / 1000;
   const completed = statuses.filter((s) => s === "completed").length;
   return { runs: runIds.length, completed, other: runIds.length - completed, seconds, runsPerSecond: runIds.length / seconds };
