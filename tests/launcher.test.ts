@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { findServerBinary, launchValkey, ping } from "../worker-host/valkey-launcher";
+import { findServerBinary, isAlive as alive, launchValkey, ping } from "../worker-host/valkey-launcher";
 import { connectValkey } from "../worker-host/valkey";
 import { eventually } from "./helpers/valkey";
 
@@ -19,14 +19,6 @@ const tempDir = () => {
 };
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** Launches a server from a child process (the fixture) and returns its pid and port. */
 async function launchInChild(dir: string, watch: boolean) {

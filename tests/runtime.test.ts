@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../worker-host/valkey-launcher";
+import { freePort, isAlive as alive } from "../worker-host/valkey-launcher";
 import { runScript } from "../worker-host/valkey";
 import { createApp } from "../functions/app";
 import { examplePipeline } from "../functions/example/pipeline";
@@ -22,14 +22,6 @@ afterAll(async () => {
   await v?.stop();
 });
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe("npm start", () => {
   it("starts the embedded server, processes the demo run end to end, and stops cleanly on SIGINT", async () => {

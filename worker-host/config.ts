@@ -70,3 +70,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
   }
   return parsed.data;
 }
+
+/** The stage-worker tuning a host config asks for (shared by npm start and npm run dev). */
+export function workerTuning(config: HostConfig) {
+  return {
+    batchSize: config.BATCH_SIZE,
+    concurrency: config.CONCURRENCY,
+    blockMs: config.BLOCK_MS,
+    visibilityMs: config.VISIBILITY_TIMEOUT_MS,
+    maxDeliveries: config.MAX_DELIVERIES,
+    backoffMs: config.RETRY_BACKOFF_MS,
+    checkpointTtlSeconds: config.CHECKPOINT_TTL_SECONDS,
+  };
+}

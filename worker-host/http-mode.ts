@@ -13,7 +13,7 @@ import { randomHex } from "../functions/envelope";
 import { settingsFor } from "../functions/config";
 import type { Pipeline } from "../functions/pipeline";
 import type { AppEnv } from "../functions/redis";
-import { APP_VARS, type HostConfig } from "./config";
+import { APP_VARS, workerTuning, type HostConfig } from "./config";
 import { WorkerHost } from "./host";
 import { HttpInvoker } from "./http-invoker";
 import { bridgeSettingsFromEnv, startRestBridge, type RestBridge } from "./rest-bridge";
@@ -259,15 +259,7 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
         conn,
         invoker,
         streamMaxLen: config.STREAM_MAXLEN,
-        tuning: {
-          batchSize: config.BATCH_SIZE,
-          concurrency: config.CONCURRENCY,
-          blockMs: config.BLOCK_MS,
-          visibilityMs: config.VISIBILITY_TIMEOUT_MS,
-          maxDeliveries: config.MAX_DELIVERIES,
-          backoffMs: config.RETRY_BACKOFF_MS,
-          checkpointTtlSeconds: config.CHECKPOINT_TTL_SECONDS,
-        },
+        tuning: workerTuning(config),
         log,
       });
       await host.run();

@@ -6,7 +6,7 @@
 import { settingsFor } from "../functions/config";
 import type { Pipeline } from "../functions/pipeline";
 import type { AppEnv } from "../functions/redis";
-import { APP_VARS, type HostConfig } from "./config";
+import { APP_VARS, workerTuning, type HostConfig } from "./config";
 import { WorkerHost } from "./host";
 import { InProcessInvoker, type Invoker } from "./invoker";
 import { serveHttp, type HttpServer } from "./server";
@@ -73,15 +73,7 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
     conn,
     invoker: invoker ?? new InProcessInvoker(app, env),
     streamMaxLen: config.STREAM_MAXLEN,
-    tuning: {
-      batchSize: config.BATCH_SIZE,
-      concurrency: config.CONCURRENCY,
-      blockMs: config.BLOCK_MS,
-      visibilityMs: config.VISIBILITY_TIMEOUT_MS,
-      maxDeliveries: config.MAX_DELIVERIES,
-      backoffMs: config.RETRY_BACKOFF_MS,
-      checkpointTtlSeconds: config.CHECKPOINT_TTL_SECONDS,
-    },
+    tuning: workerTuning(config),
     log,
   });
   await host.run();

@@ -101,7 +101,8 @@ export function ping(port: number, host = "127.0.0.1", timeoutMs = 500): Promise
   });
 }
 
-function isAlive(pid: number): boolean {
+/** True while a process with this pid exists (signal 0 probe). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
