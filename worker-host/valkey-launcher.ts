@@ -111,10 +111,11 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-function looksLikeServer(pid: number): boolean {
+/** Guards against a recycled pid: the process must be the server binary we started (servers rewrite their title to "<argv0> <addr>"). */
+function looksLikeServer(pid: number, binaryPath?: string): boolean {
   try {
-    const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-    return /valkey-server|redis-server/.test(cmd);
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0];
+    return /valkey-server|redis-server/.test(cmd) || (binaryPath !== undefined && (cmd === binaryPath || cmd.startsWith(`${binaryPath} `)));
   } catch {
     // no /proc (macOS): trust the pidfile
     return true;
@@ -177,6 +178,7 @@ export interface RunningValkey {
 
 interface LauncherState {
   serverPid: number;
+  binaryPath?: string;
   parentPid: number;
   port: number;
 }
@@ -198,7 +200,7 @@ export async function stopStaleServer(dataDir: string, log: (l: string) => void 
         "stop it or use another data dir",
     );
   }
-  if (isAlive(state.serverPid) && looksLikeServer(state.serverPid)) {
+  if (isAlive(state.serverPid) && looksLikeServer(state.serverPid, state.binaryPath)) {
     log(`stopping stale server pid ${state.serverPid} (its parent ${state.parentPid} is gone)`);
     process.kill(state.serverPid, "SIGTERM");
     const gone = await waitFor(() => !isAlive(state.serverPid), 10_000);
@@ -251,7 +253,7 @@ export async function launchValkey({
     child.on("exit", () => (exited = true));
     const up = await waitFor(async () => exited || (await ping(chosen)), 10_000);
     if (up && !exited && child.pid) {
-      const state: LauncherState = { serverPid: child.pid, parentPid: process.pid, port: chosen };
+      const state: LauncherState = { serverPid: child.pid, binaryPath: bin.path, parentPid: process.pid, port: chosen };
       writeFileSync(join(dir, "launcher.json"), JSON.stringify(state));
       const killOnExit = () => {
         try {
