@@ -40,6 +40,9 @@ describe("valkey launcher", () => {
     const bin = findServerBinary();
     expect(["valkey", "redis"]).toContain(bin.flavor);
     expect(bin.version).toMatch(/^\d+\.\d+\.\d+$/);
+    // VALKEY_SERVER=/path/to/valkey-server npm test runs every file against that binary.
+    expect(findServerBinary({ PATH: "", VALKEY_SERVER: bin.path }).path).toBe(bin.path);
+    if (process.env.VALKEY_SERVER) expect(bin.path).toBe(process.env.VALKEY_SERVER);
   });
 
   it("explains how to install a server when none is found", () => {
