@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { canonicalUrl, contentHash, normalizeText } from "../functions/news/normalize";
+import { canonicalUrl, contentHash, contentHashOfNormalized, normalizeText } from "../functions/news/normalize";
 import { TOPICS, agLabelOf, classifyTopic, tokenize } from "../functions/news/classify";
 import { LEXICON } from "../functions/news/lexicon";
 import { extractKeywords, readingTimeMinutes, splitSentences, summarize } from "../functions/news/enrich";
@@ -278,5 +278,24 @@ describe("articlesFromJsonl", () => {
     expect(() => articlesFromJsonl(`${JSON.stringify({ body: "B" })}`)).toThrow(/line 1: missing string "title"/);
     expect(() => articlesFromJsonl(`${JSON.stringify({ title: "T" })}`)).toThrow(/line 1: missing string "body"/);
     expect(() => articlesFromJsonl(`${JSON.stringify({ title: "T", body: "B", url: 5 })}`)).toThrow(/line 1: "url" must be a string/);
+  });
+});
+
+describe("pre-normalized variants (the stages pass the fetcher's normalized text)", () => {
+  const raw = [
+    { title: "Oil  Prices Rise &lt;b&gt;again&lt;/b&gt;", body: "Crude rose to  #36;50 a barrel, Mr. J. Smith of the U.S. Dept. said. It's the third rise.\\Analysts' views differ. Traders sold. OPEC meets." },
+    { title: "Yankees beat Red Sox 5-3", body: "AP - The Yankees won. No. 5 Miami lost at home; fans' hopes faded." },
+    { title: "Title only", body: "" },
+  ];
+  it("give the same answers as normalizing inside", async () => {
+    for (const { title, body } of raw) {
+      const t = normalizeText(title);
+      const b = normalizeText(body);
+      expect(classifyTopic(t, b, { normalized: true })).toEqual(classifyTopic(title, body));
+      expect(summarize(b || t, { normalized: true })).toBe(summarize(body || title));
+      expect(extractKeywords(t, b, 6, { normalized: true })).toEqual(extractKeywords(title, body, 6));
+      expect(readingTimeMinutes(b ? `${t} ${b}` : t, 200, { normalized: true })).toBe(readingTimeMinutes(`${title} ${body}`));
+      expect(await contentHashOfNormalized(t, b)).toBe(await contentHash(title, body));
+    }
   });
 });

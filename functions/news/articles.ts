@@ -7,13 +7,18 @@ import type { Keys } from "../keys";
 import type { RedisClient } from "../redis";
 import type { FeedItem } from "./schema";
 
-/** Stores an article once (idempotent: same id, same content) with a TTL. */
+/**
+ * Stores an article once (idempotent: same id, same content) with a TTL.
+ * A pipeline, not MULTI (two commands instead of four): if the stage dies
+ * between HSET and EXPIRE it is not committed, and its redelivery writes both
+ * again, so the hash never stays without its TTL once the stage committed.
+ */
 export async function storeArticle(redis: RedisClient, keys: Keys, item: FeedItem, body: string, ttlSeconds: number): Promise<void> {
   const key = keys.article(item.id);
-  const tx = redis.multi();
-  tx.hset(key, { item: JSON.stringify(item), body });
-  tx.expire(key, ttlSeconds);
-  await tx.exec();
+  const pipe = redis.pipeline();
+  pipe.hset(key, { item: JSON.stringify(item), body });
+  pipe.expire(key, ttlSeconds);
+  await pipe.exec();
 }
 
 function decodeItem(raw: unknown): FeedItem | undefined {

@@ -154,7 +154,18 @@ export function canonicalUrl(url: string): string | undefined {
  * identity of an article's content regardless of markup or spacing.
  */
 export async function contentHash(title: string, body: string): Promise<string> {
-  const text = `${normalizeText(title).toLowerCase()}\n${normalizeText(body).toLowerCase()}`;
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return contentHashOfNormalized(normalizeText(title), normalizeText(body));
 }
+
+/**
+ * contentHash for text already passed through normalizeText (the fetcher
+ * has just normalized it): the same digest without normalizing twice.
+ */
+export async function contentHashOfNormalized(title: string, body: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${title.toLowerCase()}\n${body.toLowerCase()}`));
+  let out = "";
+  for (const b of new Uint8Array(digest)) out += HEX_BYTE[b];
+  return out;
+}
+
+const HEX_BYTE = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));

@@ -20,17 +20,21 @@ export const fanout = defineStage({
       markerTtlSeconds: settings.FANOUT_MARKER_TTL_SECONDS,
     });
     // The article hash's "listed" flag lists the article under its topic once, also under redelivery.
-    const listOnce = (async () => {
-      if ((await redis.hsetnx(keys.article(feedId), "listed", 1)) !== 1) return;
-      // A pipeline, not MULTI: the topic list and the counts hash live in different cluster slots.
-      const pipe = redis.pipeline();
+    const [{ buckets, delivered }, firstListing] = await Promise.all([fanOut, redis.hsetnx(keys.article(feedId), "listed", 1)]);
+    // One pipeline for the rest, not MULTI: the topic list and the counter hashes live in different cluster slots.
+    const pipe = redis.pipeline();
+    let commands = 0;
+    if (firstListing === 1) {
       pipe.lpush(keys.topicArticles(topic), feedId);
       pipe.ltrim(keys.topicArticles(topic), 0, settings.TOPIC_LIST_CAP - 1);
       pipe.hincrby(keys.topicCounts(), topic, 1);
-      await pipe.exec();
-    })();
-    const [{ buckets, delivered }] = await Promise.all([fanOut, listOnce]);
-    if (delivered > 0) await redis.hincrby(keys.counters(), "fanout_deliveries", delivered);
+      commands += 3;
+    }
+    if (delivered > 0) {
+      pipe.hincrby(keys.counters(), "fanout_deliveries", delivered);
+      commands++;
+    }
+    if (commands > 0) await pipe.exec();
     return { result: { feedId, topic, buckets, delivered } };
   },
 });

@@ -11,7 +11,7 @@
 import { defineStage, type StageContext } from "../../pipeline";
 import { evalScript } from "../../redis";
 import { sha256Hex } from "../../tools/cache";
-import { canonicalUrl, contentHash, normalizeText } from "../normalize";
+import { canonicalUrl, contentHashOfNormalized, normalizeText } from "../normalize";
 import { newsSettings } from "../config";
 import { ArticleInput, type FetchedArticle } from "../schema";
 
@@ -42,10 +42,11 @@ export const fetcher = defineStage({
     const body = normalizeText(article.body);
     if (!title) return { skipped: "empty title after normalization", result: { reason: "empty" } };
     const url = article.url ? canonicalUrl(article.url) : undefined;
-    const hash = await contentHash(title, body);
+    // title and body are normalized already: hash them as they are (one normalization per article).
+    const [hash, urlHash] = await Promise.all([contentHashOfNormalized(title, body), url ? sha256Hex(url) : undefined]);
 
     const markers = [
-      ...(url ? [{ key: ctx.keys.seenUrl(await sha256Hex(url)), reason: "duplicate-url" }] : []),
+      ...(urlHash ? [{ key: ctx.keys.seenUrl(urlHash), reason: "duplicate-url" }] : []),
       { key: ctx.keys.seenContent(hash), reason: "duplicate-content" },
     ];
     const duplicate = await claimMarkers(ctx, markers, settings.DEDUPE_TTL_SECONDS);
