@@ -4,6 +4,7 @@ import { TOPICS, agLabelOf, classifyTopic, tokenize } from "../functions/news/cl
 import { LEXICON } from "../functions/news/lexicon";
 import { extractKeywords, readingTimeMinutes, splitSentences, summarize } from "../functions/news/enrich";
 import { articlesFromCsv, articlesFromJsonl, parseCsv } from "../functions/news/csv";
+import { sha256HexSync } from "../functions/tools/sha256";
 
 describe("normalizeText", () => {
   it("decodes the ampersand-less AG News references", () => {
@@ -297,5 +298,23 @@ describe("pre-normalized variants (the stages pass the fetcher's normalized text
       expect(readingTimeMinutes(b ? `${t} ${b}` : t, 200, { normalized: true })).toBe(readingTimeMinutes(`${title} ${body}`));
       expect(await contentHashOfNormalized(t, b)).toBe(await contentHash(title, body));
     }
+  });
+});
+
+describe("sha256HexSync (plain-JS SHA-256 used for content hashes and tool-cache keys)", () => {
+  const webCrypto = async (text: string) => {
+    const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+    return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  };
+  it("matches the FIPS 180-4 test vectors", () => {
+    expect(sha256HexSync("")).toBe("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    expect(sha256HexSync("abc")).toBe("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    expect(sha256HexSync("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")).toBe("248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  });
+  it("matches WebCrypto at every padding boundary, on multi-byte UTF-8 and on long input", async () => {
+    const inputs: string[] = [];
+    for (let n = 0; n <= 200; n++) inputs.push(Array.from({ length: n }, (_, i) => String.fromCharCode(32 + ((i * 7 + n) % 95))).join(""));
+    inputs.push("Pokémon – “quotes” € 😀 漢字", "x".repeat(10_000), "é".repeat(1_000));
+    for (const text of inputs) expect(sha256HexSync(text)).toBe(await webCrypto(text));
   });
 });

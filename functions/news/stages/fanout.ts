@@ -21,20 +21,17 @@ export const fanout = defineStage({
     });
     // The article hash's "listed" flag lists the article under its topic once, also under redelivery.
     const [{ buckets, delivered }, firstListing] = await Promise.all([fanOut, redis.hsetnx(keys.article(feedId), "listed", 1)]);
-    // One pipeline for the rest, not MULTI: the topic list and the counter hashes live in different cluster slots.
-    const pipe = redis.pipeline();
-    let commands = 0;
+    // Plain commands, not MULTI (the topic list and the counter hashes live in
+    // different cluster slots); the client's auto-pipelining sends them, with
+    // those of the other articles of the batch, in one write.
+    const writes: Array<Promise<unknown>> = [];
     if (firstListing === 1) {
-      pipe.lpush(keys.topicArticles(topic), feedId);
-      pipe.ltrim(keys.topicArticles(topic), 0, settings.TOPIC_LIST_CAP - 1);
-      pipe.hincrby(keys.topicCounts(), topic, 1);
-      commands += 3;
+      writes.push(redis.lpush(keys.topicArticles(topic), feedId));
+      writes.push(redis.ltrim(keys.topicArticles(topic), 0, settings.TOPIC_LIST_CAP - 1));
+      writes.push(redis.hincrby(keys.topicCounts(), topic, 1));
     }
-    if (delivered > 0) {
-      pipe.hincrby(keys.counters(), "fanout_deliveries", delivered);
-      commands++;
-    }
-    if (commands > 0) await pipe.exec();
+    if (delivered > 0) writes.push(redis.hincrby(keys.counters(), "fanout_deliveries", delivered));
+    await Promise.all(writes);
     return { result: { feedId, topic, buckets, delivered } };
   },
 });

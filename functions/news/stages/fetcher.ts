@@ -17,13 +17,12 @@ import { ArticleInput, type FetchedArticle } from "../schema";
 
 /**
  * Claims the dedupe markers (canonical URL, content hash) for this run in one
- * round trip. Returns the first marker another run owns, or undefined when
+ * round trip (auto-pipelined). Returns the first marker another run owns, or undefined when
  * this run owns them all. A redelivered run finds its own run id: no duplicate.
  */
 async function claimMarkers(ctx: StageContext, markers: Array<{ key: string; reason: string }>, ttlSeconds: number): Promise<{ reason: string; owner: string } | undefined> {
-  const pipe = ctx.redis.pipeline();
-  for (const m of markers) pipe.set(m.key, ctx.runId, { nx: true, ex: ttlSeconds, get: true });
-  const previous = (await pipe.exec()) as unknown[];
+  // Plain commands: the client's auto-pipelining sends them, with those of the other articles of the batch, in one write.
+  const previous = (await Promise.all(markers.map((m) => ctx.redis.set(m.key, ctx.runId, { nx: true, ex: ttlSeconds, get: true })))) as unknown[];
   for (let i = 0; i < markers.length; i++) {
     // SET NX GET answers the old value (someone else's claim) or null (ours now).
     const owner = previous[i];
