@@ -29,9 +29,12 @@ Notification (PUBLISH on ARGV[6], only when something was delivered):
            and keeps the message when its uid is in the list.
 
 Returns    number of feeds the article was pushed into (0 when the marker
-           already existed: a redelivery, so nothing is delivered twice)
+           already existed: a redelivery, so nothing is delivered twice);
+           -1 when the bucket has no subscriber of the topic (nothing is
+           written, no marker), so callers can call every bucket without
+           asking first which ones are non-empty
 ]]
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[5])) then return 0 end
 local feedId, prefix = ARGV[1], ARGV[3]
 local last = tonumber(ARGV[4]) - 1

@@ -22,7 +22,7 @@ afterAll(async () => {
   await v?.stop();
 });
 
-const envFor = (): AppEnv => ({ REDIS: v.redis, KEY_PREFIX: `s${randomHex(4)}` });
+const envFor = (extra: Record<string, string> = {}): AppEnv => ({ REDIS: v.redis, KEY_PREFIX: `s${randomHex(4)}`, ...extra });
 const ok = (r: StageItemResult) => {
   if (!r.ok) throw new Error(`stage failed: ${r.error.message}`);
   return r;
@@ -67,7 +67,10 @@ describe("news stages under redelivery", () => {
     const [e1] = await runStageBatch(pipeline, "enricher", env, [enr]);
     const [e2] = await runStageBatch(pipeline, "enricher", env, [redeliver(enr)]);
     expect(ok(e1).outputs[0].payload).toEqual({ feedId: "z9", topic: "sports" });
-    expect(ok(e2).result).toMatchObject({ cacheHit: true });
+    // Default ENRICH_CACHE=off: the enrichment is computed again, identically (no tool cache involved).
+    expect(ok(e2).result).toEqual(ok(e1).result);
+    expect(ok(e2).result).not.toHaveProperty("cacheHit");
+    expect(await v.conn.hget(keys.counters(), "tool_cache_misses")).toBeNull();
     const stored = await v.conn.hgetall(keys.article("z9"));
     expect(JSON.parse(stored.item)).toMatchObject({ id: "z9", runId: enr.runId, title: "Cup final tonight", topic: "sports" });
     expect(stored.body).toBe(classified.body);
@@ -82,6 +85,21 @@ describe("news stages under redelivery", () => {
     expect(await v.conn.lrange(keys.topicArticles("sports"), 0, -1)).toEqual(["z9"]);
     expect(await v.conn.hget(keys.counters(), "fanout_deliveries")).toBe("2");
     expect(await v.conn.hget(keys.topicCounts(), "sports")).toBe("1");
+  });
+
+  it("with ENRICH_CACHE=on the enricher goes through the tool cache: a redelivery is a cache hit", async () => {
+    const env = envFor({ ENRICH_CACHE: "on" });
+    const { keys } = settingsFor(env);
+    const classified = { feedId: "z8", title: "Cup final tonight", body: "The final kicks off at eight. Fans gather early.", topic: "sports", confidence: 0.9 };
+    const enr = newEnvelope("enricher", classified);
+    const [e1] = await runStageBatch(pipeline, "enricher", env, [enr]);
+    const [e2] = await runStageBatch(pipeline, "enricher", env, [redeliver(enr)]);
+    expect(ok(e1).result).toMatchObject({ cacheHit: false });
+    expect(ok(e2).result).toMatchObject({ cacheHit: true });
+    const { cacheHit: _a, ...first } = ok(e1).result as Record<string, unknown>;
+    const { cacheHit: _b, ...second } = ok(e2).result as Record<string, unknown>;
+    expect(second).toEqual(first);
+    expect(await v.conn.hmget(keys.counters(), "tool_cache_hits", "tool_cache_misses")).toEqual(["1", "1"]);
   });
 
   it("dead-letters an invalid payload instead of guessing", async () => {

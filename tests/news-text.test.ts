@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { canonicalUrl, contentHash, normalizeText } from "../functions/news/normalize";
+import { canonicalUrl, contentHash, contentHashOfNormalized, normalizeText } from "../functions/news/normalize";
 import { TOPICS, agLabelOf, classifyTopic, tokenize } from "../functions/news/classify";
 import { LEXICON } from "../functions/news/lexicon";
 import { extractKeywords, readingTimeMinutes, splitSentences, summarize } from "../functions/news/enrich";
 import { articlesFromCsv, articlesFromJsonl, parseCsv } from "../functions/news/csv";
+import { sha256HexSync } from "../functions/tools/sha256";
 
 describe("normalizeText", () => {
   it("decodes the ampersand-less AG News references", () => {
@@ -278,5 +279,42 @@ describe("articlesFromJsonl", () => {
     expect(() => articlesFromJsonl(`${JSON.stringify({ body: "B" })}`)).toThrow(/line 1: missing string "title"/);
     expect(() => articlesFromJsonl(`${JSON.stringify({ title: "T" })}`)).toThrow(/line 1: missing string "body"/);
     expect(() => articlesFromJsonl(`${JSON.stringify({ title: "T", body: "B", url: 5 })}`)).toThrow(/line 1: "url" must be a string/);
+  });
+});
+
+describe("pre-normalized variants (the stages pass the fetcher's normalized text)", () => {
+  const raw = [
+    { title: "Oil  Prices Rise &lt;b&gt;again&lt;/b&gt;", body: "Crude rose to  #36;50 a barrel, Mr. J. Smith of the U.S. Dept. said. It's the third rise.\\Analysts' views differ. Traders sold. OPEC meets." },
+    { title: "Yankees beat Red Sox 5-3", body: "AP - The Yankees won. No. 5 Miami lost at home; fans' hopes faded." },
+    { title: "Title only", body: "" },
+  ];
+  it("give the same answers as normalizing inside", async () => {
+    for (const { title, body } of raw) {
+      const t = normalizeText(title);
+      const b = normalizeText(body);
+      expect(classifyTopic(t, b, { normalized: true })).toEqual(classifyTopic(title, body));
+      expect(summarize(b || t, { normalized: true })).toBe(summarize(body || title));
+      expect(extractKeywords(t, b, 6, { normalized: true })).toEqual(extractKeywords(title, body, 6));
+      expect(readingTimeMinutes(b ? `${t} ${b}` : t, 200, { normalized: true })).toBe(readingTimeMinutes(`${title} ${body}`));
+      expect(await contentHashOfNormalized(t, b)).toBe(await contentHash(title, body));
+    }
+  });
+});
+
+describe("sha256HexSync (plain-JS SHA-256 used for content hashes and tool-cache keys)", () => {
+  const webCrypto = async (text: string) => {
+    const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+    return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  };
+  it("matches the FIPS 180-4 test vectors", () => {
+    expect(sha256HexSync("")).toBe("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    expect(sha256HexSync("abc")).toBe("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    expect(sha256HexSync("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")).toBe("248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  });
+  it("matches WebCrypto at every padding boundary, on multi-byte UTF-8 and on long input", async () => {
+    const inputs: string[] = [];
+    for (let n = 0; n <= 200; n++) inputs.push(Array.from({ length: n }, (_, i) => String.fromCharCode(32 + ((i * 7 + n) % 95))).join(""));
+    inputs.push("Pokémon – “quotes” € 😀 漢字", "x".repeat(10_000), "é".repeat(1_000));
+    for (const text of inputs) expect(sha256HexSync(text)).toBe(await webCrypto(text));
   });
 });

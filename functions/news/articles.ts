@@ -7,13 +7,17 @@ import type { Keys } from "../keys";
 import type { RedisClient } from "../redis";
 import type { FeedItem } from "./schema";
 
-/** Stores an article once (idempotent: same id, same content) with a TTL. */
+/**
+ * Stores an article once (idempotent: same id, same content) with a TTL.
+ * Two plain commands, not MULTI (two commands instead of four): the client's
+ * auto-pipelining sends them, and those of the other articles of the batch,
+ * in one write. If the stage dies between HSET and EXPIRE it is not
+ * committed, and its redelivery writes both again, so the hash never stays
+ * without its TTL once the stage committed.
+ */
 export async function storeArticle(redis: RedisClient, keys: Keys, item: FeedItem, body: string, ttlSeconds: number): Promise<void> {
   const key = keys.article(item.id);
-  const tx = redis.multi();
-  tx.hset(key, { item: JSON.stringify(item), body });
-  tx.expire(key, ttlSeconds);
-  await tx.exec();
+  await Promise.all([redis.hset(key, { item: JSON.stringify(item), body }), redis.expire(key, ttlSeconds)]);
 }
 
 function decodeItem(raw: unknown): FeedItem | undefined {

@@ -112,11 +112,20 @@ function lexicon(): CompiledLexicon {
   return (compiled ??= compile());
 }
 
+const DOTTED_ACRONYM = /\b(?:[A-Za-z]\.){2,}/g;
+const TOKEN = /[a-z0-9]+(?:[-&.][a-z0-9]+)*(?:['\u2019][a-z]+)?/g;
+
 /** Lowercased word tokens; dotted acronyms collapsed, possessives dropped. */
 export function tokenize(text: string): string[] {
-  const collapsed = text.replace(/\b(?:[A-Za-z]\.){2,}/g, (m) => m.replace(/\./g, ""));
-  const tokens = collapsed.toLowerCase().match(/[a-z0-9]+(?:[-&.][a-z0-9]+)*(?:['\u2019][a-z]+)?/g) ?? [];
-  return tokens.map((t) => t.replace(/['\u2019]s$/, "").replace(/['\u2019]/g, ""));
+  // Most texts have no dotted acronym: skip the replace (and its copy) then.
+  const collapsed = text.includes(".") ? text.replace(DOTTED_ACRONYM, (m) => m.replace(/\./g, "")) : text;
+  const tokens = collapsed.toLowerCase().match(TOKEN) ?? [];
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i];
+    // Only tokens with an apostrophe need the two replaces (a few per article).
+    if (t.includes("'") || t.includes("\u2019")) tokens[i] = t.replace(/['\u2019]s$/, "").replace(/['\u2019]/g, "");
+  }
+  return tokens;
 }
 
 function lookupWord(lex: CompiledLexicon, token: string): Weights | undefined {
@@ -129,8 +138,10 @@ function lookupWord(lex: CompiledLexicon, token: string): Weights | undefined {
   return undefined;
 }
 
+// Scratch buffer of addTokens (one per module: classification is synchronous).
+const best = new Float64Array(FAMILY_NAMES.length);
+
 function addTokens(lex: CompiledLexicon, tokens: string[], factor: number, scores: Float64Array, family: Float64Array): void {
-  const best = new Float64Array(FAMILY_NAMES.length);
   const add = (w: Weights) => {
     // A word adds to each topic, but only once to its family (the max over the
     // family's topics), so shared vocabulary such as "virus" is not double-counted.
@@ -175,16 +186,18 @@ function addPatterns(text: string, factor: number, scores: Float64Array, family:
 }
 
 /**
- * Assigns one of TOPICS to an article, offline.
+ * Assigns one of TOPICS to an article, offline. Pass `{ normalized: true }`
+ * when title and body already went through normalizeText (the fetcher's
+ * output): the same answer without normalizing twice.
  *
  * @example classifyTopic("Yankees beat Red Sox 5-3", "...").topic // "sports"
  */
-export function classifyTopic(title: string, body: string): TopicPrediction {
+export function classifyTopic(title: string, body: string, { normalized = false }: { normalized?: boolean } = {}): TopicPrediction {
   const lex = lexicon();
   const scores = new Float64Array(T);
   const family = new Float64Array(FAMILY_NAMES.length);
-  const cleanTitle = normalizeText(title);
-  const cleanBody = normalizeText(body);
+  const cleanTitle = normalized ? title : normalizeText(title);
+  const cleanBody = normalized ? body : normalizeText(body);
   addTokens(lex, tokenize(cleanTitle), TITLE_WEIGHT, scores, family);
   addTokens(lex, tokenize(cleanBody), 1, scores, family);
   addPatterns(cleanTitle, TITLE_WEIGHT, scores, family);

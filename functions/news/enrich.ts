@@ -21,18 +21,38 @@ const ABBREVIATIONS = new Set(
  * initials ("J. Smith") or dotted acronyms ("U.S.").
  */
 export function splitSentences(text: string): string[] {
-  const clean = normalizeText(text);
+  return splitNormalizedSentences(normalizeText(text));
+}
+
+const SENTENCE_BOUNDARY = /[.!?]+["'\u201d\u2019)\]]*(?=\s+["'\u201c\u2018(\[]?[A-Z0-9])/g;
+
+/** The word ending at `end` in `text` (letters and dots, starting with a letter), without slicing the text before it. */
+function wordBefore(text: string, start: number, end: number): string {
+  let i = end;
+  while (i > start) {
+    const c = text.charCodeAt(i - 1);
+    const letter = (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+    if (!letter && c !== 46) break;
+    i--;
+  }
+  // The word must start with a letter: skip leading dots.
+  while (i < end && text.charCodeAt(i) === 46) i++;
+  return text.slice(i, end);
+}
+
+/** splitSentences for text that already went through normalizeText. */
+function splitNormalizedSentences(clean: string): string[] {
   if (!clean) return [];
   const sentences: string[] = [];
   let start = 0;
-  const boundary = /[.!?]+["'\u201d\u2019)\]]*(?=\s+["'\u201c\u2018(\[]?[A-Z0-9])/g;
+  const boundary = SENTENCE_BOUNDARY;
+  boundary.lastIndex = 0;
   for (let m = boundary.exec(clean); m; m = boundary.exec(clean)) {
     const end = m.index + m[0].length;
     if (m[0][0] === ".") {
-      const before = clean.slice(start, m.index);
-      const lastWord = /([A-Za-z][A-Za-z.]*)$/.exec(before)?.[1] ?? "";
+      const lastWord = wordBefore(clean, start, m.index);
       // Initials ("J."), dotted acronyms ("U.S.", "a.m.") and known abbreviations.
-      if (/^[A-Za-z]$/.test(lastWord) || lastWord.includes(".") || ABBREVIATIONS.has(lastWord.toLowerCase())) continue;
+      if (lastWord.length === 1 || lastWord.includes(".") || ABBREVIATIONS.has(lastWord.toLowerCase())) continue;
     }
     const sentence = clean.slice(start, end).trim();
     if (sentence) sentences.push(sentence);
@@ -61,12 +81,19 @@ const STOPWORDS = new Set(
   ).split(" "),
 );
 
+const WORD = /[a-z0-9]+(?:['\u2019&.-][a-z0-9]+)*/g;
+const NUMBER_ONLY = /^[\d.,-]+$/;
+const POSSESSIVE = /['\u2019]s$/;
+
 /** Content words: lowercased, no stopwords, no numbers, at least 3 characters. */
 function contentWords(text: string): string[] {
-  const words = text.toLowerCase().match(/[a-z0-9]+(?:['\u2019&.-][a-z0-9]+)*/g) ?? [];
-  return words
-    .map((w) => w.replace(/['\u2019]s$/, ""))
-    .filter((w) => w.length >= 3 && !STOPWORDS.has(w) && !ABBREVIATIONS.has(w) && !/^[\d.,-]+$/.test(w));
+  const words = text.toLowerCase().match(WORD) ?? [];
+  const out: string[] = [];
+  for (let w of words) {
+    if (w.length > 2 && (w.charCodeAt(w.length - 1) === 115 /* s */)) w = w.replace(POSSESSIVE, "");
+    if (w.length >= 3 && !STOPWORDS.has(w) && !ABBREVIATIONS.has(w) && !NUMBER_ONLY.test(w)) out.push(w);
+  }
+  return out;
 }
 
 function cutAtWord(text: string, maxChars: number): string {
@@ -78,22 +105,28 @@ function cutAtWord(text: string, maxChars: number): string {
   return `${cut.replace(/[\s,;:.\-\u2013\u2014]+$/, "")}\u2026`;
 }
 
+const WIRE_CREDIT = /^(?:AP|AFP|Reuters|UPI)\s+-+\s+/;
+
 /**
  * Extractive summary: the best `maxSentences` sentences in their original
  * order, scored by position (leads matter in news) and overlap with the
  * text's most frequent content words. Never longer than `maxChars`; a first
  * sentence that alone is too long is cut at a word boundary with "…".
  */
-export function summarize(text: string, { maxSentences = 2, maxChars = 280 } = {}): string {
+export function summarize(text: string, { maxSentences = 2, maxChars = 280, normalized = false }: { maxSentences?: number; maxChars?: number; normalized?: boolean } = {}): string {
   // A bare wire credit ("AP - ...") is not part of the story.
-  const sentences = splitSentences(normalizeText(text).replace(/^(?:AP|AFP|Reuters|UPI)\s+-+\s+/, ""));
+  const clean = normalized ? text : normalizeText(text);
+  const sentences = splitNormalizedSentences(clean.replace(WIRE_CREDIT, ""));
   if (sentences.length === 0 || maxSentences < 1 || maxChars < 2) return "";
 
+  // Tokens never span the space between sentences, so the words of the whole
+  // text are the words of its sentences: tokenize each sentence once.
+  const sentenceWords = sentences.map(contentWords);
   const frequency = new Map<string, number>();
-  for (const w of contentWords(sentences.join(" "))) frequency.set(w, (frequency.get(w) ?? 0) + 1);
-  const overlaps = sentences.map((sentence) => {
-    const words = contentWords(sentence);
-    const shared = words.reduce((sum, w) => sum + ((frequency.get(w) ?? 1) - 1), 0);
+  for (const words of sentenceWords) for (const w of words) frequency.set(w, (frequency.get(w) ?? 0) + 1);
+  const overlaps = sentenceWords.map((words) => {
+    let shared = 0;
+    for (const w of words) shared += (frequency.get(w) ?? 1) - 1;
     return words.length ? shared / Math.sqrt(words.length) : 0;
   });
   const maxOverlap = Math.max(...overlaps) || 1;
@@ -158,9 +191,9 @@ function isHeadlineCase(title: string): boolean {
  * text count as one keyword ("federal mogul"); other words are ranked by
  * stopword-filtered term frequency with title words counting three times.
  */
-export function extractKeywords(title: string, body: string, max = 5): string[] {
-  const cleanTitle = normalizeText(title);
-  const cleanBody = normalizeText(body);
+export function extractKeywords(title: string, body: string, max = 5, { normalized = false }: { normalized?: boolean } = {}): string[] {
+  const cleanTitle = normalized ? title : normalizeText(title);
+  const cleanBody = normalized ? body : normalizeText(body);
   const titleLower = cleanTitle.toLowerCase();
   const scores = new Map<string, { score: number; first: number }>();
   let order = 0;
@@ -186,9 +219,20 @@ export function extractKeywords(title: string, body: string, max = 5): string[] 
     .map(([term]) => term);
 }
 
-/** Estimated reading time in whole minutes (rounded up, at least 1). */
-export function readingTimeMinutes(text: string, wpm = 200): number {
-  const words = normalizeText(text).split(" ").filter(Boolean).length;
+/** Words of normalized text (single spaces, trimmed), counted without splitting it. */
+export function countWords(clean: string): number {
+  if (!clean) return 0;
+  let words = 1;
+  for (let i = clean.indexOf(" "); i >= 0; i = clean.indexOf(" ", i + 1)) words++;
+  return words;
+}
+
+/**
+ * Estimated reading time in whole minutes (rounded up, at least 1).
+ * `{ normalized: true }` when the text already went through normalizeText.
+ */
+export function readingTimeMinutes(text: string, wpm = 200, { normalized = false }: { normalized?: boolean } = {}): number {
+  const words = countWords(normalized ? text : normalizeText(text));
   const rate = wpm > 0 ? wpm : 200;
   return Math.max(1, Math.ceil(words / rate));
 }

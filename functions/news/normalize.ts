@@ -3,6 +3,7 @@
  * broken forms found in real feeds such as AG News), tag stripping, canonical
  * URLs and a content hash for duplicate detection. Web APIs only.
  */
+import { sha256HexSync } from "../tools/sha256";
 
 const NAMED_ENTITIES: Record<string, string> = {
   amp: "&",
@@ -110,7 +111,9 @@ export function normalizeText(s: string): string {
   let text = s;
   // Each round undoes one level of escaping; three covers every feed seen so far.
   for (let round = 0; round < 3; round++) {
-    const next = stripTags(decodeEntitiesOnce(text));
+    // Every entity form ends in ";" and every tag starts with "<": most text has neither, skip the regex passes.
+    const decoded = text.includes(";") ? decodeEntitiesOnce(text) : text;
+    const next = decoded.includes("<") ? stripTags(decoded) : decoded;
     if (next === text) break;
     text = next;
   }
@@ -154,7 +157,13 @@ export function canonicalUrl(url: string): string | undefined {
  * identity of an article's content regardless of markup or spacing.
  */
 export async function contentHash(title: string, body: string): Promise<string> {
-  const text = `${normalizeText(title).toLowerCase()}\n${normalizeText(body).toLowerCase()}`;
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return contentHashOfNormalized(normalizeText(title), normalizeText(body));
+}
+
+/**
+ * contentHash for text already passed through normalizeText (the fetcher
+ * has just normalized it): the same digest without normalizing twice.
+ */
+export async function contentHashOfNormalized(title: string, body: string): Promise<string> {
+  return sha256HexSync(`${title.toLowerCase()}\n${body.toLowerCase()}`);
 }

@@ -30,7 +30,11 @@ export const IngestRequest = z.object({
   articles: z.array(ArticleInput).min(1, "send at least one article").max(MAX_ARTICLES_PER_CALL, `at most ${MAX_ARTICLES_PER_CALL} articles per call`),
 });
 
-/** fetcher -> classifier: normalized text plus the minted compact id. */
+/**
+ * fetcher -> classifier: normalized text plus the minted compact id. title and
+ * body are normalizeText output; classifier and enricher rely on it and do not
+ * normalize them again.
+ */
 export const FetchedArticle = z.object({
   feedId: FeedId,
   title: z.string().min(1),

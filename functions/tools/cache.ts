@@ -10,6 +10,7 @@
 import type { Keys } from "../keys";
 import type { RedisClient } from "../redis";
 import { randomHex } from "../envelope";
+import { sha256HexSync } from "./sha256";
 
 /** JSON with object keys sorted at every level, so equal args hash equally. */
 export function canonicalJson(value: unknown): string {
@@ -21,12 +22,13 @@ export function canonicalJson(value: unknown): string {
   return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
 }
 
-/** Lowercase hex SHA-256 of a UTF-8 string (WebCrypto: Workers and Node). */
+/**
+ * Lowercase hex SHA-256 of a UTF-8 string. Computed synchronously in plain
+ * JS (functions/tools/sha256.ts: cheaper than a WebCrypto job for short
+ * inputs); async for the callers written against WebCrypto.
+ */
 export async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  let out = "";
-  for (const b of new Uint8Array(digest)) out += b.toString(16).padStart(2, "0");
-  return out;
+  return sha256HexSync(text);
 }
 
 /** A tool failure remembered by the negative cache. */

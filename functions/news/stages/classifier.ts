@@ -17,7 +17,8 @@ export const classifier = defineStage({
   next: ["enricher"],
   handle: async (article, ctx) => {
     const settings = newsSettings(ctx.env);
-    const offline = classifyTopic(article.title, article.body);
+    // The fetcher's output is normalized text: no second normalization here.
+    const offline = classifyTopic(article.title, article.body, { normalized: true });
     const backend = llmBackend(ctx.env, settings);
     let topic = offline.topic;
     let confidence = offline.confidence;

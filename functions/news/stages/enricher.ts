@@ -1,8 +1,12 @@
 /**
  * Stage 3, enricher: extractive summary (<= 2 sentences, <= 280 chars),
- * keywords and reading time, through the tool cache (a re-posted or
- * redelivered article costs a cache read), then stores the article once as a
- * hash under its compact feed id. Only the id and topic travel on.
+ * keywords and reading time, then stores the article once as a hash under
+ * its compact feed id. Only the id and topic travel on.
+ *
+ * The enrichment is cheap local string code, computed directly by default;
+ * ENRICH_CACHE=on routes it through the tool cache (worth it once it becomes
+ * an expensive or remote call). Either way the result is deterministic, so a
+ * redelivered article stores the same content again.
  */
 import { defineStage } from "../../pipeline";
 import { cachedTool } from "../../tools/cache";
@@ -17,17 +21,24 @@ export const enricher = defineStage({
   next: ["fanout"],
   handle: async (article, ctx) => {
     const settings = newsSettings(ctx.env);
-    const text = article.body || article.title;
-    const { value: enrichment, hit } = await cachedTool(ctx.redis, ctx.keys, {
-      tool: "enrich",
-      args: { v: 1, title: article.title, body: article.body },
-      ttlSeconds: settings.ENRICH_CACHE_TTL_SECONDS,
-      fn: () => ({
-        summary: summarize(text, { maxSentences: 2, maxChars: 280 }),
-        keywords: extractKeywords(article.title, article.body, 6),
-        readingMinutes: readingTimeMinutes(`${article.title} ${article.body}`),
-      }),
+    // The fetcher's output is normalized text: no second normalization here.
+    const enrich = () => ({
+      summary: summarize(article.body || article.title, { maxSentences: 2, maxChars: 280, normalized: true }),
+      keywords: extractKeywords(article.title, article.body, 6, { normalized: true }),
+      readingMinutes: readingTimeMinutes(article.body ? `${article.title} ${article.body}` : article.title, 200, { normalized: true }),
     });
+    let enrichment: ReturnType<typeof enrich>;
+    let hit: boolean | undefined;
+    if (settings.ENRICH_CACHE === "on") {
+      ({ value: enrichment, hit } = await cachedTool(ctx.redis, ctx.keys, {
+        tool: "enrich",
+        args: { v: 1, title: article.title, body: article.body },
+        ttlSeconds: settings.ENRICH_CACHE_TTL_SECONDS,
+        fn: enrich,
+      }));
+    } else {
+      enrichment = enrich();
+    }
     const item: FeedItem = {
       id: article.feedId,
       runId: ctx.runId,
@@ -45,7 +56,7 @@ export const enricher = defineStage({
     const out: EnrichedArticle = { feedId: article.feedId, topic: article.topic };
     return {
       emit: [{ payload: out }],
-      result: { feedId: article.feedId, keywords: enrichment.keywords, readingMinutes: enrichment.readingMinutes, summaryChars: enrichment.summary.length, cacheHit: hit },
+      result: { feedId: article.feedId, keywords: enrichment.keywords, readingMinutes: enrichment.readingMinutes, summaryChars: enrichment.summary.length, ...(hit !== undefined ? { cacheHit: hit } : {}) },
     };
   },
 });

@@ -20,17 +20,18 @@ export const fanout = defineStage({
       markerTtlSeconds: settings.FANOUT_MARKER_TTL_SECONDS,
     });
     // The article hash's "listed" flag lists the article under its topic once, also under redelivery.
-    const listOnce = (async () => {
-      if ((await redis.hsetnx(keys.article(feedId), "listed", 1)) !== 1) return;
-      // A pipeline, not MULTI: the topic list and the counts hash live in different cluster slots.
-      const pipe = redis.pipeline();
-      pipe.lpush(keys.topicArticles(topic), feedId);
-      pipe.ltrim(keys.topicArticles(topic), 0, settings.TOPIC_LIST_CAP - 1);
-      pipe.hincrby(keys.topicCounts(), topic, 1);
-      await pipe.exec();
-    })();
-    const [{ buckets, delivered }] = await Promise.all([fanOut, listOnce]);
-    if (delivered > 0) await redis.hincrby(keys.counters(), "fanout_deliveries", delivered);
+    const [{ buckets, delivered }, firstListing] = await Promise.all([fanOut, redis.hsetnx(keys.article(feedId), "listed", 1)]);
+    // Plain commands, not MULTI (the topic list and the counter hashes live in
+    // different cluster slots); the client's auto-pipelining sends them, with
+    // those of the other articles of the batch, in one write.
+    const writes: Array<Promise<unknown>> = [];
+    if (firstListing === 1) {
+      writes.push(redis.lpush(keys.topicArticles(topic), feedId));
+      writes.push(redis.ltrim(keys.topicArticles(topic), 0, settings.TOPIC_LIST_CAP - 1));
+      writes.push(redis.hincrby(keys.topicCounts(), topic, 1));
+    }
+    if (delivered > 0) writes.push(redis.hincrby(keys.counters(), "fanout_deliveries", delivered));
+    await Promise.all(writes);
     return { result: { feedId, topic, buckets, delivered } };
   },
 });

@@ -11,19 +11,18 @@
 import { defineStage, type StageContext } from "../../pipeline";
 import { evalScript } from "../../redis";
 import { sha256Hex } from "../../tools/cache";
-import { canonicalUrl, contentHash, normalizeText } from "../normalize";
+import { canonicalUrl, contentHashOfNormalized, normalizeText } from "../normalize";
 import { newsSettings } from "../config";
 import { ArticleInput, type FetchedArticle } from "../schema";
 
 /**
  * Claims the dedupe markers (canonical URL, content hash) for this run in one
- * round trip. Returns the first marker another run owns, or undefined when
+ * round trip (auto-pipelined). Returns the first marker another run owns, or undefined when
  * this run owns them all. A redelivered run finds its own run id: no duplicate.
  */
 async function claimMarkers(ctx: StageContext, markers: Array<{ key: string; reason: string }>, ttlSeconds: number): Promise<{ reason: string; owner: string } | undefined> {
-  const pipe = ctx.redis.pipeline();
-  for (const m of markers) pipe.set(m.key, ctx.runId, { nx: true, ex: ttlSeconds, get: true });
-  const previous = (await pipe.exec()) as unknown[];
+  // Plain commands: the client's auto-pipelining sends them, with those of the other articles of the batch, in one write.
+  const previous = (await Promise.all(markers.map((m) => ctx.redis.set(m.key, ctx.runId, { nx: true, ex: ttlSeconds, get: true })))) as unknown[];
   for (let i = 0; i < markers.length; i++) {
     // SET NX GET answers the old value (someone else's claim) or null (ours now).
     const owner = previous[i];
@@ -42,10 +41,11 @@ export const fetcher = defineStage({
     const body = normalizeText(article.body);
     if (!title) return { skipped: "empty title after normalization", result: { reason: "empty" } };
     const url = article.url ? canonicalUrl(article.url) : undefined;
-    const hash = await contentHash(title, body);
+    // title and body are normalized already: hash them as they are (one normalization per article).
+    const [hash, urlHash] = await Promise.all([contentHashOfNormalized(title, body), url ? sha256Hex(url) : undefined]);
 
     const markers = [
-      ...(url ? [{ key: ctx.keys.seenUrl(await sha256Hex(url)), reason: "duplicate-url" }] : []),
+      ...(urlHash ? [{ key: ctx.keys.seenUrl(urlHash), reason: "duplicate-url" }] : []),
       { key: ctx.keys.seenContent(hash), reason: "duplicate-content" },
     ];
     const duplicate = await claimMarkers(ctx, markers, settings.DEDUPE_TTL_SECONDS);
