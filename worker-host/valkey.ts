@@ -4,7 +4,7 @@
  * @upstash/redis Requester that runs commands over iovalkey, so in-process
  * handlers use the same client API as on Workers with no HTTP hop.
  */
-import Valkey from "iovalkey";
+import Valkey, { Command as ValkeyCommand } from "iovalkey";
 import { Redis as UpstashRedis, type Requester, type UpstashRequest, type UpstashResponse } from "@upstash/redis";
 import type { RedisClient } from "../functions/redis";
 import { LUA } from "../functions/lua.generated";
@@ -39,11 +39,28 @@ export async function runScript<T = unknown>(
 ): Promise<T> {
   const script = LUA[name];
   try {
-    return (await conn.evalsha(script.sha, keys.length, ...keys, ...args)) as T;
+    return (await send(conn, "evalsha", script.sha, keys, args)) as T;
   } catch (err) {
     if (!isNoScript(err)) throw err;
-    return (await conn.eval(script.source, keys.length, ...keys, ...args)) as T;
+    return (await send(conn, "eval", script.source, keys, args)) as T;
   }
+}
+
+/**
+ * Sends one script command. iovalkey's auto-pipelining builds a Pipeline
+ * object (promises, maps, a second Command) around every command of a tick;
+ * a script call is already one big batched command, so it goes straight to
+ * the socket. Only when nothing is waiting in the auto-pipeline queue, so a
+ * command issued earlier on this connection is never overtaken.
+ */
+function send(conn: Connection, command: "evalsha" | "eval", shaOrSource: string, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<unknown> {
+  if (conn.options.enableAutoPipelining && conn.autoPipelineQueueSize > 0) {
+    return command === "evalsha" ? conn.evalsha(shaOrSource, keys.length, ...keys, ...args) : conn.eval(shaOrSource, keys.length, ...keys, ...args);
+  }
+  const all: Array<string | number> = [shaOrSource, keys.length];
+  for (let i = 0; i < keys.length; i++) all.push(keys[i]);
+  for (let i = 0; i < args.length; i++) all.push(args[i]);
+  return conn.sendCommand(new ValkeyCommand(command, all, { replyEncoding: "utf8", keyPrefix: conn.options.keyPrefix })) as Promise<unknown>;
 }
 
 type Command = [string, ...unknown[]];
