@@ -54,24 +54,32 @@ export async function runScript<T = unknown>(
  * allocation is the Buffer (pooled, off the V8 heap for small sizes).
  */
 class BufferCommand extends ValkeyCommand {
-  override toWritable(): Buffer {
-    const args = this.args as Array<string | number>;
-    const strings: string[] = new Array(args.length);
-    const lengths: number[] = new Array(args.length);
+  override toWritable(socket: object): string | Buffer {
+    // Buffer arguments: iovalkey's own mixed encoder. Otherwise the constructor
+    // has already turned every argument into a string.
+    if ((this as unknown as { bufferMode?: boolean }).bufferMode) return super.toWritable(socket);
+    const args = this.args as string[];
     const name = this.name;
-    let total = 1 + digits(args.length + 1) + 2 + 1 + digits(name.length) + 2 + name.length + 2;
-    for (let i = 0; i < args.length; i++) {
-      const s = typeof args[i] === "string" ? (args[i] as string) : String(args[i]);
-      const n = Buffer.byteLength(s);
-      strings[i] = s;
-      lengths[i] = n;
-      total += 1 + digits(n) + 2 + n + 2;
+    const n = args.length;
+    if (lengths.length < n) lengths.length = n;
+    let total = 1 + digits(n + 1) + 2 + 1 + digits(name.length) + 2 + name.length + 2;
+    for (let i = 0; i < n; i++) {
+      const len = Buffer.byteLength(args[i]);
+      lengths[i] = len;
+      total += 1 + digits(len) + 2 + len + 2;
     }
     const buf = Buffer.allocUnsafe(total);
-    let at = buf.write(`*${args.length + 1}\r\n$${name.length}\r\n${name}\r\n`, 0, "latin1");
-    for (let i = 0; i < strings.length; i++) {
-      at += buf.write(`$${lengths[i]}\r\n`, at, "latin1");
-      at += buf.write(strings[i], at, "utf8");
+    buf[0] = 42; // '*'
+    let at = writeLine(buf, 1, n + 1);
+    buf[at++] = 36; // '$'
+    at = writeLine(buf, at, name.length);
+    at += buf.write(name, at, "latin1");
+    buf[at++] = 13;
+    buf[at++] = 10;
+    for (let i = 0; i < n; i++) {
+      buf[at++] = 36;
+      at = writeLine(buf, at, lengths[i]);
+      at += buf.write(args[i], at, "utf8");
       buf[at++] = 13;
       buf[at++] = 10;
     }
@@ -79,8 +87,28 @@ class BufferCommand extends ValkeyCommand {
   }
 }
 
+/** Scratch byte lengths for BufferCommand (toWritable is synchronous, so one array serves all). */
+const lengths: number[] = [];
+
 function digits(n: number): number {
-  return n < 10 ? 1 : n < 100 ? 2 : n < 1000 ? 3 : n < 10000 ? 4 : n < 100000 ? 5 : String(n).length;
+  let d = 1;
+  while (n >= 10) {
+    n = Math.floor(n / 10);
+    d++;
+  }
+  return d;
+}
+
+/** Writes a non-negative integer in decimal followed by CRLF; returns the next offset. */
+function writeLine(buf: Buffer, at: number, value: number): number {
+  const end = at + digits(value);
+  for (let i = end - 1; i >= at; i--) {
+    buf[i] = 48 + (value % 10);
+    value = Math.floor(value / 10);
+  }
+  buf[end] = 13;
+  buf[end + 1] = 10;
+  return end + 2;
 }
 
 /**
@@ -91,13 +119,22 @@ function digits(n: number): number {
  * command issued earlier on this connection is never overtaken.
  */
 function send(conn: Connection, command: "evalsha" | "eval", shaOrSource: string, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<unknown> {
-  if (conn.options.enableAutoPipelining && conn.autoPipelineQueueSize > 0) {
+  if (!canSendDirect(conn)) {
     return command === "evalsha" ? conn.evalsha(shaOrSource, keys.length, ...keys, ...args) : conn.eval(shaOrSource, keys.length, ...keys, ...args);
   }
   const all: Array<string | number> = [shaOrSource, keys.length];
   for (let i = 0; i < keys.length; i++) all.push(keys[i]);
   for (let i = 0; i < args.length; i++) all.push(args[i]);
-  return conn.sendCommand(new BufferCommand(command, all, { replyEncoding: "utf8", keyPrefix: conn.options.keyPrefix })) as Promise<unknown>;
+  return sendDirect(conn, command, all);
+}
+
+/** Direct sends keep the connection's order only while its auto-pipeline queue is empty. */
+function canSendDirect(conn: Connection): boolean {
+  return !conn.options.enableAutoPipelining || conn.autoPipelineQueueSize === 0;
+}
+
+function sendDirect(conn: Connection, name: string, args: ReadonlyArray<string | number>): Promise<unknown> {
+  return conn.sendCommand(new BufferCommand(name, args as Array<string | number>, { replyEncoding: "utf8", keyPrefix: conn.options.keyPrefix })) as Promise<unknown>;
 }
 
 type Command = [string, ...unknown[]];
@@ -105,6 +142,9 @@ type Command = [string, ...unknown[]];
 // Upper-cased names bypass iovalkey's reply transformers (e.g. HGETALL -> object):
 // @upstash/redis expects the raw RESP shape, as its REST API returns it.
 const raw = (cmd: string) => cmd.toUpperCase();
+
+const toResult = (result: unknown): UpstashResponse<unknown> => ({ result });
+const toError = (err: Error): UpstashResponse<unknown> => ({ error: err.message });
 
 function toResponse([err, result]: [Error | null, unknown]): UpstashResponse<unknown> {
   return err ? { error: err.message } : { result };
@@ -119,6 +159,24 @@ export function iovalkeyRequester(conn: Connection): Requester {
   return {
     async request<TResult>(req: UpstashRequest): Promise<UpstashResponse<TResult>> {
       const route = req.path?.[0];
+      if (route === "pipeline" && canSendDirect(conn)) {
+        // Each command straight to the socket (corked, so they leave in one write),
+        // instead of an iovalkey Pipeline object per request: a pipeline is not a
+        // transaction, the replies come back in order, one result or error each.
+        const commands = req.body as Command[];
+        const stream = conn.status === "ready" ? conn.stream : undefined;
+        stream?.cork();
+        const replies: Array<Promise<UpstashResponse<unknown>>> = new Array(commands.length);
+        try {
+          for (let i = 0; i < commands.length; i++) {
+            const [cmd, ...args] = commands[i];
+            replies[i] = sendDirect(conn, raw(cmd), args as (string | number)[]).then(toResult, toError);
+          }
+        } finally {
+          stream?.uncork();
+        }
+        return (await Promise.all(replies)) as unknown as UpstashResponse<TResult>;
+      }
       if (route === "pipeline" || route === "multi-exec") {
         const commands = req.body as Command[];
         const batch = route === "pipeline" ? conn.pipeline() : conn.multi();
@@ -131,7 +189,8 @@ export function iovalkeyRequester(conn: Connection): Requester {
       }
       const [cmd, ...args] = req.body as Command;
       try {
-        return { result: (await conn.call(raw(cmd), ...(args as (string | number)[]))) as TResult };
+        const reply = canSendDirect(conn) ? sendDirect(conn, raw(cmd), args as (string | number)[]) : conn.call(raw(cmd), ...(args as (string | number)[]));
+        return { result: (await reply) as TResult };
       } catch (err) {
         return { error: (err as Error).message };
       }
