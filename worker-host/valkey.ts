@@ -54,10 +54,20 @@ export async function runScript<T = unknown>(
  * allocation is the Buffer (pooled, off the V8 heap for small sizes).
  */
 class BufferCommand extends ValkeyCommand {
-  override toWritable(socket: object): string | Buffer {
-    // Buffer arguments: iovalkey's own mixed encoder. Otherwise the constructor
-    // has already turned every argument into a string.
-    if ((this as unknown as { bufferMode?: boolean }).bufferMode) return super.toWritable(socket);
+  /**
+   * Takes ownership of `args` (strings and numbers only): iovalkey's constructor
+   * would copy (flat) and convert a list of thousands of arguments once more.
+   */
+  constructor(name: string, args: Array<string | number>) {
+    super(name, [], { replyEncoding: "utf8" });
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i];
+      if (typeof a !== "string") args[i] = a == null ? "" : String(a);
+    }
+    this.args = args;
+  }
+
+  override toWritable(): Buffer {
     const args = this.args as string[];
     const name = this.name;
     const n = args.length;
@@ -130,11 +140,12 @@ function send(conn: Connection, command: "evalsha" | "eval", shaOrSource: string
 
 /** Direct sends keep the connection's order only while its auto-pipeline queue is empty. */
 function canSendDirect(conn: Connection): boolean {
-  return !conn.options.enableAutoPipelining || conn.autoPipelineQueueSize === 0;
+  return !conn.options.keyPrefix && (!conn.options.enableAutoPipelining || conn.autoPipelineQueueSize === 0);
 }
 
-function sendDirect(conn: Connection, name: string, args: ReadonlyArray<string | number>): Promise<unknown> {
-  return conn.sendCommand(new BufferCommand(name, args as Array<string | number>, { replyEncoding: "utf8", keyPrefix: conn.options.keyPrefix })) as Promise<unknown>;
+/** Sends a command whose argument list the caller hands over (it is converted in place). */
+function sendDirect(conn: Connection, name: string, args: Array<string | number>): Promise<unknown> {
+  return conn.sendCommand(new BufferCommand(name, args)) as Promise<unknown>;
 }
 
 type Command = [string, ...unknown[]];
@@ -170,7 +181,7 @@ export function iovalkeyRequester(conn: Connection): Requester {
         try {
           for (let i = 0; i < commands.length; i++) {
             const [cmd, ...args] = commands[i];
-            replies[i] = sendDirect(conn, raw(cmd), args as (string | number)[]).then(toResult, toError);
+            replies[i] = sendDirect(conn, raw(cmd), args as Array<string | number>).then(toResult, toError);
           }
         } finally {
           stream?.uncork();
@@ -189,7 +200,7 @@ export function iovalkeyRequester(conn: Connection): Requester {
       }
       const [cmd, ...args] = req.body as Command;
       try {
-        const reply = canSendDirect(conn) ? sendDirect(conn, raw(cmd), args as (string | number)[]) : conn.call(raw(cmd), ...(args as (string | number)[]));
+        const reply = canSendDirect(conn) ? sendDirect(conn, raw(cmd), args as Array<string | number>) : conn.call(raw(cmd), ...(args as (string | number)[]));
         return { result: (await reply) as TResult };
       } catch (err) {
         return { error: (err as Error).message };
