@@ -15,7 +15,7 @@ import type { StageItemResult } from "../functions/envelope";
 import type { Keys } from "../functions/keys";
 import { latencyField } from "../functions/stats";
 import type { Invoker } from "./invoker";
-import { runScript, type Connection } from "./valkey";
+import { runScript, sendCommandDirect, type Connection } from "./valkey";
 
 export interface StageWorkerOptions {
   stage: string;
@@ -99,6 +99,8 @@ export class StageWorker {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly cursors = new Map<number, string>();
   private wake: (() => void) | undefined;
+  private watchdogTimer: ReturnType<typeof setTimeout> | undefined;
+  private onStuck: (() => void) | undefined;
 
   constructor(options: StageWorkerOptions) {
     this.stage = options.stage;
@@ -171,6 +173,8 @@ export class StageWorker {
     } catch (err) {
       this.o.log(`[${this.stage}] in-flight batch failed on close: ${(err as Error).message}`);
     }
+    clearTimeout(this.watchdogTimer);
+    this.watchdogTimer = undefined;
     try {
       this.blocking?.disconnect();
     } catch {
@@ -220,16 +224,20 @@ export class StageWorker {
 
   private async readWithWatchdog(group: string, streams: string[], ids: string[]): Promise<XReadReply> {
     const blocking = this.blocking!;
-    const read = blocking.xreadgroup(
-      "GROUP", group, this.o.consumer,
-      "COUNT", this.o.batchSize,
-      "BLOCK", this.o.blockMs,
-      "STREAMS", ...streams, ...ids,
-    ) as Promise<XReadReply>;
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    const args: Array<string | number> = ["GROUP", group, this.o.consumer, "COUNT", this.o.batchSize, "BLOCK", this.o.blockMs, "STREAMS"];
+    for (const s of streams) args.push(s);
+    for (const id of ids) args.push(id);
+    const read = sendCommandDirect(blocking, "xreadgroup", args) as Promise<XReadReply>;
+    // One watchdog timer per worker, re-armed per read (refresh) instead of a
+    // new timer per read; when it fires after the read settled it does nothing.
     const watchdog = new Promise<"stuck">((resolve) => {
-      timer = setTimeout(() => resolve("stuck"), this.o.blockMs + this.o.watchdogGraceMs);
+      this.onStuck = () => resolve("stuck");
     });
+    if (this.watchdogTimer) this.watchdogTimer.refresh();
+    else {
+      this.watchdogTimer = setTimeout(() => this.onStuck?.(), this.o.blockMs + this.o.watchdogGraceMs);
+      this.watchdogTimer.unref?.();
+    }
     try {
       const winner = await Promise.race([read, watchdog]);
       if (winner === "stuck") {
@@ -240,7 +248,7 @@ export class StageWorker {
       }
       return winner;
     } finally {
-      clearTimeout(timer);
+      this.onStuck = undefined;
     }
   }
 

@@ -138,6 +138,16 @@ function send(conn: Connection, command: "evalsha" | "eval", shaOrSource: string
   return sendDirect(conn, command, all);
 }
 
+/**
+ * Sends one command straight to the socket with the project's encoder (see
+ * BufferCommand); takes ownership of `args`. Falls back to the ordinary call
+ * while the connection's auto-pipeline queue holds commands (order) or when
+ * it has a key prefix.
+ */
+export function sendCommandDirect(conn: Connection, name: string, args: Array<string | number>): Promise<unknown> {
+  return canSendDirect(conn) ? sendDirect(conn, name, args) : conn.call(name, ...args);
+}
+
 /** Direct sends keep the connection's order only while its auto-pipeline queue is empty. */
 function canSendDirect(conn: Connection): boolean {
   return !conn.options.keyPrefix && (!conn.options.enableAutoPipelining || conn.autoPipelineQueueSize === 0);
