@@ -96,6 +96,8 @@ export async function runStageBatch(pipeline: Pipeline, stageName: string, env: 
   // One client per batch: over HTTP its auto-pipelining then merges the commands of
   // every envelope in the batch into few requests (not shared across requests).
   const redis = redisFromEnv(env);
+  // A batch of one (the usual case at low load) skips Promise.all's per-batch allocations.
+  if (envelopes.length === 1) return [await runOne(stage, pipeline, env, redis, envelopes[0])];
   return Promise.all(envelopes.map((e) => runOne(stage, pipeline, env, redis, e)));
 }
 

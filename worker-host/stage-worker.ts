@@ -15,7 +15,7 @@ import type { StageItemResult } from "../functions/envelope";
 import type { Keys } from "../functions/keys";
 import { latencyField } from "../functions/stats";
 import type { Invoker } from "./invoker";
-import { runScript, type Connection } from "./valkey";
+import { runScript, sendCommandDirect, type Connection } from "./valkey";
 
 export interface StageWorkerOptions {
   stage: string;
@@ -99,6 +99,8 @@ export class StageWorker {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly cursors = new Map<number, string>();
   private wake: (() => void) | undefined;
+  private watchdogTimer: ReturnType<typeof setTimeout> | undefined;
+  private onStuck: (() => void) | undefined;
 
   constructor(options: StageWorkerOptions) {
     this.stage = options.stage;
@@ -171,6 +173,8 @@ export class StageWorker {
     } catch (err) {
       this.o.log(`[${this.stage}] in-flight batch failed on close: ${(err as Error).message}`);
     }
+    clearTimeout(this.watchdogTimer);
+    this.watchdogTimer = undefined;
     try {
       this.blocking?.disconnect();
     } catch {
@@ -209,9 +213,10 @@ export class StageWorker {
       }
       if (!reply) continue;
       const entries: RawEntry[] = [];
-      for (const [stream, list] of reply) {
-        const partition = streams.indexOf(stream);
-        for (const [id, fields] of list) entries.push({ partition, id, fields, deliveries: 1 });
+      for (let s = 0; s < reply.length; s++) {
+        const partition = streams.length === 1 ? 0 : streams.indexOf(reply[s][0]);
+        const list = reply[s][1];
+        for (let k = 0; k < list.length; k++) entries.push({ partition, id: list[k][0], fields: list[k][1], deliveries: 1 });
       }
       if (entries.length > 0) this.track(this.processBatch(entries));
     }
@@ -219,16 +224,20 @@ export class StageWorker {
 
   private async readWithWatchdog(group: string, streams: string[], ids: string[]): Promise<XReadReply> {
     const blocking = this.blocking!;
-    const read = blocking.xreadgroup(
-      "GROUP", group, this.o.consumer,
-      "COUNT", this.o.batchSize,
-      "BLOCK", this.o.blockMs,
-      "STREAMS", ...streams, ...ids,
-    ) as Promise<XReadReply>;
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    const args: Array<string | number> = ["GROUP", group, this.o.consumer, "COUNT", this.o.batchSize, "BLOCK", this.o.blockMs, "STREAMS"];
+    for (const s of streams) args.push(s);
+    for (const id of ids) args.push(id);
+    const read = sendCommandDirect(blocking, "xreadgroup", args) as Promise<XReadReply>;
+    // One watchdog timer per worker, re-armed per read (refresh) instead of a
+    // new timer per read; when it fires after the read settled it does nothing.
     const watchdog = new Promise<"stuck">((resolve) => {
-      timer = setTimeout(() => resolve("stuck"), this.o.blockMs + this.o.watchdogGraceMs);
+      this.onStuck = () => resolve("stuck");
     });
+    if (this.watchdogTimer) this.watchdogTimer.refresh();
+    else {
+      this.watchdogTimer = setTimeout(() => this.onStuck?.(), this.o.blockMs + this.o.watchdogGraceMs);
+      this.watchdogTimer.unref?.();
+    }
     try {
       const winner = await Promise.race([read, watchdog]);
       if (winner === "stuck") {
@@ -239,7 +248,7 @@ export class StageWorker {
       }
       return winner;
     } finally {
-      clearTimeout(timer);
+      this.onStuck = undefined;
     }
   }
 
@@ -318,7 +327,7 @@ export class StageWorker {
       return { ...entry, raw, invalid: `run ${envelope.runId} belongs to partition ${this.o.keys.partitionOf(envelope.runId)}, found on partition ${entry.partition}` };
     }
     envelope.attempt = entry.deliveries;
-    return { ...entry, raw, envelope };
+    return { partition: entry.partition, id: entry.id, fields: entry.fields, deliveries: entry.deliveries, raw, envelope };
   }
 
   private stepField(envelope: Envelope): string {
@@ -327,14 +336,21 @@ export class StageWorker {
 
   /** Parses, dispatches and commits one batch. */
   async processBatch(entries: RawEntry[]): Promise<void> {
-    const parsed = entries.map((e) => this.parse(e));
-    const malformed = parsed.filter((e) => e.invalid);
-    let valid = parsed.filter((e) => e.envelope);
+    const malformed: ParsedEntry[] = [];
+    let valid: ParsedEntry[] = [];
+    let redelivered: ParsedEntry[] | undefined;
+    for (let k = 0; k < entries.length; k++) {
+      const e = this.parse(entries[k]);
+      if (e.invalid) malformed.push(e);
+      else if (e.envelope) {
+        valid.push(e);
+        if (e.deliveries > 1) (redelivered ??= []).push(e);
+      }
+    }
 
     // A redelivered entry whose step is already checkpointed is acked without running the handler.
     const alreadyDone: ParsedEntry[] = [];
-    const redelivered = valid.filter((e) => e.deliveries > 1);
-    if (redelivered.length > 0) {
+    if (redelivered) {
       const pipe = this.o.conn.pipeline();
       for (const e of redelivered) pipe.hexists(this.o.keys.run(e.envelope!.runId), this.stepField(e.envelope!));
       const replies = (await pipe.exec()) ?? [];
@@ -345,8 +361,10 @@ export class StageWorker {
 
     let results: StageItemResult[] = [];
     if (valid.length > 0) {
+      const envelopes: Envelope[] = new Array(valid.length);
+      for (let k = 0; k < valid.length; k++) envelopes[k] = valid[k].envelope!;
       try {
-        results = await this.o.invoker.invoke(this.stage, valid.map((e) => e.envelope!));
+        results = await this.o.invoker.invoke(this.stage, envelopes);
       } catch (err) {
         const message = `dispatch failed: ${(err as Error).message}`;
         results = valid.map(() => ({ ok: false as const, error: { message, retryable: true }, ms: 0 }));
@@ -356,15 +374,21 @@ export class StageWorker {
     const commits: Array<{ entry: ParsedEntry; result: Extract<StageItemResult, { ok: true }> | null }> = alreadyDone.map((entry) => ({ entry, result: null }));
     const retries: Array<{ entry: ParsedEntry; error: string }> = [];
     const dead: Array<{ entry: ParsedEntry; error: string; handlerFailure: boolean }> = malformed.map((entry) => ({ entry, error: entry.invalid!, handlerFailure: false }));
-    valid.forEach((entry, i) => {
-      const r = results[i];
+    for (let k = 0; k < valid.length; k++) {
+      const entry = valid[k];
+      const r = results[k];
       if (r.ok) commits.push({ entry, result: r });
       else if (!r.error.retryable) dead.push({ entry, error: r.error.message, handlerFailure: true });
       else if (entry.deliveries >= this.o.maxDeliveries) {
         dead.push({ entry, error: `${r.error.message} (gave up after ${entry.deliveries} deliveries)`, handlerFailure: true });
       } else retries.push({ entry, error: r.error.message });
-    });
+    }
 
+    // The common case (everything succeeded) awaits the commit alone: no Promise.all per batch.
+    if (dead.length === 0 && retries.length === 0) {
+      if (commits.length > 0) await this.withConnectionRetry("commit", () => this.commit(commits));
+      return;
+    }
     await Promise.all([
       commits.length > 0 ? this.withConnectionRetry("commit", () => this.commit(commits)) : undefined,
       dead.length > 0 ? this.withConnectionRetry("dead-letter", () => this.deadLetter(dead)) : undefined,
@@ -397,41 +421,51 @@ export class StageWorker {
   }
 
   private async commit(items: Array<{ entry: ParsedEntry; result: Extract<StageItemResult, { ok: true }> | null }>): Promise<void> {
-    const { keys } = this.o;
     const now = Date.now();
-    await Promise.all(
-      [...this.byPartition(items)].map(([p, list]) => {
-        const table = new KeyTable([keys.stream(this.stage, p), keys.stageStats(this.stage, p), keys.lastErrors(this.stage, p)]);
-        const buckets = new Map<string, number>();
-        let latencySumUs = 0;
-        const entryArgs: Array<string | number> = [];
-        const clear: string[] = [];
-        for (const { entry, result } of list) {
-          const env = entry.envelope!;
-          if (entry.deliveries > 1) clear.push(entry.id);
-          const outputs = result?.outputs ?? [];
-          if (result) {
-            const field = latencyField(result.ms);
-            buckets.set(field, (buckets.get(field) ?? 0) + 1);
-            latencySumUs += Math.round(result.ms * 1000);
-          }
-          const runStatus = outputs.length > 0 ? "running" : result?.status === "skipped" ? "skipped" : "completed";
-          const stepJson = JSON.stringify({ status: result?.status ?? "completed", result: result?.result, ms: result?.ms ?? 0, attempt: env.attempt, at: now });
-          entryArgs.push(entry.id, table.ref(keys.run(env.runId)), table.ref(keys.runLog(env.runId)), this.stepField(env), result?.status ?? "completed", runStatus, stepJson, outputs.length);
-          for (const out of outputs) entryArgs.push(table.ref(keys.stream(out.stage, keys.partitionOf(out.runId))), JSON.stringify(out));
-        }
-        const pairs: Array<string | number> = [];
-        for (const [field, count] of buckets) pairs.push(field, count);
-        if (latencySumUs > 0) pairs.push("lat_sum_us", latencySumUs);
-        const args = [
-          keys.group(this.stage), this.stage, now, this.o.checkpointTtlSeconds, this.o.logMaxLen,
-          pairs.length / 2, ...pairs,
-          list.length, ...entryArgs,
-          clear.length, ...clear,
-        ];
-        return runScript(this.o.conn, "commitStage", table.keys, args);
-      }),
-    );
+    if (this.o.keys.partitions === 1) {
+      await this.commitPartition(0, items, now);
+      return;
+    }
+    await Promise.all([...this.byPartition(items)].map(([p, list]) => this.commitPartition(p, list, now)));
+  }
+
+  /** One commit-stage.lua call for the entries of one partition (arguments built in one pass). */
+  private commitPartition(p: number, list: Array<{ entry: ParsedEntry; result: Extract<StageItemResult, { ok: true }> | null }>, now: number): Promise<unknown> {
+    const { keys } = this.o;
+    const table = new KeyTable([keys.stream(this.stage, p), keys.stageStats(this.stage, p), keys.lastErrors(this.stage, p)]);
+    // Stats pairs first (the script reads them before the entries).
+    const buckets = new Map<string, number>();
+    let latencySumUs = 0;
+    for (let k = 0; k < list.length; k++) {
+      const result = list[k].result;
+      if (!result) continue;
+      const field = latencyField(result.ms);
+      buckets.set(field, (buckets.get(field) ?? 0) + 1);
+      latencySumUs += Math.round(result.ms * 1000);
+    }
+    const args: Array<string | number> = [keys.group(this.stage), this.stage, now, this.o.checkpointTtlSeconds, this.o.logMaxLen, buckets.size + (latencySumUs > 0 ? 1 : 0)];
+    for (const [field, count] of buckets) args.push(field, count);
+    if (latencySumUs > 0) args.push("lat_sum_us", latencySumUs);
+    args.push(list.length);
+    let clear: string[] | undefined;
+    for (let k = 0; k < list.length; k++) {
+      const { entry, result } = list[k];
+      const env = entry.envelope!;
+      if (entry.deliveries > 1) (clear ??= []).push(entry.id);
+      const outputs = result?.outputs;
+      const nOut = outputs ? outputs.length : 0;
+      const status = result?.status ?? "completed";
+      const runStatus = nOut > 0 ? "running" : status === "skipped" ? "skipped" : "completed";
+      const stepJson = JSON.stringify({ status, result: result?.result, ms: result?.ms ?? 0, attempt: env.attempt, at: now });
+      args.push(entry.id, table.ref(keys.run(env.runId)), table.ref(keys.runLog(env.runId)), this.stepField(env), status, runStatus, stepJson, nOut);
+      for (let o = 0; o < nOut; o++) {
+        const out = outputs![o];
+        args.push(table.ref(keys.stream(out.stage, keys.partitionOf(out.runId))), JSON.stringify(out));
+      }
+    }
+    args.push(clear ? clear.length : 0);
+    if (clear) for (const id of clear) args.push(id);
+    return runScript(this.o.conn, "commitStage", table.keys, args);
   }
 
   private async deadLetter(items: Array<{ entry: ParsedEntry; error: string; handlerFailure: boolean }>): Promise<void> {

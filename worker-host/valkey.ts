@@ -4,7 +4,7 @@
  * @upstash/redis Requester that runs commands over iovalkey, so in-process
  * handlers use the same client API as on Workers with no HTTP hop.
  */
-import Valkey from "iovalkey";
+import Valkey, { Command as ValkeyCommand } from "iovalkey";
 import { Redis as UpstashRedis, type Requester, type UpstashRequest, type UpstashResponse } from "@upstash/redis";
 import type { RedisClient } from "../functions/redis";
 import { LUA } from "../functions/lua.generated";
@@ -39,11 +39,123 @@ export async function runScript<T = unknown>(
 ): Promise<T> {
   const script = LUA[name];
   try {
-    return (await conn.evalsha(script.sha, keys.length, ...keys, ...args)) as T;
+    return (await send(conn, "evalsha", script.sha, keys, args)) as T;
   } catch (err) {
     if (!isNoScript(err)) throw err;
-    return (await conn.eval(script.source, keys.length, ...keys, ...args)) as T;
+    return (await send(conn, "eval", script.source, keys, args)) as T;
   }
+}
+
+/**
+ * A command encoded straight into one Buffer: iovalkey's own encoder builds
+ * the RESP text by string concatenation (several cons strings per argument,
+ * flattened again at the socket write), which for a commit of a few KB was
+ * the largest single source of garbage per stage hop. Here the only
+ * allocation is the Buffer (pooled, off the V8 heap for small sizes).
+ */
+class BufferCommand extends ValkeyCommand {
+  /**
+   * Takes ownership of `args` (strings and numbers only): iovalkey's constructor
+   * would copy (flat) and convert a list of thousands of arguments once more.
+   */
+  constructor(name: string, args: Array<string | number>) {
+    super(name, [], { replyEncoding: "utf8" });
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i];
+      if (typeof a !== "string") args[i] = a == null ? "" : String(a);
+    }
+    this.args = args;
+  }
+
+  override toWritable(): Buffer {
+    const args = this.args as string[];
+    const name = this.name;
+    const n = args.length;
+    if (lengths.length < n) lengths.length = n;
+    let total = 1 + digits(n + 1) + 2 + 1 + digits(name.length) + 2 + name.length + 2;
+    for (let i = 0; i < n; i++) {
+      const len = Buffer.byteLength(args[i]);
+      lengths[i] = len;
+      total += 1 + digits(len) + 2 + len + 2;
+    }
+    const buf = Buffer.allocUnsafe(total);
+    buf[0] = 42; // '*'
+    let at = writeLine(buf, 1, n + 1);
+    buf[at++] = 36; // '$'
+    at = writeLine(buf, at, name.length);
+    at += buf.write(name, at, "latin1");
+    buf[at++] = 13;
+    buf[at++] = 10;
+    for (let i = 0; i < n; i++) {
+      buf[at++] = 36;
+      at = writeLine(buf, at, lengths[i]);
+      at += buf.write(args[i], at, "utf8");
+      buf[at++] = 13;
+      buf[at++] = 10;
+    }
+    return buf;
+  }
+}
+
+/** Scratch byte lengths for BufferCommand (toWritable is synchronous, so one array serves all). */
+const lengths: number[] = [];
+
+function digits(n: number): number {
+  let d = 1;
+  while (n >= 10) {
+    n = Math.floor(n / 10);
+    d++;
+  }
+  return d;
+}
+
+/** Writes a non-negative integer in decimal followed by CRLF; returns the next offset. */
+function writeLine(buf: Buffer, at: number, value: number): number {
+  const end = at + digits(value);
+  for (let i = end - 1; i >= at; i--) {
+    buf[i] = 48 + (value % 10);
+    value = Math.floor(value / 10);
+  }
+  buf[end] = 13;
+  buf[end + 1] = 10;
+  return end + 2;
+}
+
+/**
+ * Sends one script command. iovalkey's auto-pipelining builds a Pipeline
+ * object (promises, maps, a second Command) around every command of a tick;
+ * a script call is already one big batched command, so it goes straight to
+ * the socket. Only when nothing is waiting in the auto-pipeline queue, so a
+ * command issued earlier on this connection is never overtaken.
+ */
+function send(conn: Connection, command: "evalsha" | "eval", shaOrSource: string, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<unknown> {
+  if (!canSendDirect(conn)) {
+    return command === "evalsha" ? conn.evalsha(shaOrSource, keys.length, ...keys, ...args) : conn.eval(shaOrSource, keys.length, ...keys, ...args);
+  }
+  const all: Array<string | number> = [shaOrSource, keys.length];
+  for (let i = 0; i < keys.length; i++) all.push(keys[i]);
+  for (let i = 0; i < args.length; i++) all.push(args[i]);
+  return sendDirect(conn, command, all);
+}
+
+/**
+ * Sends one command straight to the socket with the project's encoder (see
+ * BufferCommand); takes ownership of `args`. Falls back to the ordinary call
+ * while the connection's auto-pipeline queue holds commands (order) or when
+ * it has a key prefix.
+ */
+export function sendCommandDirect(conn: Connection, name: string, args: Array<string | number>): Promise<unknown> {
+  return canSendDirect(conn) ? sendDirect(conn, name, args) : conn.call(name, ...args);
+}
+
+/** Direct sends keep the connection's order only while its auto-pipeline queue is empty. */
+function canSendDirect(conn: Connection): boolean {
+  return !conn.options.keyPrefix && (!conn.options.enableAutoPipelining || conn.autoPipelineQueueSize === 0);
+}
+
+/** Sends a command whose argument list the caller hands over (it is converted in place). */
+function sendDirect(conn: Connection, name: string, args: Array<string | number>): Promise<unknown> {
+  return conn.sendCommand(new BufferCommand(name, args)) as Promise<unknown>;
 }
 
 type Command = [string, ...unknown[]];
@@ -51,6 +163,9 @@ type Command = [string, ...unknown[]];
 // Upper-cased names bypass iovalkey's reply transformers (e.g. HGETALL -> object):
 // @upstash/redis expects the raw RESP shape, as its REST API returns it.
 const raw = (cmd: string) => cmd.toUpperCase();
+
+const toResult = (result: unknown): UpstashResponse<unknown> => ({ result });
+const toError = (err: Error): UpstashResponse<unknown> => ({ error: err.message });
 
 function toResponse([err, result]: [Error | null, unknown]): UpstashResponse<unknown> {
   return err ? { error: err.message } : { result };
@@ -65,6 +180,24 @@ export function iovalkeyRequester(conn: Connection): Requester {
   return {
     async request<TResult>(req: UpstashRequest): Promise<UpstashResponse<TResult>> {
       const route = req.path?.[0];
+      if (route === "pipeline" && canSendDirect(conn)) {
+        // Each command straight to the socket (corked, so they leave in one write),
+        // instead of an iovalkey Pipeline object per request: a pipeline is not a
+        // transaction, the replies come back in order, one result or error each.
+        const commands = req.body as Command[];
+        const stream = conn.status === "ready" ? conn.stream : undefined;
+        stream?.cork();
+        const replies: Array<Promise<UpstashResponse<unknown>>> = new Array(commands.length);
+        try {
+          for (let i = 0; i < commands.length; i++) {
+            const [cmd, ...args] = commands[i];
+            replies[i] = sendDirect(conn, raw(cmd), args as Array<string | number>).then(toResult, toError);
+          }
+        } finally {
+          stream?.uncork();
+        }
+        return (await Promise.all(replies)) as unknown as UpstashResponse<TResult>;
+      }
       if (route === "pipeline" || route === "multi-exec") {
         const commands = req.body as Command[];
         const batch = route === "pipeline" ? conn.pipeline() : conn.multi();
@@ -77,7 +210,8 @@ export function iovalkeyRequester(conn: Connection): Requester {
       }
       const [cmd, ...args] = req.body as Command;
       try {
-        return { result: (await conn.call(raw(cmd), ...(args as (string | number)[]))) as TResult };
+        const reply = canSendDirect(conn) ? sendDirect(conn, raw(cmd), args as Array<string | number>) : conn.call(raw(cmd), ...(args as (string | number)[]));
+        return { result: (await reply) as TResult };
       } catch (err) {
         return { error: (err as Error).message };
       }
