@@ -7,7 +7,7 @@
 import { loadavg } from "node:os";
 import { PerformanceObserver, monitorEventLoopDelay } from "node:perf_hooks";
 import type { BenchArticle } from "./articles";
-import { PipelineHarness, offerLoad } from "./harness";
+import { PipelineHarness, cpuMeter, offerLoad } from "./harness";
 import { PASS_STAGES, hopRecorder, passThroughPipeline } from "./pass-through-pipeline";
 import { quantiles, type Quantiles } from "./stats";
 
@@ -24,6 +24,8 @@ export interface LatencyPoint {
   eventLoopDelayMs: { p50: number; p99: number; max: number };
   gcPausesMs: Quantiles;
   loadAvg1m: number;
+  /** CPU per article in the measured window: this process (host + handlers + producer) and the server. */
+  cpuUsPerArticle?: { node: number; server: number };
 }
 
 /** Offers `rate` articles/s for warm-up + `seconds` and returns the hop latencies of the measured window. */
@@ -39,14 +41,18 @@ export async function measureLatencyPoint({ url, rate, seconds, warmupSeconds, a
       if (hopRecorder.enabled) for (const e of list.getEntries()) gcPauses.push(e.duration);
     });
     gcObserver.observe({ entryTypes: ["gc"] });
+    let meter: Awaited<ReturnType<typeof cpuMeter>> | undefined;
     const warm = setTimeout(() => {
       hopRecorder.enabled = true;
       eld.enable();
+      void cpuMeter(h.producer).then((m) => (meter = m));
     }, warmupSeconds * 1000);
     const offered = await offerLoad(h, (i) => articles[i % articles.length] as unknown as Record<string, unknown>, rate, seconds + warmupSeconds);
     clearTimeout(warm);
     await h.waitForRuns(offered);
     hopRecorder.enabled = false;
+    const measured = hopRecorder.endToEnd.length;
+    const cpuUsPerArticle = meter && measured > 0 ? await meter.stop(measured) : undefined;
     eld.disable();
     gcObserver.disconnect();
     const ms = (ns: number) => Math.round(ns / 1e3) / 1e3;
@@ -57,13 +63,14 @@ export async function measureLatencyPoint({ url, rate, seconds, warmupSeconds, a
       rate,
       seconds,
       offered,
-      measured: hopRecorder.endToEnd.length,
+      measured,
       hops,
       endToEnd: quantiles(hopRecorder.endToEnd),
       hopP99: p99s.length ? Math.max(...p99s) : null,
       eventLoopDelayMs: { p50: ms(eld.percentile(50)), p99: ms(eld.percentile(99)), max: ms(eld.max) },
       gcPausesMs: quantiles(gcPauses),
       loadAvg1m: Math.round(loadavg()[0] * 100) / 100,
+      cpuUsPerArticle,
     };
   } finally {
     await h.close();

@@ -62,6 +62,14 @@ interface ParsedEntry extends RawEntry {
 
 type XReadReply = Array<[string, Array<[string, string[]]>]> | null;
 
+/** A commit waiting to leave in the same write as the stage's next blocking read. */
+interface PairedCommit {
+  keys: string[];
+  args: Array<string | number>;
+  resolve: (v: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function isConnectionError(err: unknown): boolean {
@@ -96,11 +104,26 @@ export class StageWorker {
   private running = false;
   private readLoop: Promise<void> | undefined;
   private reclaimLoop: Promise<void> | undefined;
+  /** Batches read and not yet committed (close() waits for them). */
   private readonly inFlight = new Set<Promise<void>>();
+  /**
+   * Batches whose handlers are still running: `concurrency` bounds these. A
+   * batch gives its slot back once its results are in, so its commit can leave
+   * with the next read instead of holding the stage back.
+   */
+  private readonly handling = new Set<Promise<void>>();
   private readonly cursors = new Map<number, string>();
   private wake: (() => void) | undefined;
   private watchdogTimer: ReturnType<typeof setTimeout> | undefined;
   private onStuck: (() => void) | undefined;
+  /**
+   * True while the read loop gives the batch it just dispatched one turn of
+   * the event loop to finish: a commit made meanwhile is queued in `paired`
+   * and written together with the next XREADGROUP on the blocking connection
+   * (one socket write per hop instead of two when the stream is drained).
+   */
+  private parked = false;
+  private paired: PairedCommit[] = [];
 
   constructor(options: StageWorkerOptions) {
     this.stage = options.stage;
@@ -193,10 +216,20 @@ export class StageWorker {
     const group = this.o.keys.group(this.stage);
     const streams = this.streams;
     const ids = streams.map(() => ">");
+    try {
+      await this.readUntilClosed(group, streams, ids);
+    } finally {
+      this.flushPairedToShared();
+    }
+  }
+
+  private async readUntilClosed(group: string, streams: string[], ids: string[]): Promise<void> {
     let failures = 0;
     while (this.running) {
-      if (this.inFlight.size >= this.o.concurrency) {
-        await Promise.race(this.inFlight);
+      if (this.handling.size >= this.o.concurrency || this.inFlight.size >= 4 * this.o.concurrency) {
+        // A batch waiting for its paired commit to be sent must not wait for us.
+        this.flushPairedToShared();
+        await Promise.race(this.handling.size >= this.o.concurrency ? this.handling : this.inFlight);
         continue;
       }
       let reply: XReadReply;
@@ -218,8 +251,31 @@ export class StageWorker {
         const list = reply[s][1];
         for (let k = 0; k < list.length; k++) entries.push({ partition, id: list[k][0], fields: list[k][1], deliveries: 1 });
       }
-      if (entries.length > 0) this.track(this.processBatch(entries));
+      if (entries.length === 0) continue;
+      this.dispatch(entries);
+      // A short batch means the stream is drained: let the batch run for one
+      // loop turn so a fast handler's commit can share the next read's write.
+      // A full batch means more is waiting: read ahead at once.
+      if (entries.length < this.o.batchSize && this.handling.size < this.o.concurrency) {
+        this.parked = true;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        this.parked = false;
+      }
     }
+  }
+
+  /** Sends queued paired commits on the shared connection (the read loop is not about to read). */
+  private flushPairedToShared(): void {
+    if (this.paired.length === 0) return;
+    const queued = this.paired;
+    this.paired = [];
+    for (const c of queued) runScript(this.o.conn, "commitStage", c.keys, c.args).then(c.resolve, c.reject);
+  }
+
+  /** A commit: queued for the next read's write while the read loop is parked, else on the shared connection. */
+  private sendCommit(keys: string[], args: Array<string | number>): Promise<unknown> {
+    if (!this.parked || !this.running) return runScript(this.o.conn, "commitStage", keys, args);
+    return new Promise((resolve, reject) => this.paired.push({ keys, args, resolve, reject }));
   }
 
   private async readWithWatchdog(group: string, streams: string[], ids: string[]): Promise<XReadReply> {
@@ -227,7 +283,23 @@ export class StageWorker {
     const args: Array<string | number> = ["GROUP", group, this.o.consumer, "COUNT", this.o.batchSize, "BLOCK", this.o.blockMs, "STREAMS"];
     for (const s of streams) args.push(s);
     for (const id of ids) args.push(id);
-    const read = sendCommandDirect(blocking, "xreadgroup", args) as Promise<XReadReply>;
+    let read: Promise<XReadReply>;
+    if (this.paired.length > 0 && blocking.status === "ready") {
+      // Commits first, then the blocking read, in one write; the server answers
+      // the commits before it blocks. NOSCRIPT falls back to the shared connection.
+      const queued = this.paired;
+      this.paired = [];
+      blocking.stream.cork();
+      try {
+        for (const c of queued) runScript(blocking, "commitStage", c.keys, c.args, this.o.conn).then(c.resolve, c.reject);
+        read = sendCommandDirect(blocking, "xreadgroup", args) as Promise<XReadReply>;
+      } finally {
+        blocking.stream.uncork();
+      }
+    } else {
+      this.flushPairedToShared();
+      read = sendCommandDirect(blocking, "xreadgroup", args) as Promise<XReadReply>;
+    }
     // One watchdog timer per worker, re-armed per read (refresh) instead of a
     // new timer per read; when it fires after the read settled it does nothing.
     const watchdog = new Promise<"stuck">((resolve) => {
@@ -252,8 +324,20 @@ export class StageWorker {
     }
   }
 
-  private track(p: Promise<void>): void {
-    const tracked = p.catch((err) => this.o.log(`[${this.stage}] batch failed: ${(err as Error).stack ?? err}`)).finally(() => this.inFlight.delete(tracked));
+  /** Starts a batch: it holds a handler slot until its results are in, and stays in flight until committed. */
+  private dispatch(entries: RawEntry[]): void {
+    let release!: () => void;
+    const slot = new Promise<void>((resolve) => (release = resolve));
+    this.handling.add(slot);
+    const handled = () => {
+      if (this.handling.delete(slot)) release();
+    };
+    const tracked = this.processBatch(entries, handled)
+      .catch((err) => this.o.log(`[${this.stage}] batch failed: ${(err as Error).stack ?? err}`))
+      .finally(() => {
+        handled();
+        this.inFlight.delete(tracked);
+      });
     this.inFlight.add(tracked);
   }
 
@@ -335,7 +419,7 @@ export class StageWorker {
   }
 
   /** Parses, dispatches and commits one batch. */
-  async processBatch(entries: RawEntry[]): Promise<void> {
+  async processBatch(entries: RawEntry[], onHandled?: () => void): Promise<void> {
     const malformed: ParsedEntry[] = [];
     let valid: ParsedEntry[] = [];
     let redelivered: ParsedEntry[] | undefined;
@@ -370,6 +454,7 @@ export class StageWorker {
         results = valid.map(() => ({ ok: false as const, error: { message, retryable: true }, ms: 0 }));
       }
     }
+    onHandled?.();
 
     const commits: Array<{ entry: ParsedEntry; result: Extract<StageItemResult, { ok: true }> | null }> = alreadyDone.map((entry) => ({ entry, result: null }));
     const retries: Array<{ entry: ParsedEntry; error: string }> = [];
@@ -465,7 +550,7 @@ export class StageWorker {
     }
     args.push(clear ? clear.length : 0);
     if (clear) for (const id of clear) args.push(id);
-    return runScript(this.o.conn, "commitStage", table.keys, args);
+    return this.sendCommit(table.keys, args);
   }
 
   private async deadLetter(items: Array<{ entry: ParsedEntry; error: string; handlerFailure: boolean }>): Promise<void> {
