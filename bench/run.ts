@@ -234,7 +234,7 @@ async function main(): Promise<void> {
         rows.push({
           row: `4 hop latency @ ${p.rate}/s offered`,
           ours: `worst hop p50/p99/p99.9 ${Math.max(...Object.values(p.hops).map((q) => q.p50 ?? 0)).toFixed(2)}/${p.hopP99?.toFixed(2)}/${Math.max(...Object.values(p.hops).map((q) => q.p999 ?? 0)).toFixed(2)} ms; e2e ${p.endToEnd.p50}/${p.endToEnd.p99}/${p.endToEnd.p999} ms`,
-          baseline: `event-loop delay p99 ${p.eventLoopDelayMs.p99} ms, max GC pause ${p.gcPausesMs.max ?? 0} ms, load ${p.loadAvg1m}`,
+          baseline: `event-loop delay p99 ${p.eventLoopDelayMs.p99} ms, max GC pause ${p.gcPausesMs.max ?? 0} ms, load ${p.loadAvg1m}${p.cpuUsPerArticle ? `, CPU/art node ${p.cpuUsPerArticle.node} µs, server ${p.cpuUsPerArticle.server} µs` : ""}`,
           ratio: "-",
           target: p.rate === 1000 ? "hop p99 < 2 ms" : "-",
           verdict: p.rate === 1000 && p.hopP99 !== null ? (p.hopP99 < 2 ? "met" : "NOT met") : "-",
