@@ -15,7 +15,7 @@ import type { StageItemResult } from "../functions/envelope";
 import type { Keys } from "../functions/keys";
 import { latencyField } from "../functions/stats";
 import type { Invoker } from "./invoker";
-import { runScript, sendCommandDirect, type Connection } from "./valkey";
+import { encodeCommand, runScript, sendEncoded, type Connection } from "./valkey";
 
 export interface StageWorkerOptions {
   stage: string;
@@ -115,7 +115,10 @@ export class StageWorker {
   private readonly cursors = new Map<number, string>();
   private wake: (() => void) | undefined;
   private watchdogTimer: ReturnType<typeof setTimeout> | undefined;
-  private onStuck: (() => void) | undefined;
+  /** A blocking read is outstanding (the watchdog acts only then). */
+  private reading = false;
+  /** The watchdog closed the blocking connection under a read that did not settle. */
+  private stuck = false;
   /**
    * True while the read loop gives the batch it just dispatched one turn of
    * the event loop to finish: a commit made meanwhile is queued in `paired`
@@ -225,6 +228,9 @@ export class StageWorker {
 
   private async readUntilClosed(group: string, streams: string[], ids: string[]): Promise<void> {
     let failures = 0;
+    // The read never changes: its arguments and RESP bytes are built once.
+    const args: Array<string | number> = ["GROUP", group, this.o.consumer, "COUNT", this.o.batchSize, "BLOCK", this.o.blockMs, "STREAMS", ...streams, ...ids];
+    const read = { args, bytes: encodeCommand("xreadgroup", args) };
     while (this.running) {
       if (this.handling.size >= this.o.concurrency || this.inFlight.size >= 4 * this.o.concurrency) {
         // A batch waiting for its paired commit to be sent must not wait for us.
@@ -234,10 +240,19 @@ export class StageWorker {
       }
       let reply: XReadReply;
       try {
-        reply = await this.readWithWatchdog(group, streams, ids);
+        reply = await this.readWithWatchdog(read);
         failures = 0;
       } catch (err) {
         if (!this.running) break;
+        if (this.stuck) {
+          this.stuck = false;
+          try {
+            await this.openBlocking();
+            continue;
+          } catch (reopenErr) {
+            err = reopenErr;
+          }
+        }
         failures++;
         const wait = Math.min(100 * 2 ** failures, 5000);
         this.o.log(`[${this.stage}] read failed (${(err as Error).message}); retrying in ${wait} ms`);
@@ -278,12 +293,16 @@ export class StageWorker {
     return new Promise((resolve, reject) => this.paired.push({ keys, args, resolve, reject }));
   }
 
-  private async readWithWatchdog(group: string, streams: string[], ids: string[]): Promise<XReadReply> {
+  /**
+   * One blocking XREADGROUP (after any paired commits). One watchdog timer per
+   * worker, re-armed per read: if it fires while a read is still outstanding,
+   * that read did not settle in blockMs + grace (a half-open connection, a
+   * paused server), so the blocking connection is closed under it and the
+   * read loop opens a new one.
+   */
+  private async readWithWatchdog(read: { args: Array<string | number>; bytes: Buffer }): Promise<XReadReply> {
     const blocking = this.blocking!;
-    const args: Array<string | number> = ["GROUP", group, this.o.consumer, "COUNT", this.o.batchSize, "BLOCK", this.o.blockMs, "STREAMS"];
-    for (const s of streams) args.push(s);
-    for (const id of ids) args.push(id);
-    let read: Promise<XReadReply>;
+    let reply: Promise<XReadReply>;
     if (this.paired.length > 0 && blocking.status === "ready") {
       // Commits first, then the blocking read, in one write; the server answers
       // the commits before it blocks. NOSCRIPT falls back to the shared connection.
@@ -292,36 +311,32 @@ export class StageWorker {
       blocking.stream.cork();
       try {
         for (const c of queued) runScript(blocking, "commitStage", c.keys, c.args, this.o.conn).then(c.resolve, c.reject);
-        read = sendCommandDirect(blocking, "xreadgroup", args) as Promise<XReadReply>;
+        reply = sendEncoded(blocking, "xreadgroup", read.bytes, read.args) as Promise<XReadReply>;
       } finally {
         blocking.stream.uncork();
       }
     } else {
       this.flushPairedToShared();
-      read = sendCommandDirect(blocking, "xreadgroup", args) as Promise<XReadReply>;
+      reply = sendEncoded(blocking, "xreadgroup", read.bytes, read.args) as Promise<XReadReply>;
     }
-    // One watchdog timer per worker, re-armed per read (refresh) instead of a
-    // new timer per read; when it fires after the read settled it does nothing.
-    const watchdog = new Promise<"stuck">((resolve) => {
-      this.onStuck = () => resolve("stuck");
-    });
     if (this.watchdogTimer) this.watchdogTimer.refresh();
     else {
-      this.watchdogTimer = setTimeout(() => this.onStuck?.(), this.o.blockMs + this.o.watchdogGraceMs);
+      this.watchdogTimer = setTimeout(() => this.onWatchdog(), this.o.blockMs + this.o.watchdogGraceMs);
       this.watchdogTimer.unref?.();
     }
+    this.reading = true;
     try {
-      const winner = await Promise.race([read, watchdog]);
-      if (winner === "stuck") {
-        read.catch(() => {});
-        this.o.log(`[${this.stage}] blocking read did not settle in ${this.o.blockMs + this.o.watchdogGraceMs} ms; reconnecting`);
-        await this.openBlocking();
-        return null;
-      }
-      return winner;
+      return await reply;
     } finally {
-      this.onStuck = undefined;
+      this.reading = false;
     }
+  }
+
+  private onWatchdog(): void {
+    if (!this.reading || !this.running) return;
+    this.stuck = true;
+    this.o.log(`[${this.stage}] blocking read did not settle in ${this.o.blockMs + this.o.watchdogGraceMs} ms; reconnecting`);
+    this.blocking?.disconnect();
   }
 
   /** Starts a batch: it holds a handler slot until its results are in, and stays in flight until committed. */

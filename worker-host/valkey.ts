@@ -74,36 +74,54 @@ class BufferCommand extends ValkeyCommand {
   }
 
   override toWritable(): Buffer {
-    const args = this.args as string[];
-    const name = this.name;
-    const n = args.length;
-    if (lengths.length < n) lengths.length = n;
-    let total = 1 + digits(n + 1) + 2 + 1 + digits(name.length) + 2 + name.length + 2;
-    for (let i = 0; i < n; i++) {
-      const len = Buffer.byteLength(args[i]);
-      lengths[i] = len;
-      total += 1 + digits(len) + 2 + len + 2;
-    }
-    const buf = Buffer.allocUnsafe(total);
-    buf[0] = 42; // '*'
-    let at = writeLine(buf, 1, n + 1);
-    buf[at++] = 36; // '$'
-    at = writeLine(buf, at, name.length);
-    at += buf.write(name, at, "latin1");
-    buf[at++] = 13;
-    buf[at++] = 10;
-    for (let i = 0; i < n; i++) {
-      buf[at++] = 36;
-      at = writeLine(buf, at, lengths[i]);
-      at += buf.write(args[i], at, "utf8");
-      buf[at++] = 13;
-      buf[at++] = 10;
-    }
-    return buf;
+    return encodeCommand(this.name, this.args as string[]);
   }
 }
 
-/** Scratch byte lengths for BufferCommand (toWritable is synchronous, so one array serves all). */
+/** A command sent as bytes encoded once (see encodeCommand), e.g. a read loop's unchanging XREADGROUP. */
+class EncodedCommand extends ValkeyCommand {
+  constructor(name: string, private readonly bytes: Buffer) {
+    super(name, [], { replyEncoding: "utf8" });
+  }
+
+  override toWritable(): Buffer {
+    return this.bytes;
+  }
+}
+
+/**
+ * Encodes a command as RESP into one Buffer (numbers as decimal strings).
+ * @example
+ * const bytes = encodeCommand("xreadgroup", ["GROUP", "g", "c", "STREAMS", "s", ">"]);
+ */
+export function encodeCommand(name: string, args: ReadonlyArray<string | number>): Buffer {
+  const n = args.length;
+  if (lengths.length < n) lengths.length = n;
+  let total = 1 + digits(n + 1) + 2 + 1 + digits(name.length) + 2 + name.length + 2;
+  for (let i = 0; i < n; i++) {
+    const len = Buffer.byteLength(String(args[i]));
+    lengths[i] = len;
+    total += 1 + digits(len) + 2 + len + 2;
+  }
+  const buf = Buffer.allocUnsafe(total);
+  buf[0] = 42; // '*'
+  let at = writeLine(buf, 1, n + 1);
+  buf[at++] = 36; // '$'
+  at = writeLine(buf, at, name.length);
+  at += buf.write(name, at, "latin1");
+  buf[at++] = 13;
+  buf[at++] = 10;
+  for (let i = 0; i < n; i++) {
+    buf[at++] = 36;
+    at = writeLine(buf, at, lengths[i]);
+    at += buf.write(String(args[i]), at, "utf8");
+    buf[at++] = 13;
+    buf[at++] = 10;
+  }
+  return buf;
+}
+
+/** Scratch byte lengths for encodeCommand (synchronous, so one array serves all). */
 const lengths: number[] = [];
 
 function digits(n: number): number {
@@ -144,19 +162,17 @@ function send(conn: Connection, command: "evalsha" | "eval", shaOrSource: string
   return sendDirect(conn, command, all);
 }
 
-/**
- * Sends one command straight to the socket with the project's encoder (see
- * BufferCommand); takes ownership of `args`. Falls back to the ordinary call
- * while the connection's auto-pipeline queue holds commands (order) or when
- * it has a key prefix.
- */
-export function sendCommandDirect(conn: Connection, name: string, args: Array<string | number>): Promise<unknown> {
-  return canSendDirect(conn) ? sendDirect(conn, name, args) : conn.call(name, ...args);
-}
-
 /** Direct sends keep the connection's order only while its auto-pipeline queue is empty. */
 function canSendDirect(conn: Connection): boolean {
   return !conn.options.keyPrefix && (!conn.options.enableAutoPipelining || conn.autoPipelineQueueSize === 0);
+}
+
+/**
+ * Sends bytes made by encodeCommand, when the connection allows direct sends
+ * (else the ordinary call with `args`, in order behind its auto-pipeline).
+ */
+export function sendEncoded(conn: Connection, name: string, bytes: Buffer, args: ReadonlyArray<string | number>): Promise<unknown> {
+  return canSendDirect(conn) ? (conn.sendCommand(new EncodedCommand(name, bytes)) as Promise<unknown>) : conn.call(name, ...args);
 }
 
 /** Sends a command whose argument list the caller hands over (it is converted in place). */
