@@ -86,11 +86,27 @@ export type StageResponse = z.infer<typeof StageResponse>;
 
 /** Random hex of `bytes` bytes from WebCrypto (works in Workers and Node). */
 export function randomHex(bytes: number): string {
-  const buf = crypto.getRandomValues(new Uint8Array(bytes));
+  // Ids (run ids, trace ids, lock tokens: up to 16 bytes) come from a pool
+  // refilled 4 KB at a time: one getRandomValues call per ~300 runs instead of
+  // two per run. Longer values (keys, tokens) are drawn fresh.
+  const fresh = bytes > 16;
+  if (!fresh && poolAt + bytes > pool.length) {
+    if (pool.length === 0) pool = new Uint8Array(4096);
+    crypto.getRandomValues(pool);
+    poolAt = 0;
+  }
+  const buf = fresh ? crypto.getRandomValues(new Uint8Array(bytes)) : pool;
+  let at = fresh ? 0 : poolAt;
+  if (!fresh) poolAt += bytes;
   let out = "";
-  for (const b of buf) out += b.toString(16).padStart(2, "0");
+  for (let i = 0; i < bytes; i++) out += HEX[buf[at++]];
   return out;
 }
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+/** Random bytes for ids; filled lazily (Workers allow randomness only inside a request). */
+let pool = new Uint8Array(0);
+let poolAt = 0;
 
 /** A new sortable run id: base-36 time + random suffix. */
 export function newRunId(now = Date.now()): string {

@@ -18,11 +18,10 @@ function now(): number {
 
 async function runOne(stage: StageDef, pipeline: Pipeline, env: AppEnv, redis: RedisClient, envelope: Envelope): Promise<StageItemResult> {
   const started = now();
-  const ms = () => Math.round((now() - started) * 1000) / 1000;
   const input = stage.input.safeParse(envelope.payload);
   if (!input.success) {
     const detail = toIssues(input.error as z.ZodError).map((i) => `${i.path || "(root)"}: ${i.message}`).join("; ");
-    return { ok: false, error: { message: `invalid payload for stage ${stage.name}: ${detail}`, retryable: false }, ms: ms() };
+    return { ok: false, error: { message: `invalid payload for stage ${stage.name}: ${detail}`, retryable: false }, ms: msSince(started) };
   }
   try {
     const { keys } = settingsFor(env);
@@ -36,35 +35,41 @@ async function runOne(stage: StageDef, pipeline: Pipeline, env: AppEnv, redis: R
       env,
     });
     const createdAt = Date.now();
+    const emits = outcome.emit;
     const outputs: Envelope[] = [];
-    for (const emit of outcome.emit ?? []) {
-      const to = emit.to ?? stage.next[0];
-      if (!to || !stage.next.includes(to)) {
-        throw new StageError(`stage ${stage.name} emitted to ${to ?? "(none)"}, not one of its next stages [${stage.next.join(", ")}]`, { retryable: false });
+    if (emits) {
+      for (let i = 0; i < emits.length; i++) {
+        const emit = emits[i];
+        const to = emit.to ?? stage.next[0];
+        if (!to || !stage.next.includes(to)) {
+          throw new StageError(`stage ${stage.name} emitted to ${to ?? "(none)"}, not one of its next stages [${stage.next.join(", ")}]`, { retryable: false });
+        }
+        if (!pipeline.stages.has(to)) throw new StageError(`unknown stage ${to}`, { retryable: false });
+        const branch = emit.branch || envelope.branch;
+        outputs.push(
+          branch
+            ? { runId: envelope.runId, stage: to, attempt: 1, traceId: envelope.traceId, createdAt, branch, payload: emit.payload }
+            : { runId: envelope.runId, stage: to, attempt: 1, traceId: envelope.traceId, createdAt, payload: emit.payload },
+        );
       }
-      if (!pipeline.stages.has(to)) throw new StageError(`unknown stage ${to}`, { retryable: false });
-      outputs.push({
-        runId: envelope.runId,
-        stage: to,
-        attempt: 1,
-        traceId: envelope.traceId,
-        createdAt,
-        ...(emit.branch ? { branch: emit.branch } : envelope.branch ? { branch: envelope.branch } : {}),
-        payload: emit.payload,
-      });
     }
     return {
       ok: true,
       status: outcome.skipped ? "skipped" : "completed",
       outputs,
       result: outcome.skipped ? { skipped: outcome.skipped, ...(isObject(outcome.result) ? outcome.result : {}) } : outcome.result,
-      ms: ms(),
+      ms: msSince(started),
     };
   } catch (err) {
     const retryable = err instanceof StageError ? err.retryable : true;
     const message = err instanceof Error ? err.message : String(err);
-    return { ok: false, error: { message, retryable }, ms: ms() };
+    return { ok: false, error: { message, retryable }, ms: msSince(started) };
   }
+}
+
+/** Milliseconds since `started` (a now() reading), to the microsecond. */
+function msSince(started: number): number {
+  return Math.round((now() - started) * 1000) / 1000;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -135,3 +135,19 @@ describe("signed stage invocations", () => {
     expect((await verifyStageSignature({ STAGE_SIGNING_KEYS: "broken" }, "POST", "/stages/touch", "{}", headers, 1_700_000_000_000)).ok).toBe(false);
   });
 });
+
+describe("random ids", () => {
+  it("draws distinct lowercase hex ids of the asked length, across pool refills", () => {
+    // 6-byte run-id suffixes: 3,000 of them use more than four 4 KB refills of the pool.
+    const ids = Array.from({ length: 3000 }, () => randomHex(6));
+    expect(ids.every((id) => /^[0-9a-f]{12}$/.test(id))).toBe(true);
+    expect(new Set(ids).size).toBe(ids.length);
+    // Every byte value shows up in a long enough draw (the lookup table covers 00..ff).
+    const bytes = new Set(ids.join("").match(/../g));
+    expect(bytes.size).toBe(256);
+    // Longer values (keys, tokens) are drawn fresh, same format.
+    const key = randomHex(24);
+    expect(key).toMatch(/^[0-9a-f]{48}$/);
+    expect(randomHex(24)).not.toBe(key);
+  });
+});

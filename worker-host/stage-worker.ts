@@ -77,19 +77,32 @@ function isConnectionError(err: unknown): boolean {
   return /ECONNREFUSED|ECONNRESET|EPIPE|Connection is closed|connect ETIMEDOUT|Stream isn't writeable|LOADING|MASTERDOWN/.test(msg);
 }
 
-/** Per-batch key list for a script call: each distinct key once, referenced by 1-based index. */
+/**
+ * Per-batch key list for a script call: each distinct key once, referenced by
+ * 1-based index. A small table (the usual batch of one or two entries at low
+ * load) is searched in place; a Map is built only once it grows.
+ */
 class KeyTable {
   readonly keys: string[];
-  private readonly index = new Map<string, number>();
-  constructor(fixed: string[]) {
-    this.keys = [...fixed];
-    fixed.forEach((k, i) => this.index.set(k, i + 1));
+  private index: Map<string, number> | undefined;
+  constructor(fixed: readonly string[]) {
+    this.keys = fixed.slice();
   }
   ref(key: string): number {
+    const keys = this.keys;
+    if (this.index === undefined) {
+      for (let i = 0; i < keys.length; i++) if (keys[i] === key) return i + 1;
+      keys.push(key);
+      if (keys.length > 16) {
+        this.index = new Map();
+        for (let i = 0; i < keys.length; i++) this.index.set(keys[i], i + 1);
+      }
+      return keys.length;
+    }
     let i = this.index.get(key);
     if (i === undefined) {
-      this.keys.push(key);
-      i = this.keys.length;
+      keys.push(key);
+      i = keys.length;
       this.index.set(key, i);
     }
     return i;
@@ -98,6 +111,8 @@ class KeyTable {
 
 export class StageWorker {
   readonly stage: string;
+  /** Checkpoint field of this stage's step (a branch adds `#branch`). */
+  private readonly plainStepField: string;
   private readonly o: Required<Omit<StageWorkerOptions, "log">> & { log: (line: string) => void };
   private blocking: Connection | undefined;
   private blockingId: number | undefined;
@@ -127,9 +142,12 @@ export class StageWorker {
    */
   private parked = false;
   private paired: PairedCommit[] = [];
+  /** Per partition: the fixed keys of a commit (input stream, stats, last errors). */
+  private readonly commitKeys: string[][] = [];
 
   constructor(options: StageWorkerOptions) {
     this.stage = options.stage;
+    this.plainStepField = `step:${options.stage}`;
     this.o = {
       batchSize: 100,
       concurrency: 2,
@@ -430,7 +448,7 @@ export class StageWorker {
   }
 
   private stepField(envelope: Envelope): string {
-    return envelope.branch ? `step:${this.stage}#${envelope.branch}` : `step:${this.stage}`;
+    return envelope.branch ? `step:${this.stage}#${envelope.branch}` : this.plainStepField;
   }
 
   /** Parses, dispatches and commits one batch. */
@@ -532,7 +550,7 @@ export class StageWorker {
   /** One commit-stage.lua call for the entries of one partition (arguments built in one pass). */
   private commitPartition(p: number, list: Array<{ entry: ParsedEntry; result: Extract<StageItemResult, { ok: true }> | null }>, now: number): Promise<unknown> {
     const { keys } = this.o;
-    const table = new KeyTable([keys.stream(this.stage, p), keys.stageStats(this.stage, p), keys.lastErrors(this.stage, p)]);
+    const table = new KeyTable((this.commitKeys[p] ??= [keys.stream(this.stage, p), keys.stageStats(this.stage, p), keys.lastErrors(this.stage, p)]));
     // Stats pairs first (the script reads them before the entries).
     const buckets = new Map<string, number>();
     let latencySumUs = 0;
