@@ -101,23 +101,35 @@ async function rowBullmqPassThrough(server: BenchServer, articles: BenchArticle[
   return { ...best, runs };
 }
 
-/** Runs each offered load in a fresh process (bench/latency-process.ts) and collects the points. */
-async function rowLatency(server: BenchServer): Promise<LatencyPoint[]> {
-  const points: LatencyPoint[] = [];
+/** One latency point in a fresh process (bench/latency-process.ts); `raw` measures baseline C. */
+async function latencyPoint(server: BenchServer, rate: number, raw: boolean): Promise<LatencyPoint> {
+  const child = spawn(process.execPath, ["--import", "tsx", join(here, "latency-process.ts")], {
+    env: { ...process.env, VALKEY_URL: server.url, RATE: String(rate), SECONDS: String(plan.rateSeconds), WARMUP_SECONDS: String(plan.warmupSeconds), RAW: raw ? "1" : "0" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  const code = await new Promise<number | null>((r) => child.once("exit", r));
+  const line = out.split("\n").find((l) => l.startsWith("result "));
+  if (code !== 0 || !line) throw new Error(`latency process for ${rate}/s${raw ? " (raw relay)" : ""} exited ${code} without a result`);
+  return JSON.parse(line.slice("result ".length)) as LatencyPoint;
+}
+
+const worstP50 = (p: LatencyPoint) => Math.max(...Object.values(p.hops).map((q) => q.p50 ?? 0));
+
+/** Runs each offered load in a fresh process, ours then baseline C (the raw relay), and collects the points. */
+async function rowLatency(server: BenchServer): Promise<Array<LatencyPoint & { rawRelay?: LatencyPoint | NotMeasured }>> {
+  const points: Array<LatencyPoint & { rawRelay?: LatencyPoint | NotMeasured }> = [];
   for (const rate of plan.rates) {
     progress(`row 4: hop latency at ${rate} articles/s offered for ${plan.rateSeconds} s (fresh process: host + handlers + producer)`);
-    const child = spawn(process.execPath, ["--import", "tsx", join(here, "latency-process.ts")], {
-      env: { ...process.env, VALKEY_URL: server.url, RATE: String(rate), SECONDS: String(plan.rateSeconds), WARMUP_SECONDS: String(plan.warmupSeconds) },
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    let out = "";
-    child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-    const code = await new Promise<number | null>((r) => child.once("exit", r));
-    const line = out.split("\n").find((l) => l.startsWith("result "));
-    if (code !== 0 || !line) throw new Error(`latency process for ${rate}/s exited ${code} without a result`);
-    points.push(JSON.parse(line.slice("result ".length)) as LatencyPoint);
-    progress(`  ${rate}/s: worst hop p50 ${Math.max(...Object.values(points.at(-1)!.hops).map((q) => q.p50 ?? 0))} ms, p99 ${points.at(-1)!.hopP99} ms; end-to-end p99 ${points.at(-1)!.endToEnd.p99} ms`);
+    const point = await latencyPoint(server, rate, false);
+    progress(`  ${rate}/s: worst hop p50 ${worstP50(point)} ms, p99 ${point.hopP99} ms; end-to-end p99 ${point.endToEnd.p99} ms`);
     await flush(server);
+    progress(`row 4: baseline C, raw XREADGROUP/XADD relay at ${rate} articles/s (fresh process)`);
+    const rawRelay = await attempt(`raw relay at ${rate}/s`, () => latencyPoint(server, rate, true));
+    if (isMeasured(rawRelay)) progress(`  raw relay ${rate}/s: worst hop p50 ${worstP50(rawRelay)} ms, p99 ${rawRelay.hopP99} ms`);
+    await flush(server);
+    points.push({ ...point, rawRelay });
   }
   return points;
 }
@@ -234,7 +246,7 @@ async function main(): Promise<void> {
         rows.push({
           row: `4 hop latency @ ${p.rate}/s offered`,
           ours: `worst hop p50/p99/p99.9 ${Math.max(...Object.values(p.hops).map((q) => q.p50 ?? 0)).toFixed(2)}/${p.hopP99?.toFixed(2)}/${Math.max(...Object.values(p.hops).map((q) => q.p999 ?? 0)).toFixed(2)} ms; e2e ${p.endToEnd.p50}/${p.endToEnd.p99}/${p.endToEnd.p999} ms`,
-          baseline: `event-loop delay p99 ${p.eventLoopDelayMs.p99} ms, max GC pause ${p.gcPausesMs.max ?? 0} ms, load ${p.loadAvg1m}${p.cpuUsPerArticle ? `, CPU/art node ${p.cpuUsPerArticle.node} µs, server ${p.cpuUsPerArticle.server} µs` : ""}`,
+          baseline: `${isMeasured(p.rawRelay) ? `raw relay (baseline C) hop p50/p99 ${worstP50(p.rawRelay).toFixed(2)}/${p.rawRelay.hopP99?.toFixed(2)} ms${fmtCpu(p.rawRelay)}; ` : ""}ours: event-loop delay p99 ${p.eventLoopDelayMs.p99} ms, max GC pause ${p.gcPausesMs.max ?? 0} ms, load ${p.loadAvg1m}${fmtCpu(p)}`,
           ratio: "-",
           target: p.rate === 1000 ? "hop p99 < 2 ms" : "-",
           verdict: p.rate === 1000 && p.hopP99 !== null ? (p.hopP99 < 2 ? "met" : "NOT met") : "-",
@@ -269,7 +281,8 @@ async function main(): Promise<void> {
       ? [
           { name: "worst hop p99 (ms)", points: latency.filter((p) => p.hopP99 !== null).map((p) => [p.rate, p.hopP99!]) },
           { name: "end-to-end p99 (ms)", points: latency.filter((p) => p.endToEnd.p99 !== null).map((p) => [p.rate, p.endToEnd.p99!]) },
-          { name: "worst hop p50 (ms)", points: latency.map((p) => [p.rate, Math.max(...Object.values(p.hops).map((q) => q.p50 ?? 0))]) },
+          { name: "worst hop p50 (ms)", points: latency.map((p) => [p.rate, worstP50(p)]) },
+          { name: "raw relay (baseline C) worst hop p99 (ms)", points: latency.flatMap((p) => (isMeasured(p.rawRelay) && p.rawRelay.hopP99 !== null ? [[p.rate, p.rawRelay.hopP99] as [number, number]] : [])) },
         ]
       : [];
     const fanSeries: Series[] = [...extras.fanoutSeries()];

@@ -9,6 +9,7 @@ import { randomHex } from "../functions/envelope";
 import { loadArticles, parseCsv } from "../bench/articles";
 import { PipelineHarness, measureStreamMemory, measureThroughput, naiveFanOut, runBullmqChain, seedNaiveSubscribers } from "../bench/harness";
 import { HopRecorder, PASS_STAGES, passThroughPipeline } from "../bench/pass-through-pipeline";
+import { measureRawRelayPoint } from "../bench/raw-relay";
 import { quantiles } from "../bench/stats";
 import { renderChart } from "../bench/svg";
 import { startTestValkey, type TestValkey } from "./helpers/valkey";
@@ -86,6 +87,15 @@ describe("bench harness", () => {
     expect(m.entries).toBe(300);
     expect(m.bytesPerEntry).toBeGreaterThan(0);
     expect(await v.conn.exists(`${prefix}:mem:stream`)).toBe(0);
+  });
+
+  it("relays every offered article through the five raw relays (baseline C) and records its hops", async () => {
+    const { articles } = loadArticles(50);
+    const point = await measureRawRelayPoint({ url: v.url, articles, rate: 200, seconds: 0.5, warmupSeconds: 0 });
+    expect(point.offered).toBeGreaterThan(50);
+    // Every article offered reached the fifth relay once, and each hop was recorded.
+    expect(point.measured).toBe(point.offered);
+    for (const q of Object.values(point.hops)) expect(q.count).toBe(point.offered);
   });
 
   it("parses quoted CSV, computes quantiles and renders an SVG", () => {
