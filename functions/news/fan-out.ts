@@ -174,3 +174,82 @@ export function fanOutArticle(redis: RedisClient, keys: Keys, feedId: string, to
     articles.push({ feedId, topic, buckets: 0, delivered: 0, waiting: keys.feedBuckets, failed: false, resolve, reject });
   });
 }
+
+/** Topic listings and delivery counts of the current tick, per client and key builder. */
+interface ListingGroup {
+  redis: RedisClient;
+  keys: Keys;
+  topicListCap: number;
+  /** topic -> feed ids to list, in call order. */
+  byTopic: Map<string, string[]>;
+  delivered: number;
+  waiters: Array<{ resolve(): void; reject(err: unknown): void }>;
+}
+
+let openListings: ListingGroup[] = [];
+
+function flushListings(): void {
+  const groups = openListings;
+  openListings = [];
+  for (const g of groups) {
+    const { redis, keys } = g;
+    // Plain commands, not MULTI (the topic lists and the counter hashes live in
+    // different cluster slots). LPUSH of several ids leaves the last one first,
+    // as one LPUSH per id in the same order did.
+    const writes: Array<Promise<unknown>> = [];
+    for (const [topic, ids] of g.byTopic) {
+      const list = keys.topicArticles(topic);
+      writes.push(redis.lpush(list, ...ids));
+      writes.push(redis.ltrim(list, 0, g.topicListCap - 1));
+      writes.push(redis.hincrby(keys.topicCounts(), topic, ids.length));
+    }
+    if (g.delivered > 0) writes.push(redis.hincrby(keys.counters(), "fanout_deliveries", g.delivered));
+    Promise.all(writes).then(
+      () => {
+        for (const w of g.waiters) w.resolve();
+      },
+      (err: unknown) => {
+        for (const w of g.waiters) w.reject(err);
+      },
+    );
+  }
+}
+
+/**
+ * After an article's fan-out: lists it under its topic (when `firstListing`:
+ * LPUSH, LTRIM to `topicListCap`, HINCRBY of the topic's count) and adds its
+ * deliveries to the global counter. The writes of the articles that get here
+ * in the same tick on the same client go out together (one LPUSH/LTRIM/HINCRBY
+ * per topic, one HINCRBY of the counter) instead of up to four commands per
+ * article; the promise settles when they are all done (a failure fails every
+ * article of the group, which is then retried like before).
+ */
+export function recordFanOut(redis: RedisClient, keys: Keys, { feedId, topic, firstListing, delivered, topicListCap }: { feedId: string; topic: string; firstListing: boolean; delivered: number; topicListCap: number }): Promise<void> {
+  if (!firstListing && delivered <= 0) return Promise.resolve();
+  try {
+    // Validate now, so a bad topic fails this article alone.
+    if (firstListing) keys.topicArticles(topic);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  let group: ListingGroup | undefined;
+  for (const g of openListings) {
+    if (g.redis === redis && g.keys === keys && g.topicListCap === topicListCap) {
+      group = g;
+      break;
+    }
+  }
+  if (!group) {
+    if (openListings.length === 0) queueMicrotask(flushListings);
+    group = { redis, keys, topicListCap, byTopic: new Map(), delivered: 0, waiters: [] };
+    openListings.push(group);
+  }
+  if (firstListing) {
+    const ids = group.byTopic.get(topic);
+    if (ids) ids.push(feedId);
+    else group.byTopic.set(topic, [feedId]);
+  }
+  if (delivered > 0) group.delivered += delivered;
+  const waiters = group.waiters;
+  return new Promise((resolve, reject) => waiters.push({ resolve, reject }));
+}
