@@ -1,52 +1,68 @@
 --[[
-fan-out: deliver one article to every subscriber of its topic in ONE bucket,
-atomically and at most once per (article, bucket).
+fan-out: deliver articles to every subscriber of their topic in ONE bucket,
+atomically and at most once per (article, bucket). One call carries one or
+more articles of the same bucket (the news fanout stage sends the articles
+of a batch together: one call per bucket instead of one per article and
+bucket); each article is handled exactly as if it had its own call, in the
+order given.
 
 Push only the compact feed id (the article body is stored once elsewhere),
-trim each feed to its cap, and publish one notification for the bucket.
+trim each feed to its cap, and publish one notification per article.
 
-KEYS[1]    subscriber set of the topic in this bucket ({b<N>}:subs:<topic>)
-KEYS[2]    idempotency marker of (article, bucket)    ({b<N>}:fo:<feedId>)
+KEYS[1]    subscriber set of the first article's topic in this bucket ({b<N>}:subs:<topic>)
+KEYS[2]    idempotency marker of (first article, bucket)              ({b<N>}:fo:<feedId>)
+KEYS[2i-1], KEYS[2i]   the same for article i (#KEYS / 2 articles)
 
 Derived keys (not in KEYS because they depend on the set's members): each
-subscriber's feed list is ARGV[3] .. uid. ARGV[3] is the bucket's feed-key
-prefix `<prefix>:{b<N>}:feed:`, carrying the same hash tag as KEYS[1] and
-KEYS[2], so every derived key lives in the same cluster slot as the declared
+subscriber's feed list is ARGV[1] .. uid. ARGV[1] is the bucket's feed-key
+prefix `<prefix>:{b<N>}:feed:`, carrying the same hash tag as the declared
+keys, so every derived key lives in the same cluster slot as the declared
 ones (the approach BullMQ scripts use for per-job keys). Uids in the set
 were validated when they subscribed.
 
-ARGV[1]    feed id (compact base-36 article id)
-ARGV[2]    topic
-ARGV[3]    feed-key prefix of this bucket
-ARGV[4]    feed cap (each feed is trimmed to this many newest ids)
-ARGV[5]    marker TTL, seconds (must outlive any redelivery of the article)
-ARGV[6]    notification channel of this bucket ({b<N>}:notify); empty: none
+ARGV[1]    feed-key prefix of this bucket
+ARGV[2]    feed cap (each feed is trimmed to this many newest ids)
+ARGV[3]    marker TTL, seconds (must outlive any redelivery of the article)
+ARGV[4]    notification channel of this bucket ({b<N>}:notify); empty: none
+ARGV[3+2i] feed id of article i (compact base-36 article id)
+ARGV[4+2i] topic of article i
 
-Notification (PUBLISH on ARGV[6], only when something was delivered):
+Notification (PUBLISH on ARGV[4], per article, only when something was delivered):
            "<feedId> <topic> <uid1>,<uid2>,..."
            i.e. three space-separated fields; uids never contain spaces or
            commas (validated), so a live client splits on ' ' then ','
            and keeps the message when its uid is in the list.
 
-Returns    number of feeds the article was pushed into (0 when the marker
-           already existed: a redelivery, so nothing is delivered twice);
-           -1 when the bucket has no subscriber of the topic (nothing is
-           written, no marker), so callers can call every bucket without
-           asking first which ones are non-empty
+Returns    one number per article: the feeds it was pushed into (0 when its
+           marker already existed: a redelivery, so nothing is delivered
+           twice); -1 when the bucket has no subscriber of its topic
+           (nothing is written, no marker), so callers can call every
+           bucket without asking first which ones are non-empty
 ]]
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[5])) then return 0 end
-local feedId, prefix = ARGV[1], ARGV[3]
-local last = tonumber(ARGV[4]) - 1
-local uids = redis.call('SMEMBERS', KEYS[1])
-for _, uid in ipairs(uids) do
-  local feed = prefix .. uid
-  -- LPUSH answers the new length: trim only a feed that went over its cap.
-  if redis.call('LPUSH', feed, feedId) > last + 1 then
-    redis.call('LTRIM', feed, 0, last)
+local prefix, channel = ARGV[1], ARGV[4]
+local last = tonumber(ARGV[2]) - 1
+local ttl = tonumber(ARGV[3])
+local counts = {}
+for i = 1, #KEYS / 2 do
+  local subs, marker = KEYS[2 * i - 1], KEYS[2 * i]
+  local feedId, topic = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
+  if redis.call('EXISTS', subs) == 0 then
+    counts[i] = -1
+  elseif not redis.call('SET', marker, '1', 'NX', 'EX', ttl) then
+    counts[i] = 0
+  else
+    local uids = redis.call('SMEMBERS', subs)
+    for _, uid in ipairs(uids) do
+      local feed = prefix .. uid
+      -- LPUSH answers the new length: trim only a feed that went over its cap.
+      if redis.call('LPUSH', feed, feedId) > last + 1 then
+        redis.call('LTRIM', feed, 0, last)
+      end
+    end
+    if #uids > 0 and channel ~= '' then
+      redis.call('PUBLISH', channel, feedId .. ' ' .. topic .. ' ' .. table.concat(uids, ','))
+    end
+    counts[i] = #uids
   end
 end
-if #uids > 0 and ARGV[6] ~= '' then
-  redis.call('PUBLISH', ARGV[6], feedId .. ' ' .. ARGV[2] .. ' ' .. table.concat(uids, ','))
-end
-return #uids
+return counts

@@ -117,13 +117,22 @@ export function normalizeText(s: string): string {
     if (next === text) break;
     text = next;
   }
-  return text
-    .replace(/\\+(?=\$)/g, "") // "\$375 million" is an escaped dollar sign
-    .replace(/\\+/g, " ") // "second\team", "text.\\Next" are line breaks
-    .replace(/[\u200b-\u200d\ufeff]/g, "")
-    .replace(/\s+/g, " ")
-    .trim();
+  // Each replace below copies the whole text, so it only runs when the text has what it removes.
+  if (text.includes("\\")) {
+    text = text
+      .replace(/\\+(?=\$)/g, "") // "\$375 million" is an escaped dollar sign
+      .replace(/\\+/g, " "); // "second\team", "text.\\Next" are line breaks
+  }
+  if (ZERO_WIDTH.test(text)) text = text.replace(ZERO_WIDTH_ALL, "");
+  // Collapsing is a no-op when every whitespace is already a single plain space.
+  if (UNCOLLAPSED_SPACE.test(text)) text = text.replace(/\s+/g, " ");
+  return text.trim();
 }
+
+const ZERO_WIDTH = /[\u200b-\u200d\ufeff]/;
+const ZERO_WIDTH_ALL = /[\u200b-\u200d\ufeff]/g;
+/** Whitespace that `\s+` -> " " would change: two in a row, or any but a plain space. */
+const UNCOLLAPSED_SPACE = /\s\s|[^\S ]/;
 
 const TRACKING_PARAMS = new Set(["fbclid", "gclid", "dclid", "msclkid", "ref", "ref_src", "mc_cid", "mc_eid", "igshid"]);
 

@@ -24,13 +24,23 @@ const W = new Int32Array(64);
 const encoder = new TextEncoder();
 const HEX_BYTE = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
 
-/** SHA-256 of bytes, as 8 big-endian 32-bit words. */
-function digestWords(data: Uint8Array): Int32Array {
-  const len = data.length;
+/** Scratch message buffer (hashing is synchronous): grown as needed, reused by every call. */
+let scratch = new Uint8Array(1024);
+
+/**
+ * SHA-256 of the UTF-8 encoding of `text`, as 8 big-endian 32-bit words in
+ * DIGEST. The text is encoded straight into the scratch buffer and padded
+ * there: no per-call byte arrays.
+ */
+function digestText(text: string): Int32Array {
+  // UTF-8 takes at most 3 bytes per UTF-16 code unit; + 0x80 + padding + 64-bit length.
+  const need = text.length * 3 + 72;
+  if (scratch.length < need) scratch = new Uint8Array(Math.max(need, scratch.length * 2));
+  const buf = scratch;
+  const len = encoder.encodeInto(text, buf).written;
   // Message + 0x80 + zero padding + 64-bit length, a multiple of 64 bytes.
   const total = (((len + 9 + 63) >>> 6) << 6) >>> 0;
-  const buf = new Uint8Array(total);
-  buf.set(data);
+  buf.fill(0, len, total);
   buf[len] = 0x80;
   const bits = len * 8;
   const hi = Math.floor(bits / 0x100000000);
@@ -97,12 +107,23 @@ function digestWords(data: Uint8Array): Int32Array {
     h6 = (h6 + g) | 0;
     h7 = (h7 + h) | 0;
   }
-  return Int32Array.of(h0, h1, h2, h3, h4, h5, h6, h7);
+  DIGEST[0] = h0;
+  DIGEST[1] = h1;
+  DIGEST[2] = h2;
+  DIGEST[3] = h3;
+  DIGEST[4] = h4;
+  DIGEST[5] = h5;
+  DIGEST[6] = h6;
+  DIGEST[7] = h7;
+  return DIGEST;
 }
+
+/** Scratch digest words, read before the next call. */
+const DIGEST = new Int32Array(8);
 
 /** Lowercase hex SHA-256 of the UTF-8 encoding of `text`, synchronously. */
 export function sha256HexSync(text: string): string {
-  const words = digestWords(encoder.encode(text));
+  const words = digestText(text);
   let out = "";
   for (let i = 0; i < 8; i++) {
     const w = words[i];
