@@ -7,7 +7,7 @@
  * transport itself (socket round trips, the server's stream commands, one
  * Node event loop). The producer, the offered load, the warm-up and the hop
  * definition are those of the edgepipe row (bench/latency.ts), in a fresh
- * process of its own (bench/latency-process.ts with RAW=1).
+ * process of its own (bench/latency-process.ts with MODE=raw).
  */
 import { loadavg } from "node:os";
 import { PerformanceObserver, monitorEventLoopDelay } from "node:perf_hooks";
@@ -52,7 +52,8 @@ export async function measureRawRelayPoint({ url, rate, seconds, warmupSeconds, 
         }
         if (!reply) continue;
         const entries = reply[0][1];
-        const pipe = conn.pipeline();
+        // The relay's own connection is free until its next read: XADDs and XACKs go there.
+        const pipe = c.pipeline();
         for (const [id, fields] of entries) {
           // fields: e <payload> t <emit stamp> t0 <enqueue stamp>
           const now = preciseNow();

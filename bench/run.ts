@@ -28,6 +28,7 @@ import { PASS_STAGES, passThroughPipeline, preciseNow } from "./pass-through-pip
 import { progress, sampleRss } from "./stats";
 import { renderChart, type Series } from "./svg";
 import type { LatencyPoint } from "./latency";
+import type { FloorPoint } from "./floor";
 import { extraRows, type ExtraRows } from "./extra-rows";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -35,8 +36,8 @@ const quick = process.argv.includes("--quick");
 
 /** Sizes of a full and a quick run. */
 const plan = quick
-  ? { articles: 3000, bullmqArticles: 1500, rates: [500, 1000, 2000], rateSeconds: 1.5, warmupSeconds: 0.5, fanout: [1000, 10_000], naive: [1000, 10_000], streamEntries: 2000 }
-  : { articles: 20_000, bullmqArticles: 20_000, rates: [500, 1000, 2000, 5000], rateSeconds: 5, warmupSeconds: 1, fanout: [1000, 10_000, 100_000], naive: [1000, 10_000, 100_000], streamEntries: 10_000 };
+  ? { articles: 3000, bullmqArticles: 1500, rates: [500, 1000, 2000], rateSeconds: 1.5, warmupSeconds: 0.5, floorSeconds: 1.5, fanout: [1000, 10_000], naive: [1000, 10_000], streamEntries: 2000 }
+  : { articles: 20_000, bullmqArticles: 20_000, rates: [500, 1000, 2000, 5000], rateSeconds: 5, warmupSeconds: 1, floorSeconds: 4, fanout: [1000, 10_000, 100_000], naive: [1000, 10_000, 100_000], streamEntries: 10_000 };
 
 /** A figure we could not measure, with the reason (never a made-up number). */
 export interface NotMeasured {
@@ -101,18 +102,27 @@ async function rowBullmqPassThrough(server: BenchServer, articles: BenchArticle[
   return { ...best, runs };
 }
 
-/** One latency point in a fresh process (bench/latency-process.ts); `raw` measures baseline C. */
-async function latencyPoint(server: BenchServer, rate: number, raw: boolean): Promise<LatencyPoint> {
+/** Runs bench/latency-process.ts in a fresh process (MODE ours | raw | floor) and returns its result. */
+async function latencyProcess<T>(server: BenchServer, mode: "ours" | "raw" | "floor", rate: number, seconds = plan.rateSeconds): Promise<T> {
   const child = spawn(process.execPath, ["--import", "tsx", join(here, "latency-process.ts")], {
-    env: { ...process.env, VALKEY_URL: server.url, RATE: String(rate), SECONDS: String(plan.rateSeconds), WARMUP_SECONDS: String(plan.warmupSeconds), RAW: raw ? "1" : "0" },
+    env: { ...process.env, VALKEY_URL: server.url, RATE: String(rate), SECONDS: String(seconds), WARMUP_SECONDS: String(plan.warmupSeconds), MODE: mode },
     stdio: ["ignore", "pipe", "inherit"],
   });
   let out = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   const code = await new Promise<number | null>((r) => child.once("exit", r));
   const line = out.split("\n").find((l) => l.startsWith("result "));
-  if (code !== 0 || !line) throw new Error(`latency process for ${rate}/s${raw ? " (raw relay)" : ""} exited ${code} without a result`);
-  return JSON.parse(line.slice("result ".length)) as LatencyPoint;
+  if (code !== 0 || !line) throw new Error(`latency process (${mode}, ${rate}/s) exited ${code} without a result`);
+  return JSON.parse(line.slice("result ".length)) as T;
+}
+
+const latencyPoint = (server: BenchServer, rate: number, raw: boolean) => latencyProcess<LatencyPoint>(server, raw ? "raw" : "ours", rate);
+
+async function rowFloor(server: BenchServer): Promise<FloorPoint> {
+  progress(`row 4: the machine's floor (idle event-loop delay, PING round trip, XADD -> blocked XREAD wake-up; ${plan.floorSeconds} s each, fresh process)`);
+  const floor = await latencyProcess<FloorPoint>(server, "floor", 0, plan.floorSeconds);
+  progress(`  floor: idle event-loop delay p99 ${floor.idleEventLoopDelayMs.p99} ms, PING p99 ${floor.pingRttMs.p99} ms, wake-up p99 ${floor.wakeUpMs.p99} ms`);
+  return floor;
 }
 
 const worstP50 = (p: LatencyPoint) => Math.max(...Object.values(p.hops).map((q) => q.p50 ?? 0));
@@ -219,6 +229,8 @@ async function main(): Promise<void> {
     const bullmq = await attempt("BullMQ pass-through chain", () => rowBullmqPassThrough(server, articles.slice(0, plan.bullmqArticles)));
     await flush(server);
     extras = await extraRows({ server, articles, quick, fanoutSizes: plan.fanout, flush: () => flush(server) });
+    const floor = await attempt("latency floor", () => rowFloor(server));
+    await flush(server);
     const latency = await attempt("hop latency", () => rowLatency(server));
     await flush(server);
     const naive = await attempt("naive fan-out", () => rowNaiveFanOut(server));
@@ -229,7 +241,7 @@ async function main(): Promise<void> {
     await flush(server);
     const twoHosts = await attempt("two worker-host processes", () => rowHostProcess(server, articles, 2));
     await flush(server);
-    Object.assign(results, { passThrough, bullmq, latency, naive, streamMemory, hostProcess, twoHosts, ...extras.results });
+    Object.assign(results, { passThrough, bullmq, floor, latency, naive, streamMemory, hostProcess, twoHosts, ...extras.results });
 
     // ------------------------------------------------------------ table
     const rows: Row[] = [];
@@ -241,6 +253,17 @@ async function main(): Promise<void> {
     const r2 = ratio(twoHosts, bullmq);
     rows.push({ row: "1c pipeline, 5 pass-through stages, 2 worker-host processes", ours: `${fmtRate(twoHosts, " art/s")}`, baseline: `BullMQ ${fmtRate(bullmq, " art/s")}`, ratio: r2 ? `${r2.toFixed(1)}x` : "-", target: "(scale-out on the same 2 cores)", verdict: "-" });
     rows.push(...extras.httpRows(passThrough));
+    if (isMeasured(floor)) {
+      const q = (x: { p50: number | null; p99: number | null }) => `${x.p50}/${x.p99}`;
+      rows.push({
+        row: "4 floor of this machine (paced 1 per ms, fresh process)",
+        ours: `PING round trip p50/p99 ${q(floor.pingRttMs)} ms; XADD -> blocked XREAD wake-up ${q(floor.wakeUpMs)} ms`,
+        baseline: `idle Node event-loop delay (1 ms timer) p50/p99/max ${floor.idleEventLoopDelayMs.p50}/${floor.idleEventLoopDelayMs.p99}/${floor.idleEventLoopDelayMs.max} ms`,
+        ratio: "-",
+        target: "(a hop = a round trip + a wake-up at least)",
+        verdict: "-",
+      });
+    } else rows.push({ row: "4 floor of this machine", ours: `not measured (${floor.notMeasured})`, baseline: "-", ratio: "-", target: "-", verdict: "-" });
     if (isMeasured(latency)) {
       for (const p of latency) {
         rows.push({

@@ -9,6 +9,7 @@ import { randomHex } from "../functions/envelope";
 import { loadArticles, parseCsv } from "../bench/articles";
 import { PipelineHarness, measureStreamMemory, measureThroughput, naiveFanOut, runBullmqChain, seedNaiveSubscribers } from "../bench/harness";
 import { HopRecorder, PASS_STAGES, passThroughPipeline } from "../bench/pass-through-pipeline";
+import { measureFloor } from "../bench/floor";
 import { measureRawRelayPoint } from "../bench/raw-relay";
 import { quantiles } from "../bench/stats";
 import { renderChart } from "../bench/svg";
@@ -96,6 +97,16 @@ describe("bench harness", () => {
     // Every article offered reached the fifth relay once, and each hop was recorded.
     expect(point.measured).toBe(point.offered);
     for (const q of Object.values(point.hops)) expect(q.count).toBe(point.offered);
+  });
+
+  it("measures the floor (event-loop delay, PING round trips, blocked-read wake-ups) and leaves no key behind", async () => {
+    const before = await v.conn.dbsize();
+    const floor = await measureFloor(v.url, 0.3);
+    expect(floor.pingRttMs.count).toBeGreaterThan(20);
+    expect(floor.wakeUpMs.count).toBeGreaterThan(20);
+    expect(floor.pingRttMs.p50).toBeGreaterThan(0);
+    expect(floor.idleEventLoopDelayMs.p50).toBeGreaterThan(0);
+    expect(await v.conn.dbsize()).toBe(before);
   });
 
   it("parses quoted CSV, computes quantiles and renders an SVG", () => {

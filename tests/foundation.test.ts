@@ -3,12 +3,10 @@
  * dead consumer's entries, retries, dead letters, malformed entries, SCRIPT
  * FLUSH, and dedupe of redelivered, already-checkpointed entries.
  */
-import Valkey from "iovalkey";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newEnvelope } from "../functions/envelope";
 import { readRun, startRuns } from "../functions/runs";
 import { readStats } from "../functions/stats";
-import { LUA } from "../functions/lua.generated";
 import { eventually, startTestValkey, testKeys, type TestValkey } from "./helpers/valkey";
 import { countingPipeline, makeHost, singleStagePipeline, StageError } from "./helpers/pipelines";
 
@@ -190,44 +188,6 @@ describe("stage runtime", () => {
     const second = await startRuns(v.redis, [{ n: 3 }, { n: 4 }], { keys, pipeline });
     await eventually(async () => (await Promise.all(second.map((id) => v.conn.hget(keys.run(id), "status")))).every((s) => s === "completed"));
     await host.close();
-  });
-
-  it("sends a drained stage's commit with its next blocking read; NOSCRIPT falls back to the shared connection", async () => {
-    const keys = testKeys();
-    const pipeline = singleStagePipeline(() => ({ ok: true }));
-    // A long block: an EVAL queued behind the blocked read would wait 10 s.
-    const { host } = makeHost({ pipeline, keys, conn: v.conn, redis: v.redis, tuning: { blockMs: 10_000 } });
-    await v.conn.script("LOAD", LUA.commitStage.source);
-    // MONITOR on its own connection (no CLIENT SETNAME, which a monitor cannot answer).
-    const monitor = await new Valkey(v.url, { lazyConnect: true }).monitor();
-    const seen: Array<{ source: string; args: string[] }> = [];
-    monitor.on("monitor", (_time: string, args: string[], source: string) => seen.push({ source, args }));
-    await host.run();
-    const completed = (id: string) => eventually(async () => (await v.conn.hget(keys.run(id), "status")) === "completed", { timeoutMs: 5000 });
-    for (let n = 0; n < 3; n++) {
-      const [runId] = await startRuns(v.redis, [{ n }], { keys, pipeline });
-      await completed(runId);
-    }
-    // MONITOR lines arrive on their own connection, a little after the commands ran.
-    const commitsSeen = () => seen.filter((c) => c.args[0].toLowerCase() === "evalsha" && c.args[1] === LUA.commitStage.sha);
-    await eventually(() => commitsSeen().length >= 3);
-    const stream = keys.stream("only", 0);
-    const readers = new Set(seen.filter((c) => c.args[0].toLowerCase() === "xreadgroup" && c.args.includes(stream)).map((c) => c.source));
-    expect(readers.size).toBe(1);
-    const commits = commitsSeen();
-    expect(commits.length).toBe(3);
-    expect(commits.every((c) => readers.has(c.source))).toBe(true);
-
-    await v.conn.script("FLUSH");
-    const [runId] = await startRuns(v.redis, [{ n: 9 }], { keys, pipeline });
-    await completed(runId);
-    const evalsSeen = () => seen.filter((c) => c.args[0].toLowerCase() === "eval" && c.args[1].startsWith("--[[\\ncommit-stage:"));
-    await eventually(() => evalsSeen().length >= 1);
-    const evals = evalsSeen();
-    expect(evals.length).toBe(1);
-    expect(readers.has(evals[0].source)).toBe(false);
-    await host.close();
-    monitor.disconnect();
   });
 
   it("acks a redelivered, already-checkpointed envelope without duplicating its outputs", async () => {

@@ -62,14 +62,6 @@ interface ParsedEntry extends RawEntry {
 
 type XReadReply = Array<[string, Array<[string, string[]]>]> | null;
 
-/** A commit waiting to leave in the same write as the stage's next blocking read. */
-interface PairedCommit {
-  keys: string[];
-  args: Array<string | number>;
-  resolve: (v: unknown) => void;
-  reject: (err: unknown) => void;
-}
-
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function isConnectionError(err: unknown): boolean {
@@ -119,14 +111,8 @@ export class StageWorker {
   private running = false;
   private readLoop: Promise<void> | undefined;
   private reclaimLoop: Promise<void> | undefined;
-  /** Batches read and not yet committed (close() waits for them). */
+  /** Batches read and not yet committed (at most `concurrency`; close() waits for them). */
   private readonly inFlight = new Set<Promise<void>>();
-  /**
-   * Batches whose handlers are still running: `concurrency` bounds these. A
-   * batch gives its slot back once its results are in, so its commit can leave
-   * with the next read instead of holding the stage back.
-   */
-  private readonly handling = new Set<Promise<void>>();
   private readonly cursors = new Map<number, string>();
   private wake: (() => void) | undefined;
   private watchdogTimer: ReturnType<typeof setTimeout> | undefined;
@@ -134,14 +120,6 @@ export class StageWorker {
   private reading = false;
   /** The watchdog closed the blocking connection under a read that did not settle. */
   private stuck = false;
-  /**
-   * True while the read loop gives the batch it just dispatched one turn of
-   * the event loop to finish: a commit made meanwhile is queued in `paired`
-   * and written together with the next XREADGROUP on the blocking connection
-   * (one socket write per hop instead of two when the stream is drained).
-   */
-  private parked = false;
-  private paired: PairedCommit[] = [];
   /** Per partition: the fixed keys of a commit (input stream, stats, last errors). */
   private readonly commitKeys: string[][] = [];
 
@@ -237,23 +215,13 @@ export class StageWorker {
     const group = this.o.keys.group(this.stage);
     const streams = this.streams;
     const ids = streams.map(() => ">");
-    try {
-      await this.readUntilClosed(group, streams, ids);
-    } finally {
-      this.flushPairedToShared();
-    }
-  }
-
-  private async readUntilClosed(group: string, streams: string[], ids: string[]): Promise<void> {
     let failures = 0;
     // The read never changes: its arguments and RESP bytes are built once.
     const args: Array<string | number> = ["GROUP", group, this.o.consumer, "COUNT", this.o.batchSize, "BLOCK", this.o.blockMs, "STREAMS", ...streams, ...ids];
     const read = { args, bytes: encodeCommand("xreadgroup", args) };
     while (this.running) {
-      if (this.handling.size >= this.o.concurrency || this.inFlight.size >= 4 * this.o.concurrency) {
-        // A batch waiting for its paired commit to be sent must not wait for us.
-        this.flushPairedToShared();
-        await Promise.race(this.handling.size >= this.o.concurrency ? this.handling : this.inFlight);
+      if (this.inFlight.size >= this.o.concurrency) {
+        await Promise.race(this.inFlight);
         continue;
       }
       let reply: XReadReply;
@@ -284,59 +252,18 @@ export class StageWorker {
         const list = reply[s][1];
         for (let k = 0; k < list.length; k++) entries.push({ partition, id: list[k][0], fields: list[k][1], deliveries: 1 });
       }
-      if (entries.length === 0) continue;
-      this.dispatch(entries);
-      // A short batch means the stream is drained: let the batch run for one
-      // loop turn so a fast handler's commit can share the next read's write.
-      // A full batch means more is waiting: read ahead at once.
-      if (entries.length < this.o.batchSize && this.handling.size < this.o.concurrency) {
-        this.parked = true;
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        this.parked = false;
-      }
+      if (entries.length > 0) this.track(this.processBatch(entries));
     }
-  }
-
-  /** Sends queued paired commits on the shared connection (the read loop is not about to read). */
-  private flushPairedToShared(): void {
-    if (this.paired.length === 0) return;
-    const queued = this.paired;
-    this.paired = [];
-    for (const c of queued) runScript(this.o.conn, "commitStage", c.keys, c.args).then(c.resolve, c.reject);
-  }
-
-  /** A commit: queued for the next read's write while the read loop is parked, else on the shared connection. */
-  private sendCommit(keys: string[], args: Array<string | number>): Promise<unknown> {
-    if (!this.parked || !this.running) return runScript(this.o.conn, "commitStage", keys, args);
-    return new Promise((resolve, reject) => this.paired.push({ keys, args, resolve, reject }));
   }
 
   /**
-   * One blocking XREADGROUP (after any paired commits). One watchdog timer per
-   * worker, re-armed per read: if it fires while a read is still outstanding,
-   * that read did not settle in blockMs + grace (a half-open connection, a
-   * paused server), so the blocking connection is closed under it and the
-   * read loop opens a new one.
+   * One blocking XREADGROUP. One watchdog timer per worker, re-armed per read:
+   * if it fires while a read is still outstanding, that read did not settle in
+   * blockMs + grace (a half-open connection, a paused server), so the blocking
+   * connection is closed under it and the read loop opens a new one.
    */
   private async readWithWatchdog(read: { args: Array<string | number>; bytes: Buffer }): Promise<XReadReply> {
-    const blocking = this.blocking!;
-    let reply: Promise<XReadReply>;
-    if (this.paired.length > 0 && blocking.status === "ready") {
-      // Commits first, then the blocking read, in one write; the server answers
-      // the commits before it blocks. NOSCRIPT falls back to the shared connection.
-      const queued = this.paired;
-      this.paired = [];
-      blocking.stream.cork();
-      try {
-        for (const c of queued) runScript(blocking, "commitStage", c.keys, c.args, this.o.conn).then(c.resolve, c.reject);
-        reply = sendEncoded(blocking, "xreadgroup", read.bytes, read.args) as Promise<XReadReply>;
-      } finally {
-        blocking.stream.uncork();
-      }
-    } else {
-      this.flushPairedToShared();
-      reply = sendEncoded(blocking, "xreadgroup", read.bytes, read.args) as Promise<XReadReply>;
-    }
+    const reply = sendEncoded(this.blocking!, "xreadgroup", read.bytes, read.args) as Promise<XReadReply>;
     if (this.watchdogTimer) this.watchdogTimer.refresh();
     else {
       this.watchdogTimer = setTimeout(() => this.onWatchdog(), this.o.blockMs + this.o.watchdogGraceMs);
@@ -357,20 +284,8 @@ export class StageWorker {
     this.blocking?.disconnect();
   }
 
-  /** Starts a batch: it holds a handler slot until its results are in, and stays in flight until committed. */
-  private dispatch(entries: RawEntry[]): void {
-    let release!: () => void;
-    const slot = new Promise<void>((resolve) => (release = resolve));
-    this.handling.add(slot);
-    const handled = () => {
-      if (this.handling.delete(slot)) release();
-    };
-    const tracked = this.processBatch(entries, handled)
-      .catch((err) => this.o.log(`[${this.stage}] batch failed: ${(err as Error).stack ?? err}`))
-      .finally(() => {
-        handled();
-        this.inFlight.delete(tracked);
-      });
+  private track(p: Promise<void>): void {
+    const tracked = p.catch((err) => this.o.log(`[${this.stage}] batch failed: ${(err as Error).stack ?? err}`)).finally(() => this.inFlight.delete(tracked));
     this.inFlight.add(tracked);
   }
 
@@ -452,7 +367,7 @@ export class StageWorker {
   }
 
   /** Parses, dispatches and commits one batch. */
-  async processBatch(entries: RawEntry[], onHandled?: () => void): Promise<void> {
+  async processBatch(entries: RawEntry[]): Promise<void> {
     const malformed: ParsedEntry[] = [];
     let valid: ParsedEntry[] = [];
     let redelivered: ParsedEntry[] | undefined;
@@ -487,7 +402,6 @@ export class StageWorker {
         results = valid.map(() => ({ ok: false as const, error: { message, retryable: true }, ms: 0 }));
       }
     }
-    onHandled?.();
 
     const commits: Array<{ entry: ParsedEntry; result: Extract<StageItemResult, { ok: true }> | null }> = alreadyDone.map((entry) => ({ entry, result: null }));
     const retries: Array<{ entry: ParsedEntry; error: string }> = [];
@@ -583,7 +497,7 @@ export class StageWorker {
     }
     args.push(clear ? clear.length : 0);
     if (clear) for (const id of clear) args.push(id);
-    return this.sendCommit(table.keys, args);
+    return runScript(this.o.conn, "commitStage", table.keys, args);
   }
 
   private async deadLetter(items: Array<{ entry: ParsedEntry; error: string; handlerFailure: boolean }>): Promise<void> {

@@ -36,19 +36,13 @@ export async function runScript<T = unknown>(
   name: ScriptName,
   keys: readonly string[],
   args: ReadonlyArray<string | number>,
-  /**
-   * Where the EVAL fallback goes. A stage's blocking connection sends a commit
-   * right before its XREADGROUP BLOCK, so the fallback must not queue behind
-   * that read.
-   */
-  fallback: Connection = conn,
 ): Promise<T> {
   const script = LUA[name];
   try {
     return (await send(conn, "evalsha", script.sha, keys, args)) as T;
   } catch (err) {
     if (!isNoScript(err)) throw err;
-    return (await send(fallback, "eval", script.source, keys, args)) as T;
+    return (await send(conn, "eval", script.source, keys, args)) as T;
   }
 }
 
