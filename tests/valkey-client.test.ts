@@ -53,6 +53,28 @@ describe("direct command encoding", () => {
     expect(await q.exec()).toEqual(["OK", "v2", 1]);
   });
 
+  it("sends the upstash client's calls of one tick in one socket write, answered in order", async () => {
+    const c = connectValkey(valkey.url, { name: "valkey-client-cork" });
+    try {
+      await c.ping();
+      const redis = upstashOverValkey(c);
+      const key = k("tick");
+      const socket = c.stream as unknown as { _writev: (chunks: unknown[], cb: unknown) => unknown; _write: (chunk: unknown, enc: unknown, cb: unknown) => unknown };
+      const writes: number[] = [];
+      const writev = socket._writev.bind(socket);
+      const write = socket._write.bind(socket);
+      socket._writev = (chunks: unknown[], cb: unknown) => (writes.push(chunks.length), writev(chunks, cb));
+      socket._write = (chunk: unknown, enc: unknown, cb: unknown) => (writes.push(1), write(chunk, enc, cb));
+      // Ten calls in one tick, as the envelopes of a batch make them side by side.
+      const replies = await Promise.all(Array.from({ length: 10 }, (_, i) => redis.rpush(key, `v${i}`)));
+      expect(replies).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      expect(writes).toEqual([10]);
+      expect(await redis.lrange(key, 0, -1)).toEqual(Array.from({ length: 10 }, (_, i) => `v${i}`));
+    } finally {
+      await c.quit();
+    }
+  });
+
   it("runs scripts with large argument lists byte for byte", async () => {
     const stream = k("stream");
     await conn.xgroup("CREATE", stream, "g", "0", "MKSTREAM");

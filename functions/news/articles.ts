@@ -9,9 +9,10 @@ import type { FeedItem } from "./schema";
 
 /**
  * Stores an article once (idempotent: same id, same content) with a TTL.
- * Two plain commands, not MULTI (two commands instead of four): the client's
- * auto-pipelining sends them, and those of the other articles of the batch,
- * in one write. If the stage dies between HSET and EXPIRE it is not
+ * Two plain commands, not MULTI (two commands instead of four), sent side by
+ * side with those of the other articles of the batch: one /pipeline request
+ * over REST (the client auto-pipelines), one socket write in-process (the
+ * worker-host's requester corks the tick's commands). If the stage dies between HSET and EXPIRE it is not
  * committed, and its redelivery writes both again, so the hash never stays
  * without its TTL once the stage committed.
  */

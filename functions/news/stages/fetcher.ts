@@ -17,11 +17,11 @@ import { ArticleInput, type FetchedArticle } from "../schema";
 
 /**
  * Claims the dedupe markers (canonical URL, content hash) for this run in one
- * round trip (auto-pipelined). Returns the first marker another run owns, or undefined when
+ * round trip (one /pipeline request over REST, one socket write in-process). Returns the first marker another run owns, or undefined when
  * this run owns them all. A redelivered run finds its own run id: no duplicate.
  */
 async function claimMarkers(ctx: StageContext, markers: Array<{ key: string; reason: string }>, ttlSeconds: number): Promise<{ reason: string; owner: string } | undefined> {
-  // Plain commands: the client's auto-pipelining sends them, with those of the other articles of the batch, in one write.
+  // Plain commands, sent side by side with those of the other articles of the batch (see claimMarkers).
   const previous = (await Promise.all(markers.map((m) => ctx.redis.set(m.key, ctx.runId, { nx: true, ex: ttlSeconds, get: true })))) as unknown[];
   for (let i = 0; i < markers.length; i++) {
     // SET NX GET answers the old value (someone else's claim) or null (ours now).
