@@ -5,7 +5,7 @@
  * would otherwise lengthen every GC pause and show up in the tail.
  */
 import { loadavg } from "node:os";
-import { PerformanceObserver, monitorEventLoopDelay } from "node:perf_hooks";
+import { PerformanceObserver, monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
 import type { BenchArticle } from "./articles";
 import { PipelineHarness, cpuMeter, offerLoad } from "./harness";
 import { PASS_STAGES, hopRecorder, passThroughPipeline } from "./pass-through-pipeline";
@@ -26,6 +26,37 @@ export interface LatencyPoint {
   loadAvg1m: number;
   /** CPU per article in the measured window: this process (host + handlers + producer) and the server. */
   cpuUsPerArticle?: { node: number; server: number };
+}
+
+/** Builds a LatencyPoint from the samples of one measured window (hop latencies per stage, ms). */
+export function summarizeLatency(o: {
+  rate: number;
+  seconds: number;
+  offered: number;
+  measured: number;
+  hops: Map<string, number[]>;
+  endToEnd: number[];
+  eld: IntervalHistogram;
+  gcPauses: number[];
+  cpuUsPerArticle?: { node: number; server: number };
+}): LatencyPoint {
+  const ms = (ns: number) => Math.round(ns / 1e3) / 1e3;
+  const hops: Record<string, Quantiles> = {};
+  for (const stage of PASS_STAGES) hops[stage] = quantiles(o.hops.get(stage) ?? []);
+  const p99s = Object.values(hops).map((q) => q.p99).filter((v): v is number => v !== null);
+  return {
+    rate: o.rate,
+    seconds: o.seconds,
+    offered: o.offered,
+    measured: o.measured,
+    hops,
+    endToEnd: quantiles(o.endToEnd),
+    hopP99: p99s.length ? Math.max(...p99s) : null,
+    eventLoopDelayMs: { p50: ms(o.eld.percentile(50)), p99: ms(o.eld.percentile(99)), max: ms(o.eld.max) },
+    gcPausesMs: quantiles(o.gcPauses),
+    loadAvg1m: Math.round(loadavg()[0] * 100) / 100,
+    cpuUsPerArticle: o.cpuUsPerArticle,
+  };
 }
 
 /** Offers `rate` articles/s for warm-up + `seconds` and returns the hop latencies of the measured window. */
@@ -55,23 +86,7 @@ export async function measureLatencyPoint({ url, rate, seconds, warmupSeconds, a
     const cpuUsPerArticle = meter && measured > 0 ? await meter.stop(measured) : undefined;
     eld.disable();
     gcObserver.disconnect();
-    const ms = (ns: number) => Math.round(ns / 1e3) / 1e3;
-    const hops: Record<string, Quantiles> = {};
-    for (const stage of PASS_STAGES) hops[stage] = quantiles(hopRecorder.hops.get(stage) ?? []);
-    const p99s = Object.values(hops).map((q) => q.p99).filter((v): v is number => v !== null);
-    return {
-      rate,
-      seconds,
-      offered,
-      measured,
-      hops,
-      endToEnd: quantiles(hopRecorder.endToEnd),
-      hopP99: p99s.length ? Math.max(...p99s) : null,
-      eventLoopDelayMs: { p50: ms(eld.percentile(50)), p99: ms(eld.percentile(99)), max: ms(eld.max) },
-      gcPausesMs: quantiles(gcPauses),
-      loadAvg1m: Math.round(loadavg()[0] * 100) / 100,
-      cpuUsPerArticle,
-    };
+    return summarizeLatency({ rate, seconds, offered, measured, hops: hopRecorder.hops, endToEnd: hopRecorder.endToEnd, eld, gcPauses, cpuUsPerArticle });
   } finally {
     await h.close();
   }

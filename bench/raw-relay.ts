@@ -9,13 +9,11 @@
  * definition are those of the edgepipe row (bench/latency.ts), in a fresh
  * process of its own (bench/latency-process.ts with MODE=raw).
  */
-import { loadavg } from "node:os";
 import { PerformanceObserver, monitorEventLoopDelay } from "node:perf_hooks";
 import type { BenchArticle } from "./articles";
 import { cpuMeter } from "./harness";
 import { PASS_STAGES, preciseNow } from "./pass-through-pipeline";
-import { quantiles, type Quantiles } from "./stats";
-import type { LatencyPoint } from "./latency";
+import { summarizeLatency, type LatencyPoint } from "./latency";
 import { connectValkey, type Connection } from "../worker-host/valkey";
 import { randomHex } from "../functions/envelope";
 
@@ -110,23 +108,7 @@ export async function measureRawRelayPoint({ url, rate, seconds, warmupSeconds, 
     gcObserver.disconnect();
     running = false;
     await Promise.allSettled(loops);
-    const ms = (ns: number) => Math.round(ns / 1e3) / 1e3;
-    const hopQ: Record<string, Quantiles> = {};
-    for (const s of PASS_STAGES) hopQ[s] = quantiles(hops.get(s)!);
-    const p99s = Object.values(hopQ).map((q) => q.p99).filter((v): v is number => v !== null);
-    return {
-      rate,
-      seconds,
-      offered: sent,
-      measured,
-      hops: hopQ,
-      endToEnd: quantiles(endToEnd),
-      hopP99: p99s.length ? Math.max(...p99s) : null,
-      eventLoopDelayMs: { p50: ms(eld.percentile(50)), p99: ms(eld.percentile(99)), max: ms(eld.max) },
-      gcPausesMs: quantiles(gcPauses),
-      loadAvg1m: Math.round(loadavg()[0] * 100) / 100,
-      cpuUsPerArticle,
-    };
+    return summarizeLatency({ rate, seconds, offered: sent, measured, hops, endToEnd, eld, gcPauses, cpuUsPerArticle });
   } finally {
     running = false;
     for (const c of blocking) c.disconnect();
