@@ -289,7 +289,7 @@ async function httpMode(url: string, articles: BenchArticle[], users: number) {
 
 /** Measures the rows that need the news pipeline and edge mode. */
 export async function extraRows({ server, articles, quick, fanoutSizes, flush }: { server: BenchServer; articles: BenchArticle[]; quick: boolean; fanoutSizes: number[]; flush(): Promise<void> }): Promise<ExtraRows> {
-  // 100 demo users (2-4 of 11 topics each: ~27 feed deliveries per article) keep
+  // 100 demo users (2-4 of 11 topics each: ~29 feed deliveries per article) keep
   // the pipeline rows about the pipeline; row 5 measures fan-out at scale.
   const users = 100;
   const newsN = quick ? Math.min(1500, articles.length) : articles.length;
