@@ -10,6 +10,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, isAlive as alive } from "../worker-host/valkey-launcher";
 import { runScript } from "../worker-host/valkey";
+import { loadConfig } from "../worker-host/config";
+import { newsSettings } from "../functions/news/config";
 import { createApp } from "../functions/app";
 import { examplePipeline } from "../functions/example/pipeline";
 import { eventually, startTestValkey, testKeys, type TestValkey } from "./helpers/valkey";
@@ -28,7 +30,8 @@ describe("npm start", () => {
     const dataDir = mkdtempSync(join(tmpdir(), "edgepipe-start-"));
     const port = await freePort();
     const child = spawn(process.execPath, ["--import", "tsx", "worker-host/cli.ts", "start"], {
-      env: { ...process.env, PORT: String(port), VALKEY_DATA_DIR: dataDir, DEMO: "on", VALKEY_URL: "" },
+      // WEB_DIR= (empty): no web client; TOPIC_LIST_CAP reaches the handlers (checked below).
+      env: { ...process.env, PORT: String(port), VALKEY_DATA_DIR: dataDir, DEMO: "on", VALKEY_URL: "", WEB_DIR: "", TOPIC_LIST_CAP: "1" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";
@@ -50,6 +53,7 @@ describe("npm start", () => {
       expect(metrics).toMatch(/edgepipe_stage_processed_total\{stage="fanout"\} [1-9]/);
       const feed = (await (await fetch(`http://127.0.0.1:${port}/v1/topics`)).json()) as { topics: Array<{ subscribers: number }> };
       expect(feed.topics.reduce((s, t) => s + t.subscribers, 0)).toBeGreaterThan(0);
+      expect((await fetch(`http://127.0.0.1:${port}/`)).status).toBe(404);
 
       child.kill("SIGINT");
       const code = await new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
@@ -61,6 +65,16 @@ describe("npm start", () => {
       if (child.exitCode === null) child.kill("SIGKILL");
       rmSync(dataDir, { recursive: true, force: true });
     }
+  });
+
+  it("hands the news settings to the handlers as given and checks them at start; WEB_DIR= serves no web client", () => {
+    const config = loadConfig({ ENRICH_CACHE: "on", TOPIC_LIST_CAP: "5", FANOUT_MARKER_TTL_SECONDS: "3600", SSE_POLL_MS: "100", WEB_DIR: "", PORT: "9000" });
+    expect(config.appVars).toEqual({ ENRICH_CACHE: "on", TOPIC_LIST_CAP: "5", FANOUT_MARKER_TTL_SECONDS: "3600", SSE_POLL_MS: "100" });
+    const news = newsSettings({ ...config.appVars });
+    expect([news.ENRICH_CACHE, news.TOPIC_LIST_CAP, news.FANOUT_MARKER_TTL_SECONDS]).toEqual(["on", 5, 3600]);
+    expect(config.webDisabled).toBe(true);
+    expect(loadConfig({}).webDisabled).toBe(false);
+    expect(() => loadConfig({ ENRICH_CACHE: "maybe", TOPIC_LIST_CAP: "0", BATCH_SIZE: "0" })).toThrow(/BATCH_SIZE[\s\S]*TOPIC_LIST_CAP[\s\S]*ENRICH_CACHE/);
   });
 
   it("refuses a bad configuration with a list of what is wrong", async () => {

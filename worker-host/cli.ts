@@ -61,7 +61,7 @@ async function pollFeeds(runtime: Pick<Runtime, "env">, config: HostConfig, isSt
 async function start(): Promise<void> {
   const config = loadConfig();
   // Fast when web/dist exists; a fresh checkout builds the client once.
-  if (config.WEB_DIR === undefined) ensureWebBuild();
+  if (config.WEB_DIR === undefined && !config.webDisabled) ensureWebBuild();
   // With STAGE_BASE_URL (e.g. the deployed Worker) handlers run there, called over signed HTTP.
   let invoker: HttpInvoker | undefined;
   if (config.STAGE_BASE_URL) {

@@ -3,6 +3,7 @@
  * it with zod, and fails with a list of what is wrong.
  */
 import { z } from "zod";
+import { NewsSettings } from "../functions/news/config";
 
 const bool = z.enum(["on", "off", "true", "false", "1", "0"]).transform((v) => v === "on" || v === "true" || v === "1");
 
@@ -33,42 +34,46 @@ export const HostConfig = z.object({
   CORS_ORIGINS: z.string().optional(),
   /** `off` restricts GETs to CORS_ORIGINS too. */
   CORS_PUBLIC_READS: bool.default(true),
-  /** Directory of the built web client served at `/` (empty string: serve none). */
+  /** Directory of the built web client served at `/` (`WEB_DIR=`, empty: serve none). */
   WEB_DIR: z.string().optional(),
   /** SSE live updates: feed-head poll interval (ms) and stream lifetime before the client reconnects (s). */
   SSE_POLL_MS: z.coerce.number().int().min(50).max(60_000).optional(),
   SSE_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).optional(),
   FEED_BUCKETS: z.coerce.number().int().min(1).max(4096).default(16),
-  // News pipeline (passed to handlers; validated again by functions/news/config.ts)
-  FEED_CAP: z.coerce.number().int().min(1).max(100_000).optional(),
-  FEED_URLS: z.string().optional(),
   /** How often `npm start` polls FEED_URLS (the Workers cron does it at the edge). */
   FEED_POLL_SECONDS: z.coerce.number().int().min(10).default(300),
-  DEDUPE_TTL_SECONDS: z.coerce.number().int().min(1).optional(),
-  ARTICLE_TTL_SECONDS: z.coerce.number().int().min(60).optional(),
-  LLM_BASE_URL: z.string().url().optional(),
-  LLM_API_KEY: z.string().optional(),
-  LLM_MODEL: z.string().min(1).optional(),
   /** Demo of `npm start`: users seeded and built-in articles trickled in. */
   DEMO_USERS: z.coerce.number().int().min(0).max(100_000).default(50),
   DEMO_ARTICLES: z.coerce.number().int().min(0).max(10_000).default(100),
   DEMO_INTERVAL_MS: z.coerce.number().int().min(0).default(1500),
 });
-export type HostConfig = z.infer<typeof HostConfig>;
 
-/** Config variables handed to the app's handlers as env vars (when set). */
-export const APP_VARS = ["SSE_POLL_MS", "SSE_MAX_SECONDS", "FEED_CAP", "FEED_URLS", "DEDUPE_TTL_SECONDS", "ARTICLE_TTL_SECONDS", "LLM_BASE_URL", "LLM_API_KEY", "LLM_MODEL"] as const;
+/** The news pipeline's variables (functions/news/config.ts): checked here, handed to the handlers as set. */
+const NEWS_VARS = Object.keys(NewsSettings.shape) as Array<keyof typeof NewsSettings.shape>;
+
+export type HostConfig = z.infer<typeof HostConfig> & {
+  /** Variables handed to the app's handlers as env vars (SSE and news settings that are set), as given. */
+  appVars: Record<string, string>;
+  /** `WEB_DIR=` was given empty: serve no web client. */
+  webDisabled: boolean;
+};
 
 /** Parses the environment; throws one error listing every bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
-  // An empty variable (`VALKEY_URL=`) means unset, as in most shells' habits.
-  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  // An empty variable (`VALKEY_URL=`) means unset, as in most shells' habits
+  // (WEB_DIR= excepted: it turns the web client off).
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== "")) as Record<string, string>;
   const parsed = HostConfig.safeParse(present);
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
+  // The news settings are validated with the handlers' own schema, so a bad value stops the host at start.
+  const news = NewsSettings.safeParse(present);
+  const issues = [...(parsed.success ? [] : parsed.error.issues), ...(news.success ? [] : news.error.issues)];
+  if (!parsed.success || issues.length > 0) {
+    const lines = issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
     throw new Error(`invalid configuration:\n${lines.join("\n")}`);
   }
-  return parsed.data;
+  const appVars: Record<string, string> = {};
+  for (const k of ["SSE_POLL_MS", "SSE_MAX_SECONDS", ...NEWS_VARS]) if (present[k] !== undefined) appVars[k] = present[k];
+  return { ...parsed.data, appVars, webDisabled: env.WEB_DIR === "" };
 }
 
 /** The stage-worker tuning a host config asks for (shared by npm start and npm run dev). */

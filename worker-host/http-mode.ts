@@ -13,7 +13,7 @@ import { randomHex } from "../functions/envelope";
 import { settingsFor } from "../functions/config";
 import type { Pipeline } from "../functions/pipeline";
 import type { AppEnv } from "../functions/redis";
-import { APP_VARS, workerTuning, type HostConfig } from "./config";
+import { workerTuning, type HostConfig } from "./config";
 import { WorkerHost } from "./host";
 import { HttpInvoker } from "./http-invoker";
 import { bridgeSettingsFromEnv, startRestBridge, type RestBridge } from "./rest-bridge";
@@ -230,7 +230,7 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
       PARTITIONS: String(config.PARTITIONS),
       CHECKPOINT_TTL_SECONDS: String(config.CHECKPOINT_TTL_SECONDS),
       FEED_BUCKETS: String(config.FEED_BUCKETS),
-      ...Object.fromEntries(APP_VARS.filter((k) => config[k] !== undefined).map((k) => [k, String(config[k])])),
+      ...config.appVars,
     };
     const workerVars: Record<string, string> = {
       ...appVars,

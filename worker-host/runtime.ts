@@ -6,7 +6,7 @@
 import { settingsFor } from "../functions/config";
 import type { Pipeline } from "../functions/pipeline";
 import type { AppEnv } from "../functions/redis";
-import { APP_VARS, workerTuning, type HostConfig } from "./config";
+import { workerTuning, type HostConfig } from "./config";
 import { WorkerHost } from "./host";
 import { InProcessInvoker, type Invoker } from "./invoker";
 import { serveHttp, type HttpServer } from "./server";
@@ -59,7 +59,7 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
     PARTITIONS: String(config.PARTITIONS),
     CHECKPOINT_TTL_SECONDS: String(config.CHECKPOINT_TTL_SECONDS),
     FEED_BUCKETS: String(config.FEED_BUCKETS),
-    ...Object.fromEntries(APP_VARS.filter((k) => config[k] !== undefined).map((k) => [k, String(config[k])])),
+    ...config.appVars,
     ...(config.API_TOKEN ? { API_TOKEN: config.API_TOKEN } : {}),
     ...(config.STAGE_SIGNING_KEYS ? { STAGE_SIGNING_KEYS: config.STAGE_SIGNING_KEYS } : {}),
   };
@@ -77,7 +77,7 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
     log,
   });
   await host.run();
-  const server = await serveHttp({ app, env, keys, pipeline, port: config.PORT, hostname: config.HOST, webDir: config.WEB_DIR ?? WEB_DIST_DIR });
+  const server = await serveHttp({ app, env, keys, pipeline, port: config.PORT, hostname: config.HOST, webDir: config.webDisabled ? undefined : (config.WEB_DIR ?? WEB_DIST_DIR) });
   let closing: Promise<void> | undefined;
   return {
     url: server.url,

@@ -5,7 +5,8 @@
 import { z } from "zod";
 import type { AppEnv } from "../redis";
 
-const NewsSettings = z.object({
+/** The schema of the news settings (the Node host validates its environment with it too). */
+export const NewsSettings = z.object({
   /** Each user's feed keeps this many newest ids. */
   FEED_CAP: z.coerce.number().int().min(1).max(100_000).default(500),
   /** Latest ids kept per topic for GET /v1/topics/:topic. */
