@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newEnvelope } from "../functions/envelope";
 import { readRun, startRuns } from "../functions/runs";
 import { readStats } from "../functions/stats";
+import { runScript } from "../worker-host/valkey";
 import { eventually, startTestValkey, testKeys, type TestValkey } from "./helpers/valkey";
 import { countingPipeline, makeHost, singleStagePipeline, StageError } from "./helpers/pipelines";
 
@@ -188,6 +189,45 @@ describe("stage runtime", () => {
     const second = await startRuns(v.redis, [{ n: 3 }, { n: 4 }], { keys, pipeline });
     await eventually(async () => (await Promise.all(second.map((id) => v.conn.hget(keys.run(id), "status")))).every((s) => s === "completed"));
     await host.close();
+  });
+
+  it("keeps a slow handler's entries leased: a second consumer does not run them again while it works", async () => {
+    const keys = testKeys();
+    const calls = new Map<number, number>();
+    const pipeline = singleStagePipeline(async ({ n }) => {
+      calls.set(n, (calls.get(n) ?? 0) + 1);
+      await new Promise((r) => setTimeout(r, 1200)); // four times the visibility timeout
+      return { n };
+    });
+    // Two consumers of the same stage; the reclaim loops run every 50 ms with a 300 ms visibility timeout.
+    const tuning = { visibilityMs: 300, reclaimIntervalMs: 50 };
+    const { host: a } = makeHost({ pipeline, keys, conn: v.conn, redis: v.redis, consumer: "a", tuning });
+    const { host: b } = makeHost({ pipeline, keys, conn: v.conn, redis: v.redis, consumer: "b", tuning });
+    await Promise.all([a.run(), b.run()]);
+    const runIds = await startRuns(v.redis, [{ n: 1 }, { n: 2 }, { n: 3 }], { keys, pipeline });
+    await eventually(async () => (await Promise.all(runIds.map((id) => v.conn.hget(keys.run(id), "status")))).every((s) => s === "completed"), { timeoutMs: 10_000 });
+    await Promise.all([a.close(), b.close()]);
+    expect([...calls.entries()].sort()).toEqual([[1, 1], [2, 1], [3, 1]]);
+    const stats = await readStats(v.redis, keys, pipeline);
+    expect(stats.stages[0].duplicates).toBe(0);
+  });
+
+  it("extends only the leases a consumer still owns, without counting a delivery", async () => {
+    const stream = `t${Date.now().toString(36)}:lease`;
+    await v.conn.xgroup("CREATE", stream, "g", "0", "MKSTREAM");
+    const mine = await v.conn.xadd(stream, "*", "e", "1");
+    const taken = await v.conn.xadd(stream, "*", "e", "2");
+    await v.conn.xreadgroup("GROUP", "g", "a", "COUNT", 10, "STREAMS", stream, ">");
+    // Consumer b has reclaimed the second entry already.
+    await v.conn.xclaim(stream, "g", "b", 0, taken!);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(await runScript(v.conn, "extendLease", [stream], ["g", "a", mine!, taken!])).toBe(1);
+    const pending = (await v.conn.xpending(stream, "g", "-", "+", 10)) as Array<[string, string, number, number]>;
+    const byId = Object.fromEntries(pending.map(([id, owner, idle, deliveries]) => [id, { owner, idle, deliveries }]));
+    expect(byId[mine!].owner).toBe("a");
+    expect(byId[mine!].idle).toBeLessThan(50);
+    expect(byId[mine!].deliveries).toBe(1);
+    expect(byId[taken!].owner).toBe("b");
   });
 
   it("acks a redelivered, already-checkpointed envelope without duplicating its outputs", async () => {

@@ -120,6 +120,10 @@ export class StageWorker {
   private reading = false;
   /** The watchdog closed the blocking connection under a read that did not settle. */
   private stuck = false;
+  /** Batches whose handlers are running (read time, entries): their leases are extended. */
+  private readonly leases = new Set<{ since: number; entries: ParsedEntry[] }>();
+  private leaseTimer: ReturnType<typeof setInterval> | undefined;
+  private extending = false;
   /** Per partition: the fixed keys of a commit (input stream, stats, last errors). */
   private readonly commitKeys: string[][] = [];
 
@@ -168,6 +172,9 @@ export class StageWorker {
     this.running = true;
     this.readLoop = this.mainLoop();
     this.reclaimLoop = this.reclaimIdleLoop();
+    // Leases of batches whose handlers outlast a third of the visibility timeout are extended.
+    this.leaseTimer = setInterval(() => void this.extendLeases(), this.leaseEveryMs);
+    this.leaseTimer.unref?.();
   }
 
   /** Stops reading, lets in-flight batches commit, closes the blocking connection. */
@@ -196,6 +203,7 @@ export class StageWorker {
       this.o.log(`[${this.stage}] in-flight batch failed on close: ${(err as Error).message}`);
     }
     clearTimeout(this.watchdogTimer);
+    clearInterval(this.leaseTimer);
     this.watchdogTimer = undefined;
     try {
       this.blocking?.disconnect();
@@ -287,6 +295,43 @@ export class StageWorker {
   private track(p: Promise<void>): void {
     const tracked = p.catch((err) => this.o.log(`[${this.stage}] batch failed: ${(err as Error).stack ?? err}`)).finally(() => this.inFlight.delete(tracked));
     this.inFlight.add(tracked);
+  }
+
+  private get leaseEveryMs(): number {
+    return Math.max(50, Math.floor(this.o.visibilityMs / 3));
+  }
+
+  /**
+   * A handler still running a third of the visibility timeout after its batch
+   * was read keeps its entries: their idle time is reset (extend-lease.lua,
+   * only for entries this consumer still owns), so another consumer's reclaim
+   * loop does not start the same work a second time while it runs.
+   */
+  async extendLeases(): Promise<number> {
+    if (this.extending || this.leases.size === 0) return 0;
+    this.extending = true;
+    let extended = 0;
+    try {
+      const due = Date.now() - this.leaseEveryMs;
+      const byPartition = new Map<number, string[]>();
+      for (const lease of this.leases) {
+        if (lease.since > due) continue;
+        for (const e of lease.entries) {
+          let ids = byPartition.get(e.partition);
+          if (!ids) byPartition.set(e.partition, (ids = []));
+          ids.push(e.id);
+        }
+      }
+      const group = this.o.keys.group(this.stage);
+      for (const [p, ids] of byPartition) {
+        extended += Number(await runScript(this.o.conn, "extendLease", [this.o.keys.stream(this.stage, p)], [group, this.o.consumer, ...ids]));
+      }
+    } catch (err) {
+      this.o.log(`[${this.stage}] extending leases failed: ${(err as Error).message}`);
+    } finally {
+      this.extending = false;
+    }
+    return extended;
   }
 
   private async reclaimIdleLoop(): Promise<void> {
@@ -396,7 +441,13 @@ export class StageWorker {
       const envelopes: Envelope[] = new Array(valid.length);
       for (let k = 0; k < valid.length; k++) envelopes[k] = valid[k].envelope!;
       try {
-        results = await this.o.invoker.invoke(this.stage, envelopes);
+        const lease = { since: Date.now(), entries: valid };
+        this.leases.add(lease);
+        try {
+          results = await this.o.invoker.invoke(this.stage, envelopes);
+        } finally {
+          this.leases.delete(lease);
+        }
       } catch (err) {
         const message = `dispatch failed: ${(err as Error).message}`;
         results = valid.map(() => ({ ok: false as const, error: { message, retryable: true }, ms: 0 }));
