@@ -66,8 +66,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
   const parsed = HostConfig.safeParse(present);
   // The news settings are validated with the handlers' own schema, so a bad value stops the host at start.
   const news = NewsSettings.safeParse(present);
-  const issues = [...(parsed.success ? [] : parsed.error.issues), ...(news.success ? [] : news.error.issues)];
-  if (!parsed.success || issues.length > 0) {
+  if (!parsed.success || !news.success) {
+    const issues = [...(parsed.success ? [] : parsed.error.issues), ...(news.success ? [] : news.error.issues)];
     const lines = issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
     throw new Error(`invalid configuration:\n${lines.join("\n")}`);
   }
