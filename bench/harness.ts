@@ -24,6 +24,18 @@ import { launchValkey, type RunningValkey } from "../worker-host/valkey-launcher
 import { preciseNow } from "./pass-through-pipeline";
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
+
+/**
+ * The Node flags `npm start` runs the worker-host with (the options between
+ * `node` and `--import` in package.json's start script): a bench process that
+ * stands for the worker-host is started with the same ones.
+ */
+export function hostNodeFlags(): string[] {
+  const scripts = (JSON.parse(readFileSync(join(benchDir, "..", "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts;
+  const m = /^node\s+(.*?)\s*--import\s+tsx\b/.exec(scripts.start ?? "");
+  if (!m) throw new Error(`package.json's start script is not "node [flags] --import tsx ...": ${scripts.start}`);
+  return m[1].split(/\s+/).filter(Boolean);
+}
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export interface BenchServer {
@@ -418,24 +430,31 @@ function rssOf(pid: number): number {
  * `payloads` through, and samples each child's RSS (/proc, every 100 ms).
  * Peak and idle RSS are per process (the largest).
  */
-export async function measureHostProcess({ url, pipeline, pipelineName, payloads, users = 0, processes = 1, onTick }: { url: string; pipeline: Pipeline; pipelineName: "pass-through" | "news"; payloads: unknown[]; users?: number; processes?: number; onTick?: (line: string) => void }): Promise<ThroughputResult & { processes: number; idleRssMb: number; peakRssMb: number }> {
+export async function measureHostProcess({ url, pipeline, pipelineName, payloads, users = 0, processes = 1, onTick }: { url: string; pipeline: Pipeline; pipelineName: "pass-through" | "news"; payloads: unknown[]; users?: number; processes?: number; onTick?: (line: string) => void }): Promise<ThroughputResult & { processes: number; idleRssMb: number; peakRssMb: number; heapLimitMb: number }> {
   const prefix = `hp${randomHex(3)}`;
   const keys = createKeys({ prefix });
   const children = Array.from({ length: processes }, (_, i) =>
-    spawn(process.execPath, ["--import", "tsx", join(benchDir, "host-process.ts")], {
+    spawn(process.execPath, [...hostNodeFlags(), "--import", "tsx", join(benchDir, "host-process.ts")], {
       // Only the first child seeds the demo users.
       env: { ...process.env, VALKEY_URL: url, KEY_PREFIX: prefix, BENCH_PIPELINE: pipelineName, BENCH_USERS: String(i === 0 ? users : 0) },
       stdio: ["ignore", "pipe", "inherit"],
     }),
   );
   const conn = connectValkey(url, { name: "bench-hp-producer" });
+  let heapLimitMb = 0;
   const rssNow = () => Math.max(...children.map((c) => rssOf(c.pid!)));
   try {
     await Promise.all(
       children.map(
         (child) =>
           new Promise<void>((resolveReady, reject) => {
-            child.stdout!.on("data", (d: Buffer) => d.toString().includes("ready") && resolveReady());
+            child.stdout!.on("data", (d: Buffer) => {
+              const ready = /ready heap-limit-mb=(\d+)/.exec(d.toString());
+              if (ready) {
+                heapLimitMb = Number(ready[1]);
+                resolveReady();
+              }
+            });
             child.once("exit", (code) => reject(new Error(`host process exited (${code}) before it was ready`)));
           }),
       ),
@@ -458,7 +477,7 @@ export async function measureHostProcess({ url, pipeline, pipelineName, payloads
     const seconds = (performance.now() - started) / 1000;
     clearInterval(sampler);
     peak = Math.max(peak, rssNow());
-    return { articles: payloads.length, processes, seconds: round(seconds, 3), perSecond: Math.round(payloads.length / seconds), idleRssMb: round(idleRss / 2 ** 20), peakRssMb: round(peak / 2 ** 20) };
+    return { articles: payloads.length, processes, seconds: round(seconds, 3), perSecond: Math.round(payloads.length / seconds), idleRssMb: round(idleRss / 2 ** 20), peakRssMb: round(peak / 2 ** 20), heapLimitMb };
   } finally {
     for (const child of children) child.kill("SIGTERM");
     await Promise.all(children.map((child) => new Promise((r) => (child.exitCode !== null ? r(null) : child.once("exit", r)))));

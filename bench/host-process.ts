@@ -3,8 +3,9 @@
  * without the producer, the article set and BullMQ in the same heap. Started
  * by bench/run.ts with VALKEY_URL, KEY_PREFIX, BENCH_PIPELINE
  * (pass-through | news) and BENCH_USERS (demo users to seed for news); prints
- * "ready" once reading, stops on SIGTERM.
+ * "ready heap-limit-mb=<V8 heap limit>" once reading, stops on SIGTERM.
  */
+import { getHeapStatistics } from "node:v8";
 import { createApp } from "../functions/app";
 import { settingsFor } from "../functions/config";
 import type { Pipeline } from "../functions/pipeline";
@@ -43,7 +44,7 @@ if (process.env.BENCH_MEMLOG) {
     process.stderr.write(`mem rss ${mb(m.rss)} heapTotal ${mb(m.heapTotal)} heapUsed ${mb(m.heapUsed)} external ${mb(m.external)}\n`);
   }, 500).unref();
 }
-process.stdout.write("ready\n");
+process.stdout.write(`ready heap-limit-mb=${Math.round(getHeapStatistics().heap_size_limit / 2 ** 20)}\n`);
 process.once("SIGTERM", () => {
   void host
     .close()

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomHex } from "../functions/envelope";
 import { loadArticles, parseCsv } from "../bench/articles";
-import { PipelineHarness, measureStreamMemory, measureThroughput, naiveFanOut, runBullmqChain, seedNaiveSubscribers } from "../bench/harness";
+import { PipelineHarness, hostNodeFlags, measureHostProcess, measureStreamMemory, measureThroughput, naiveFanOut, runBullmqChain, seedNaiveSubscribers } from "../bench/harness";
 import { HopRecorder, PASS_STAGES, passThroughPipeline } from "../bench/pass-through-pipeline";
 import { measureFloor } from "../bench/floor";
 import { measureRawRelayPoint } from "../bench/raw-relay";
@@ -107,6 +107,17 @@ describe("bench harness", () => {
     expect(floor.pingRttMs.p50).toBeGreaterThan(0);
     expect(floor.idleEventLoopDelayMs.p50).toBeGreaterThan(0);
     expect(await v.conn.dbsize()).toBe(before);
+  });
+
+  it("runs the worker-host process with npm start's Node flags and moves every article through it", async () => {
+    expect(hostNodeFlags()).toEqual(["--max-old-space-size=512"]);
+    const { articles } = loadArticles(100);
+    const r = await measureHostProcess({ url: v.url, pipeline: passThroughPipeline(), pipelineName: "pass-through", payloads: articles.map((a) => ({ ...a, t: 0, t0: 0 })) });
+    expect(r.articles).toBe(100);
+    expect(r.peakRssMb).toBeGreaterThan(0);
+    // The V8 heap limit follows the flag (old space 512 MB plus the young generation), not the machine's default.
+    expect(r.heapLimitMb).toBeGreaterThanOrEqual(512);
+    expect(r.heapLimitMb).toBeLessThan(640);
   });
 
   it("parses quoted CSV, computes quantiles and renders an SVG", () => {
