@@ -10,6 +10,7 @@ import { createApp } from "../functions/app";
 import { settingsFor } from "../functions/config";
 import type { Pipeline } from "../functions/pipeline";
 import type { AppEnv } from "../functions/redis";
+import { loadConfig, workerTuning } from "../worker-host/config";
 import { WorkerHost } from "../worker-host/host";
 import { InProcessInvoker } from "../worker-host/invoker";
 import { connectValkey, upstashOverValkey } from "../worker-host/valkey";
@@ -34,7 +35,9 @@ if (users > 0) {
   const { seedDemoUsers } = await import("../functions/news/users");
   await seedDemoUsers(env.REDIS!, settingsFor(env).keys, users);
 }
-const host = new WorkerHost({ pipeline, keys: settingsFor(env).keys, conn, invoker: new InProcessInvoker(app, env), log: (l) => process.stderr.write(`${l}\n`) });
+// The stage-worker tuning `npm start` would use with this environment (BATCH_SIZE, CONCURRENCY, ...).
+const tuning = workerTuning(loadConfig(process.env));
+const host = new WorkerHost({ pipeline, keys: settingsFor(env).keys, conn, invoker: new InProcessInvoker(app, env), tuning, log: (l) => process.stderr.write(`${l}\n`) });
 await host.run();
 // BENCH_MEMLOG=1 traces heap vs RSS every 500 ms (how the RSS figure was explained).
 if (process.env.BENCH_MEMLOG) {
