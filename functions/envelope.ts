@@ -86,20 +86,23 @@ export type StageResponse = z.infer<typeof StageResponse>;
 
 /** Random hex of `bytes` bytes from WebCrypto (works in Workers and Node). */
 export function randomHex(bytes: number): string {
-  // Ids (run ids, trace ids, lock tokens: up to 16 bytes) come from a pool
-  // refilled 4 KB at a time: one getRandomValues call per ~300 runs instead of
-  // two per run. Longer values (keys, tokens) are drawn fresh.
-  const fresh = bytes > 16;
-  if (!fresh && poolAt + bytes > pool.length) {
+  // Keys and tokens (more than 16 bytes) are drawn fresh. Ids (run ids, trace
+  // ids, lock tokens) come from a pool refilled 4 KB at a time: one
+  // getRandomValues call per ~300 runs instead of two per run.
+  if (bytes > 16) return hexOf(crypto.getRandomValues(new Uint8Array(bytes)), 0, bytes);
+  if (poolAt + bytes > pool.length) {
     if (pool.length === 0) pool = new Uint8Array(4096);
     crypto.getRandomValues(pool);
     poolAt = 0;
   }
-  const buf = fresh ? crypto.getRandomValues(new Uint8Array(bytes)) : pool;
-  let at = fresh ? 0 : poolAt;
-  if (!fresh) poolAt += bytes;
+  const out = hexOf(pool, poolAt, bytes);
+  poolAt += bytes;
+  return out;
+}
+
+function hexOf(buf: Uint8Array, at: number, bytes: number): string {
   let out = "";
-  for (let i = 0; i < bytes; i++) out += HEX[buf[at++]];
+  for (let i = at; i < at + bytes; i++) out += HEX[buf[i]];
   return out;
 }
 

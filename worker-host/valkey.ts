@@ -217,20 +217,16 @@ export function iovalkeyRequester(conn: Connection): Requester {
     async request<TResult>(req: UpstashRequest): Promise<UpstashResponse<TResult>> {
       const route = req.path?.[0];
       if (route === "pipeline" && canSendDirect(conn)) {
-        // Each command straight to the socket (corked, so they leave in one write),
-        // instead of an iovalkey Pipeline object per request: a pipeline is not a
-        // transaction, the replies come back in order, one result or error each.
+        // Each command straight to the socket (corked for the tick, so they leave in
+        // one write with the tick's other commands), instead of an iovalkey Pipeline
+        // object per request: a pipeline is not a transaction, the replies come
+        // back in order, one result or error each.
         const commands = req.body as Command[];
-        const stream = conn.status === "ready" ? conn.stream : undefined;
-        stream?.cork();
+        corkUntilNextTick(conn);
         const replies: Array<Promise<UpstashResponse<unknown>>> = new Array(commands.length);
-        try {
-          for (let i = 0; i < commands.length; i++) {
-            const [cmd, ...args] = commands[i];
-            replies[i] = sendDirect(conn, raw(cmd), args as Array<string | number>).then(toResult, toError);
-          }
-        } finally {
-          stream?.uncork();
+        for (let i = 0; i < commands.length; i++) {
+          const [cmd, ...args] = commands[i];
+          replies[i] = sendDirect(conn, raw(cmd), args as Array<string | number>).then(toResult, toError);
         }
         return (await Promise.all(replies)) as unknown as UpstashResponse<TResult>;
       }
