@@ -110,6 +110,28 @@ describe("stage workers under faults", () => {
     }
   });
 
+  it("ride out a CLIENT PAUSE longer than the read watchdog and the stall bound, running every entry once", async () => {
+    const conn = connect(v.url, { stallMs: 1000 });
+    const admin = connect(v.url);
+    const keys = testKeys();
+    const pipeline = countingPipeline();
+    const lines: string[] = [];
+    const { host } = makeHost({ pipeline, keys, conn, redis: upstashOverValkey(conn), tuning: { blockMs: 200, watchdogGraceMs: 300, visibilityMs: 1000 }, log: (l) => lines.push(l) });
+    await host.run();
+    const runIds = await startRuns(upstashOverValkey(admin), Array.from({ length: 30 }, (_, n) => ({ n })), { keys, pipeline });
+    await admin.client("PAUSE", 2500, "ALL");
+    const pausedAt = performance.now();
+    await eventually(async () => (await statuses(admin, keys, runIds)).every((s) => s === "completed"), { timeoutMs: 15_000, stepMs: 20 });
+    const doneMs = performance.now() - pausedAt;
+    await host.close();
+    expect(doneMs).toBeGreaterThan(2000);
+    expect(lines.some((l) => /did not settle/.test(l))).toBe(true);
+    const calls = (await admin.hgetall(`${keys.prefix}:calls:second`)) as Record<string, string>;
+    expect(Object.keys(calls).length).toBe(30);
+    expect(Object.values(calls).every((c) => c === "1")).toBe(true);
+    console.log(`CLIENT PAUSE 2500 ALL: every run completed ${doneMs.toFixed(0)} ms after the pause began`);
+  });
+
   it("reports a stage that makes no progress while work waits as 503 on /health, naming it", async () => {
     const conn = connect(v.url);
     const keys = createKeys({ prefix: `h${randomHex(3)}` });

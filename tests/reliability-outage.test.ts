@@ -4,11 +4,13 @@
  * with SIGKILL and started again on the same AOF after a 7 s outage.
  *
  * While the server is down: /health answers 503 within a second, ingest a
- * 503 `unavailable` within a bound, close() (Ctrl-C) of a host finishes
- * within 5 s, and no connection prints "[ioredis] Unhandled error event".
+ * 503 `unavailable` within a bound, Ctrl-C (SIGINT) of a second host, an
+ * `npm start` process under load, exits within 5 s, and no connection prints
+ * "[ioredis] Unhandled error event".
  * After the restart: the host reads again on every stage (a new article runs
  * to completion) without any other fault to kick it.
  */
+import { spawn, type ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { randomHex } from "../functions/envelope";
 import { app, pipeline } from "../functions/index";
@@ -21,6 +23,7 @@ const OUTAGE_MS = 7000;
 
 let v: RestartableValkey;
 const runtimes: Runtime[] = [];
+const children: ChildProcess[] = [];
 const consoleErrors: string[] = [];
 
 beforeAll(async () => {
@@ -33,6 +36,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   vi.restoreAllMocks();
+  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
   await Promise.allSettled(runtimes.map((r) => r.close()));
   await v?.stop();
 });
@@ -45,13 +49,32 @@ async function startHost(lines: string[]): Promise<Runtime> {
   return rt;
 }
 
+/** `npm start` as a process (the CLI), against the test server; resolves with its URL once it listens. */
+async function startHostProcess(output: string[]): Promise<{ child: ChildProcess; url: string; exited: Promise<number | null> }> {
+  const env = { ...process.env, VALKEY_URL: v.url, PORT: "0", HOST: "127.0.0.1", DEMO: "off", WEB_DIR: "", KEY_PREFIX: `c${randomHex(3)}`, RETRY_BACKOFF_MS: "50" };
+  const child = spawn(process.execPath, ["--import", "tsx", "worker-host/cli.ts", "start"], { env, stdio: ["ignore", "pipe", "pipe"] });
+  children.push(child);
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    const onData = (d: Buffer) => {
+      output.push(d.toString());
+      const m = /listening on (http:\/\/\S+)/.exec(output.join(""));
+      if (m) resolve(m[1]);
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", (d: Buffer) => output.push(d.toString()));
+    void exited.then((code) => reject(new Error(`host process exited (${code}) before listening:\n${output.join("")}`)));
+  });
+  return { child, url, exited };
+}
+
 let seq = 0;
 function article() {
   seq++;
   return { title: `Outage drill ${seq}: markets steady as storm passes`, body: `Report ${seq} ${randomHex(4)}: shares closed higher on Tuesday after a volatile session, traders said.` };
 }
 
-async function post(rt: Runtime, path: string, body: unknown, timeoutMs = 10_000): Promise<{ status: number; json: any; ms: number }> {
+async function post(rt: { url: string }, path: string, body: unknown, timeoutMs = 10_000): Promise<{ status: number; json: any; ms: number }> {
   const started = performance.now();
   const res = await fetch(`${rt.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs) });
   return { status: res.status, json: await res.json(), ms: performance.now() - started };
@@ -69,11 +92,10 @@ async function runStatus(rt: Runtime, runId: string): Promise<string | undefined
 }
 
 describe("a 7 s server outage (kill -9, restart on the same AOF)", () => {
-  it("answers 503 while down, closes within 5 s while down, and reads again after the restart", async () => {
+  it("answers 503 while down, exits on Ctrl-C within 5 s while down, and reads again after the restart", async () => {
     const lines: string[] = [];
-    const closerLines: string[] = [];
-    const rt = await startHost(lines);
-    const closer = await startHost(closerLines);
+    const closerOutput: string[] = [];
+    const [rt, closer] = await Promise.all([startHost(lines), startHostProcess(closerOutput)]);
 
     // Work flows before the fault.
     const before = await post(rt, "/v1/articles", { articles: [article(), article()] });
@@ -106,14 +128,18 @@ describe("a 7 s server outage (kill -9, restart on the same AOF)", () => {
     expect(runs.json.error.code).toBe("unavailable");
     expect(JSON.stringify(runs.json)).not.toMatch(/ECONNREFUSED|max retries|127\.0\.0\.1/);
 
-    // Ctrl-C of the loaded host while the server is down: close() is bounded.
+    // Ctrl-C of the loaded host process while the server is down: it exits, cleanly, within 5 s.
     await new Promise((r) => setTimeout(r, 1500));
+    const closeStarted = performance.now();
+    closer.child.kill("SIGINT");
+    const code = await closer.exited;
+    const closeMs = performance.now() - closeStarted;
     trickle = false;
     await trickling;
-    const closeStarted = performance.now();
-    await closer.close();
-    const closeMs = performance.now() - closeStarted;
+    expect(code).toBe(0);
     expect(closeMs).toBeLessThan(5000);
+    expect(closerOutput.join("")).toContain("stopped cleanly");
+    expect(closerOutput.join("")).not.toContain("Unhandled error event");
 
     // Still down a while: past BLOCK_MS + the watchdog's grace, so the watchdog fires during the outage.
     await new Promise((r) => setTimeout(r, Math.max(0, OUTAGE_MS - (Date.now() - downAt))));
@@ -137,7 +163,7 @@ describe("a 7 s server outage (kill -9, restart on the same AOF)", () => {
 
     console.log(
       `outage figures: /health while down ${down.ms.toFixed(0)} ms and ${stillDown.ms.toFixed(0)} ms; ingest 503 in ${ingest.ms.toFixed(0)} ms; ` +
-        `close() while down ${closeMs.toFixed(0)} ms; after restart: ingest accepted in ${acceptedMs.toFixed(0)} ms, run completed (4 stages) in ${completedMs.toFixed(0)} ms`,
+        `Ctrl-C exit while down ${closeMs.toFixed(0)} ms; after restart: ingest accepted in ${acceptedMs.toFixed(0)} ms, run completed (4 stages) in ${completedMs.toFixed(0)} ms`,
     );
     expect(consoleErrors.filter((l) => l.includes("Unhandled error event"))).toEqual([]);
     // Reconnect trouble is logged once per episode and connection, not per attempt.
