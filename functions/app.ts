@@ -48,7 +48,7 @@ export function createApp({ pipeline }: { pipeline: Pipeline }) {
         // Bounded: an unreachable or frozen server answers 503 within a second, not when the client gives up.
         const [info, exists] = await withDeadline(
           Promise.all([evalScript(redis, "serverInfo", [], []).then(String), redis.scriptExists(...(shas as [string, ...string[]])) as Promise<number[]>]),
-          800,
+          700,
           "health check",
         );
         const { server, version } = parseServerInfo(info);

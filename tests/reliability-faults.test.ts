@@ -176,10 +176,10 @@ describe("stage workers under faults", () => {
     }
   });
 
-  it("answers /health 503 within a second and closes within the bound while the path to the server is frozen", async () => {
+  it("answers /health 503 within a second, ingest 503 within the stall bound, and closes within the bound while the path to the server is frozen", async () => {
     const proxy = await startTcpProxy({ port: v.port });
     try {
-      const conn = connect(proxy.url);
+      const conn = connect(proxy.url, { stallMs: 1000 });
       const keys = createKeys({ prefix: `f${randomHex(3)}` });
       const pipeline = countingPipeline();
       const app = createApp({ pipeline });
@@ -195,6 +195,13 @@ describe("stage workers under faults", () => {
         const ms = performance.now() - started;
         expect(res.status).toBe(503);
         expect(ms).toBeLessThan(1000);
+        const ingestStarted = performance.now();
+        const ingest = await fetch(`${server.url}/v1/runs`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ payloads: [{ n: 1 }] }), signal: AbortSignal.timeout(10_000) });
+        const ingestMs = performance.now() - ingestStarted;
+        expect(ingest.status).toBe(503);
+        expect(((await ingest.json()) as { error: { code: string } }).error.code).toBe("unavailable");
+        expect(ingestMs).toBeLessThan(3000);
+        console.log(`frozen path: /health 503 in ${ms.toFixed(0)} ms, ingest 503 in ${ingestMs.toFixed(0)} ms (stall bound 1000 ms)`);
         const closeStarted = performance.now();
         await host.close();
         expect(performance.now() - closeStarted).toBeLessThan(4000);

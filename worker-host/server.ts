@@ -71,7 +71,7 @@ export function serveHttp({ app, env, keys, pipeline, port, hostname, webDir, ho
 async function healthWithStages(app: FetchApp, request: Request, env: AppEnv, host: WorkerHost): Promise<Response> {
   const [appAnswer, stageAnswer] = await Promise.all([
     Promise.resolve(app.fetch(request, env)),
-    withTimeout(host.health(), 800, "stage backlog").catch((err: Error) => ({ stages: host.workers.map((w) => w.health()), stuck: [], error: err.message })),
+    withTimeout(host.health(), 700, "stage backlog").catch((err: Error) => ({ stages: host.workers.map((w) => w.health()), stuck: [], error: err.message })),
   ]);
   const body = (await appAnswer.json()) as Record<string, unknown>;
   body.stages = stageAnswer.stages;

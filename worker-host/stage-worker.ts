@@ -14,9 +14,9 @@
  * read that has not settled after blockMs + watchdogGraceMs is abandoned
  * (its promise rejected by the watchdog) and the blocking connection
  * replaced; a failed read is retried with backoff on a fresh connection; a
- * script call that fails for the connection is retried until the batch's
- * lease (visibilityMs) or the close deadline runs out, after which its
- * entries stay pending and are reclaimed. StageProgress records the last
+ * script call that fails for the connection is retried for up to
+ * visibilityMs or until the close deadline, after which its entries stay
+ * pending and are reclaimed. StageProgress records the last
  * progress for /health.
  */
 import { Envelope, checkEnvelope } from "../functions/envelope";
@@ -257,7 +257,6 @@ export class StageWorker {
     this.dropBlocking();
     const { conn, id } = await openBlockingConnection(this.o.conn, {
       name: `${this.o.consumer}:${this.stage}:block`,
-      log: this.o.log,
       timeoutMs: this.o.blockMs + this.o.watchdogGraceMs,
     });
     this.blocking = conn;
@@ -478,7 +477,6 @@ export class StageWorker {
 
   /** Parses, dispatches and commits one batch. */
   async processBatch(entries: RawEntry[]): Promise<void> {
-    const leaseUntil = Date.now() + this.o.visibilityMs;
     const malformed: ParsedEntry[] = [];
     let valid: ParsedEntry[] = [];
     let redelivered: ParsedEntry[] | undefined;
@@ -495,7 +493,7 @@ export class StageWorker {
     const alreadyDone: ParsedEntry[] = [];
     if (redelivered) {
       let replies: Array<[Error | null, unknown]> = [];
-      await this.withConnectionRetry("checkpoint lookup", leaseUntil, async () => {
+      await this.withConnectionRetry("checkpoint lookup", async () => {
         const pipe = this.o.conn.pipeline();
         for (const e of redelivered) pipe.hexists(this.o.keys.run(e.envelope!.runId), this.stepField(e.envelope!));
         replies = (await pipe.exec()) ?? [];
@@ -540,30 +538,32 @@ export class StageWorker {
 
     // The common case (everything succeeded) awaits the commit alone: no Promise.all per batch.
     if (dead.length === 0 && retries.length === 0) {
-      if (commits.length > 0) await this.withConnectionRetry("commit", leaseUntil, () => this.commit(commits));
+      if (commits.length > 0) await this.withConnectionRetry("commit", () => this.commit(commits));
       this.progress.advanced();
       return;
     }
     await Promise.all([
-      commits.length > 0 ? this.withConnectionRetry("commit", leaseUntil, () => this.commit(commits)) : undefined,
-      dead.length > 0 ? this.withConnectionRetry("dead-letter", leaseUntil, () => this.deadLetter(dead)) : undefined,
-      retries.length > 0 ? this.withConnectionRetry("retry", leaseUntil, () => this.retryLater(retries)) : undefined,
+      commits.length > 0 ? this.withConnectionRetry("commit", () => this.commit(commits)) : undefined,
+      dead.length > 0 ? this.withConnectionRetry("dead-letter", () => this.deadLetter(dead)) : undefined,
+      retries.length > 0 ? this.withConnectionRetry("retry", () => this.retryLater(retries)) : undefined,
     ]);
     this.progress.advanced();
   }
 
   /**
    * Only connection errors are retried here (the scripts are idempotent per
-   * entry), until the batch's lease ends (other consumers may reclaim it then)
-   * or close()'s deadline passes; then the entries stay pending for reclaim.
+   * entry), for up to visibilityMs (past it other consumers may reclaim the
+   * entries, so waiting longer holds a batch slot for nothing) or until
+   * close()'s deadline; then the entries stay pending for reclaim.
    */
-  private async withConnectionRetry(what: string, leaseUntil: number, fn: () => Promise<unknown>): Promise<void> {
+  private async withConnectionRetry(what: string, fn: () => Promise<unknown>): Promise<void> {
+    const giveUpAt = Date.now() + this.o.visibilityMs;
     for (let attempt = 1; ; attempt++) {
       try {
         await fn();
         return;
       } catch (err) {
-        const until = Math.min(leaseUntil, this.closeDeadline ?? Infinity);
+        const until = Math.min(giveUpAt, this.closeDeadline ?? Infinity);
         if (!isConnectionError(err) || Date.now() >= until) throw err;
         this.progress.failed(what, err);
         await sleep(Math.min(50 * 2 ** attempt, 1000, Math.max(0, until - Date.now())));

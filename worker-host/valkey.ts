@@ -99,7 +99,7 @@ function closeWhenStalled(conn: Connection, stallMs: number): void {
  * reconnecting leaves the read pending for good). Resolves once it is ready
  * and its CLIENT ID is known (for CLIENT UNBLOCK); bounded by `timeoutMs`.
  */
-export async function openBlockingConnection(source: Connection, { name, log, timeoutMs }: { name: string; log: (line: string) => void; timeoutMs: number }): Promise<{ conn: Connection; id: number }> {
+export async function openBlockingConnection(source: Connection, { name, timeoutMs }: { name: string; timeoutMs: number }): Promise<{ conn: Connection; id: number }> {
   const conn = source.duplicate({
     connectionName: name,
     lazyConnect: true,
