@@ -19,7 +19,8 @@ import { startRuntime, type Runtime } from "../worker-host/runtime";
 import { startRestartableValkey, type RestartableValkey } from "./helpers/restartable-valkey";
 import { eventually } from "./helpers/valkey";
 
-const OUTAGE_MS = 7000;
+// RELIABILITY_OUTAGE_MS=10000 for a longer drill by hand.
+const OUTAGE_MS = Number(process.env.RELIABILITY_OUTAGE_MS ?? 7000);
 
 let v: RestartableValkey;
 const runtimes: Runtime[] = [];

@@ -172,7 +172,7 @@ export class StageWorker {
       logMaxLen: 100,
       deadLetterMaxLen: 100_000,
       watchdogGraceMs: 5000,
-      closeTimeoutMs: 3000,
+      closeTimeoutMs: 2500,
       log: () => {},
       ...options,
     };
