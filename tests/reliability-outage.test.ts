@@ -124,6 +124,11 @@ describe("a 7 s server outage (kill -9, restart on the same AOF)", () => {
     expect(ingest.status).toBe(503);
     expect(ingest.json.error.code).toBe("unavailable");
     expect(ingest.ms).toBeLessThan(3000);
+    const metrics = await fetch(`${rt.url}/metrics`, { signal: AbortSignal.timeout(10_000) });
+    expect(metrics.status).toBe(503);
+    const stats = await fetch(`${rt.url}/v1/stats`, { signal: AbortSignal.timeout(10_000) });
+    expect(stats.status).toBe(503);
+    expect(((await stats.json()) as { error: { code: string } }).error.code).toBe("unavailable");
     const runs = await post(rt, "/v1/runs", { payloads: [{ url: "https://example.com/a", title: "t", body: "b" }] });
     expect(runs.status).toBe(503);
     expect(runs.json.error.code).toBe("unavailable");

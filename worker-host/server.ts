@@ -12,7 +12,7 @@ import { readStats, renderPrometheus } from "../functions/stats";
 import { redisFromEnv } from "../functions/redis";
 import { serveStatic } from "./static-files";
 import type { WorkerHost } from "./host";
-import { withTimeout } from "./valkey";
+import { isConnectionError, withTimeout } from "./valkey";
 
 interface FetchApp {
   fetch(request: Request, env?: unknown): Response | Promise<Response>;
@@ -32,8 +32,13 @@ export function serveHttp({ app, env, keys, pipeline, port, hostname, webDir, ho
     const { pathname } = new URL(request.url);
     if (pathname === "/health" && request.method === "GET" && host) return healthWithStages(app, request, env, host);
     if (pathname === "/metrics" && request.method === "GET") {
-      const stats = await readStats(redisFromEnv(env), keys, pipeline);
-      return new Response(renderPrometheus(stats), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
+      try {
+        const stats = await readStats(redisFromEnv(env), keys, pipeline);
+        return new Response(renderPrometheus(stats), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
+      } catch (err) {
+        if (!isConnectionError(err)) throw err;
+        return new Response("# the data store is unreachable right now; retry shortly\n", { status: 503, headers: { "content-type": "text/plain; charset=utf-8" } });
+      }
     }
     if (webDir) {
       const file = await serveStatic(request, webDir);
