@@ -19,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { settingsFor } from "../functions/config";
 import { startRuns } from "../functions/runs";
+import { readFanoutDeliveries } from "../functions/stats";
 import { loadConfig } from "../worker-host/config";
 import { startHttpModeStack } from "../worker-host/http-mode";
 import { InProcessInvoker } from "../worker-host/invoker";
@@ -78,8 +79,8 @@ async function newsInProcess(url: string, articles: BenchArticle[], users: numbe
   const rss = sampleRss();
   try {
     const r = await measureThroughput(h, articleInputs(articles), (d, t) => progress(`news in-process: ${d}/${t}`));
-    const counters = await h.conn.hgetall(h.keys.counters());
-    return { ...r, users, fanoutDeliveries: Number(counters.fanout_deliveries ?? 0), peakRssMb: round(rss.stop() / 2 ** 20) };
+    const fanoutDeliveries = await readFanoutDeliveries(h.env.REDIS!, h.keys);
+    return { ...r, users, fanoutDeliveries, peakRssMb: round(rss.stop() / 2 ** 20) };
   } finally {
     rss.stop();
     await h.close();

@@ -17,6 +17,7 @@ import { readStats } from "./stats";
 import { stageRoute, TAKES_BATCHES_BY_REFERENCE } from "./stage-route";
 import { LUA } from "./lua.generated";
 import { apiCors } from "./cors";
+import { isUnavailableError, withDeadline } from "./unavailable";
 
 export type AppBindings = { Bindings: AppEnv };
 
@@ -43,9 +44,13 @@ export function createApp({ pipeline }: { pipeline: Pipeline }) {
     .get("/health", async (c) => {
       try {
         const redis = redisFromEnv(c.env ?? {});
-        const info = String(await evalScript(redis, "serverInfo", [], []));
         const shas = Object.values(LUA).map((s) => s.sha);
-        const exists = (await redis.scriptExists(...(shas as [string, ...string[]]))) as number[];
+        // Bounded: an unreachable or frozen server answers 503 within a second, not when the client gives up.
+        const [info, exists] = await withDeadline(
+          Promise.all([evalScript(redis, "serverInfo", [], []).then(String), redis.scriptExists(...(shas as [string, ...string[]])) as Promise<number[]>]),
+          700,
+          "health check",
+        );
         const { server, version } = parseServerInfo(info);
         return c.json({
           ok: true,
@@ -108,6 +113,8 @@ export function createApp({ pipeline }: { pipeline: Pipeline }) {
       const code = /JSON/i.test(err.message) ? "invalid_json" : "bad_request";
       return apiError(c, err.status as 400, code, err.message);
     }
+    // Valkey unreachable: a clear 503 to retry later, not a 500 with the client's internals.
+    if (isUnavailableError(err)) return apiError(c, 503, "unavailable", "the data store is unreachable right now; retry shortly");
     console.error(`[app] ${c.req.method} ${new URL(c.req.url).pathname}:`, err);
     return apiError(c, 500, "internal", err.message);
   });

@@ -116,8 +116,9 @@ export function createKeys({ prefix = "ep", partitions = 1, feedBuckets = 16 }: 
     /** Activity-log stream of a run. */
     runLog: (runId: string) => `${tag(partitionOf(runId))}:log:${run(runId)}`,
     /**
-     * Global counters hash (fan-out deliveries, tool cache hits/misses). Touched
-     * alone with HINCRBY, outside any script, so it needs no tag.
+     * Global counters hash (tool cache hits/misses; fan-out deliveries of data
+     * written before they moved to fanoutStats). Touched alone with HINCRBY,
+     * outside any script, so it needs no tag.
      */
     counters: () => `${prefix}:counters`,
     feedBuckets,
@@ -137,6 +138,8 @@ export function createKeys({ prefix = "ep", partitions = 1, feedBuckets = 16 }: 
      * subscribers it reads from it; they share the bucket's tag, hence its slot.
      */
     feedKeyPrefix: (b: number) => `${btag(b)}:feed:`,
+    /** Fan-out counters of bucket `b` (deliveries), written by the fan-out script with the deliveries. */
+    fanoutStats: (b: number) => `${btag(b)}:stats`,
     /** Fan-out idempotency marker for (article, bucket). */
     fanoutDone: (id: string, b: number) => `${btag(b)}:fo:${feedId(id)}`,
     /** Pub/sub channel announcing deliveries into bucket `b` (live clients). */

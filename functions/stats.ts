@@ -100,12 +100,21 @@ export async function readStats(redis: RedisClient, keys: Keys, pipeline: Pipeli
       return stats;
     }),
   );
-  const counters = (await redis.hgetall<Record<string, unknown>>(keys.counters())) ?? {};
+  const [counters, deliveries] = await Promise.all([redis.hgetall<Record<string, unknown>>(keys.counters()), readFanoutDeliveries(redis, keys)]);
   return {
     stages,
-    fanout: { deliveries: num(counters.fanout_deliveries) },
-    toolCache: { hits: num(counters.tool_cache_hits), misses: num(counters.tool_cache_misses) },
+    fanout: { deliveries },
+    toolCache: { hits: num(counters?.tool_cache_hits), misses: num(counters?.tool_cache_misses) },
   };
+}
+
+/**
+ * Feed deliveries so far: the per-bucket counters the fan-out script writes,
+ * plus the global counter that held them before (data of older versions).
+ */
+export async function readFanoutDeliveries(redis: RedisClient, keys: Keys): Promise<number> {
+  const counts = await Promise.all([redis.hget(keys.counters(), "fanout_deliveries"), ...keys.allBuckets.map((b) => redis.hget(keys.fanoutStats(b), "fanout_deliveries"))]);
+  return counts.reduce<number>((sum, c) => sum + num(c), 0);
 }
 
 /** Renders stats as Prometheus text exposition format. */

@@ -7,11 +7,14 @@ bucket); each article is handled exactly as if it had its own call, in the
 order given.
 
 Push only the compact feed id (the article body is stored once elsewhere),
-trim each feed to its cap, and publish one notification per article.
+trim each feed to its cap, publish one notification per article, and add
+the deliveries to the bucket's counter in the same call, so the counter
+never misses deliveries whose caller died before it could count them.
 
-KEYS[1]    subscriber set of the first article's topic in this bucket ({b<N>}:subs:<topic>)
-KEYS[2]    idempotency marker of (first article, bucket)              ({b<N>}:fo:<feedId>)
-KEYS[2i-1], KEYS[2i]   the same for article i (#KEYS / 2 articles)
+KEYS[1]    fan-out counters of this bucket ({b<N>}:stats, field fanout_deliveries)
+KEYS[2]    subscriber set of the first article's topic in this bucket ({b<N>}:subs:<topic>)
+KEYS[3]    idempotency marker of (first article, bucket)              ({b<N>}:fo:<feedId>)
+KEYS[2i], KEYS[2i+1]   the same for article i ((#KEYS - 1) / 2 articles)
 
 Derived keys (not in KEYS because they depend on the set's members): each
 subscriber's feed list is ARGV[1] .. uid. ARGV[1] is the bucket's feed-key
@@ -43,8 +46,9 @@ local prefix, channel = ARGV[1], ARGV[4]
 local last = tonumber(ARGV[2]) - 1
 local ttl = tonumber(ARGV[3])
 local counts = {}
-for i = 1, #KEYS / 2 do
-  local subs, marker = KEYS[2 * i - 1], KEYS[2 * i]
+local delivered = 0
+for i = 1, (#KEYS - 1) / 2 do
+  local subs, marker = KEYS[2 * i], KEYS[2 * i + 1]
   local feedId, topic = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
   if redis.call('EXISTS', subs) == 0 then
     counts[i] = -1
@@ -63,6 +67,8 @@ for i = 1, #KEYS / 2 do
       redis.call('PUBLISH', channel, feedId .. ' ' .. topic .. ' ' .. table.concat(uids, ','))
     end
     counts[i] = #uids
+    delivered = delivered + #uids
   end
 end
+if delivered > 0 then redis.call('HINCRBY', KEYS[1], 'fanout_deliveries', delivered) end
 return counts

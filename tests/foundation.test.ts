@@ -1,7 +1,8 @@
 /**
  * The stage runtime against a real server: exactly-once arrival, reclaim of a
  * dead consumer's entries, retries, dead letters, malformed entries, SCRIPT
- * FLUSH, and dedupe of redelivered, already-checkpointed entries.
+ * FLUSH, dedupe of redelivered, already-checkpointed entries, and a close()
+ * that is bounded. Faults of the server and the network: reliability-*.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newEnvelope } from "../functions/envelope";
@@ -288,6 +289,31 @@ describe("stage runtime", () => {
     expect(statuses).toEqual(["completed", "completed", "completed"]);
     const pending = (await v.conn.xpending(keys.stream("only", 0), "only")) as [number];
     expect(pending[0]).toBe(0);
+  });
+
+  it("close() gives up on a batch that cannot finish within closeTimeoutMs; its entries stay pending and are reclaimed", async () => {
+    const keys = testKeys();
+    let hang = true;
+    const pipeline = singleStagePipeline(async ({ n }) => {
+      if (hang) await new Promise((r) => setTimeout(r, 5000));
+      return { n };
+    });
+    const lines: string[] = [];
+    const { host } = makeHost({ pipeline, keys, conn: v.conn, redis: v.redis, consumer: "leaving", tuning: { closeTimeoutMs: 300 }, log: (l) => lines.push(l) });
+    await host.run();
+    const [runId] = await startRuns(v.redis, [{ n: 1 }], { keys, pipeline });
+    await eventually(async () => ((await v.conn.xpending(keys.stream("only", 0), "only")) as [number])[0] === 1);
+    const started = performance.now();
+    await host.close();
+    expect(performance.now() - started).toBeLessThan(1500);
+    expect(lines.some((l) => /1 batch\(es\) not committed within 300 ms/.test(l))).toBe(true);
+    hang = false;
+    const { host: next } = makeHost({ pipeline, keys, conn: v.conn, redis: v.redis, consumer: "next" });
+    await next.run();
+    await eventually(async () => (await v.conn.hget(keys.run(runId), "status")) === "completed");
+    await next.close();
+    // Completed by the second consumer's reclaim (a second delivery), not by the abandoned batch.
+    expect((await readRun(v.redis, keys, pipeline, runId))?.steps[0]).toMatchObject({ stage: "only", attempt: 2 });
   });
 
   it("reconnects a blocking read that never settles (watchdog)", async () => {

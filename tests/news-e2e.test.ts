@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readFanoutDeliveries } from "../functions/stats";
 import { randomHex } from "../functions/envelope";
 import { app, pipeline } from "../functions/index";
 import { settingsFor } from "../functions/config";
@@ -148,12 +149,13 @@ describe(`news pipeline end to end (${ITEMS} items)`, () => {
 
   it("adds nothing when the same items are replayed (dedupe)", async () => {
     const before = await Promise.all(users.map((u) => rt.conn.lrange(keys.feed(u.uid), 0, -1)));
-    const deliveriesBefore = Number(await rt.conn.hget(keys.counters(), "fanout_deliveries"));
+    const deliveriesBefore = await readFanoutDeliveries(rt.env.REDIS!, keys);
+    expect(deliveriesBefore).toBeGreaterThan(0);
     const again = await ingestAll(data.articles);
     const second = await waitForRuns(rt.conn, keys, again, { timeoutMs: 30_000 });
     expect(new Set(second)).toEqual(new Set(["skipped"]));
     const after = await Promise.all(users.map((u) => rt.conn.lrange(keys.feed(u.uid), 0, -1)));
     expect(after).toEqual(before);
-    expect(Number(await rt.conn.hget(keys.counters(), "fanout_deliveries"))).toBe(deliveriesBefore);
+    expect(await readFanoutDeliveries(rt.env.REDIS!, keys)).toBe(deliveriesBefore);
   });
 });

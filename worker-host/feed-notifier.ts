@@ -7,7 +7,7 @@
  */
 import type { FeedNotifier } from "../functions/feed-events";
 import type { Keys } from "../functions/keys";
-import { connectValkey, type Connection } from "./valkey";
+import { closeConnection, connectValkey, type Connection } from "./valkey";
 
 export class ValkeyFeedNotifier implements FeedNotifier {
   private readonly listeners = new Map<number, Set<(message: string) => void>>();
@@ -47,14 +47,14 @@ export class ValkeyFeedNotifier implements FeedNotifier {
     this.listeners.clear();
     const conn = this.conn;
     this.conn = undefined;
-    if (conn) await conn.quit().catch(() => conn.disconnect());
+    if (conn) await closeConnection(conn, 500);
   }
 
   private connection(): Connection {
     if (this.conn) return this.conn;
     // A subscribed connection can run no other commands, so it gets its own.
-    const conn = connectValkey(this.url, { name: "edgepipe-feed-notifier" });
-    conn.on("error", (err: Error) => this.log(`[feed-notifier] ${err.message}`));
+    // Trouble is logged once per outage; iovalkey resubscribes on reconnect.
+    const conn = connectValkey(this.url, { name: "edgepipe-feed-notifier", log: this.log });
     conn.on("message", (channel: string, message: string) => {
       const bucket = this.bucketByChannel.get(channel);
       if (bucket === undefined) return;

@@ -7,8 +7,14 @@ import { randomHex } from "../functions/envelope";
 import type { Keys } from "../functions/keys";
 import type { Pipeline } from "../functions/pipeline";
 import type { Invoker } from "./invoker";
-import { StageWorker, type StageWorkerOptions } from "./stage-worker";
-import { runScript, type Connection } from "./valkey";
+import { StageWorker, type StageHealth, type StageWorkerOptions } from "./stage-worker";
+import { isConnectionError, runScript, withTimeout, type Connection } from "./valkey";
+
+/** A stage and why /health calls it stuck. */
+export interface StuckStage {
+  stage: string;
+  reason: string;
+}
 
 export type WorkerTuning = Omit<StageWorkerOptions, "stage" | "keys" | "conn" | "invoker" | "consumer" | "log">;
 
@@ -48,7 +54,10 @@ export class WorkerHost {
     await Promise.all(this.workers.map((w) => w.run()));
     const { trimIntervalMs = 5000 } = this.options;
     this.trimTimer = setInterval(() => {
-      if (!this.trimming) this.trimming = this.maintain().catch((err) => this.options.log?.(`[host] trim failed: ${(err as Error).message}`)).finally(() => (this.trimming = undefined));
+      if (this.trimming) return;
+      // Connection trouble is reported by the connection itself, once per outage.
+      const report = (err: Error) => void (isConnectionError(err) || this.options.log?.(`[host] trim failed: ${err.message}`));
+      this.trimming = this.maintain().catch(report).finally(() => (this.trimming = undefined));
     }, trimIntervalMs);
     this.trimTimer.unref();
   }
@@ -81,15 +90,48 @@ export class WorkerHost {
     return removed;
   }
 
-  /** Graceful stop: stop reading, finish and commit in-flight batches. */
+  /**
+   * Progress of every stage worker, and the stages that are stuck: no read
+   * settled and no batch committed for the worker's stallAfterMs, while its
+   * loop is not busy with its handlers (a healthy idle loop settles a read
+   * every blockMs), or while it is busy but entries wait undelivered. Asks
+   * the server for the backlog only of stages without recent progress.
+   */
+  async health(): Promise<{ stages: StageHealth[]; stuck: StuckStage[] }> {
+    const { keys, conn } = this.options;
+    const stages = this.workers.map((w) => w.health());
+    const stuck: StuckStage[] = [];
+    for (const h of stages) {
+      if (h.msSinceProgress <= h.stallAfterMs) continue;
+      let lag = 0;
+      let pending = 0;
+      for (const p of keys.allPartitions) {
+        const backlog = await runScript<[number, number, number]>(conn, "streamBacklog", [keys.stream(h.stage, p)], [keys.group(h.stage)]);
+        pending += Number(backlog[1]);
+        lag += Math.max(0, Number(backlog[2]));
+      }
+      if (h.saturated && lag === 0) continue;
+      const what = h.saturated ? `${h.inFlight} batch(es) in flight, none finished` : "no read settled and no batch committed";
+      stuck.push({
+        stage: h.stage,
+        reason: `${what} for ${Math.round(h.msSinceProgress / 1000)} s; ${lag} entr(ies) undelivered, ${pending} pending${h.lastError ? `; last error: ${h.lastError}` : ""}`,
+      });
+    }
+    return { stages, stuck };
+  }
+
+  /**
+   * Graceful stop: stop reading, commit in-flight batches, each worker within
+   * its closeTimeoutMs (what cannot commit by then stays pending for reclaim).
+   */
   async close(): Promise<void> {
     if (this.trimTimer) clearInterval(this.trimTimer);
     const results = await Promise.allSettled(this.workers.map((w) => w.close()));
     for (const r of results) if (r.status === "rejected") this.options.log?.(`[host] worker close failed: ${r.reason}`);
     try {
-      await this.trimming;
+      if (this.trimming) await withTimeout(this.trimming, 500, "stream trim");
     } catch {
-      // logged above
+      // logged by the trim timer, or left to finish on its own
     }
   }
 }

@@ -201,8 +201,7 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
       cleanup.push(["embedded valkey", () => valkey!.stop()]);
     }
     const valkeyUrl = config.VALKEY_URL ?? valkey!.url;
-    const conn = connectValkey(valkeyUrl, { name: "edgepipe-host" });
-    conn.on("error", (err) => log(`[valkey] ${err.message}`));
+    const conn = connectValkey(valkeyUrl, { name: "edgepipe-host", log });
     cleanup.push(["valkey connection", () => withTimeout(conn.quit(), 3000, "quit timed out").catch(() => conn.disconnect())]);
 
     let bridge: RestBridge | undefined;

@@ -21,7 +21,7 @@ import type { AddressInfo } from "node:net";
 import { z } from "zod";
 import { randomHex } from "../functions/envelope";
 import { timingSafeEqual } from "../functions/http";
-import type { Connection } from "./valkey";
+import { reportConnectionTrouble, type Connection } from "./valkey";
 
 /** Default bridge address; the same URL configures the handlers (UPSTASH_REDIS_REST_URL). */
 export const DEFAULT_BRIDGE_URL = "http://127.0.0.1:8079";
@@ -166,7 +166,7 @@ export function startRestBridge({
   // Own connection without auto-pipelining: iovalkey's auto-pipeliner drops the
   // command name of callBuffer(); commands still pipeline on the socket.
   const conn = source.duplicate({ enableAutoPipelining: false, connectionName: "edgepipe-rest-bridge" });
-  conn.on("error", (err) => log(`[rest-bridge] valkey: ${err.message}`));
+  reportConnectionTrouble(conn, "rest-bridge", log);
 
   async function runOne(command: Arg[]): Promise<unknown> {
     const [name, args] = toArgs(command);

@@ -10,7 +10,7 @@ import { workerTuning, type HostConfig } from "./config";
 import { WorkerHost } from "./host";
 import { InProcessInvoker, type Invoker } from "./invoker";
 import { serveHttp, type HttpServer } from "./server";
-import { connectValkey, upstashOverValkey, type Connection } from "./valkey";
+import { closeConnection, connectValkey, upstashOverValkey, withTimeout, type Connection } from "./valkey";
 import { ValkeyFeedNotifier } from "./feed-notifier";
 import { WEB_DIST_DIR } from "./static-files";
 import { findServerBinary, launchValkey, type RunningValkey } from "./valkey-launcher";
@@ -27,7 +27,11 @@ export interface Runtime {
   env: AppEnv;
   host: WorkerHost;
   server: HttpServer;
-  /** Graceful stop: HTTP server, worker-host (commits in flight), connection, embedded server. */
+  /**
+   * Graceful stop, bounded (a few seconds even with the server gone): HTTP
+   * server, worker-host (in-flight batches commit when the server is
+   * reachable, else stay pending for reclaim), connections, embedded server.
+   */
   close(): Promise<void>;
 }
 
@@ -49,8 +53,14 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
     valkey = await launchValkey({ dataDir: config.VALKEY_DATA_DIR, port: config.VALKEY_PORT, binary, log });
   }
   const valkeyUrl = config.VALKEY_URL ?? valkey!.url;
-  const conn = connectValkey(valkeyUrl, { name: "edgepipe-host" });
-  conn.on("error", (err) => log(`[valkey] ${err.message}`));
+  const conn = connectValkey(valkeyUrl, { name: "edgepipe-host", log });
+  try {
+    await withTimeout(new Promise((resolve) => (conn.status === "ready" ? resolve(undefined) : conn.once("ready", resolve))), 10_000, `connecting to ${valkeyUrl}`);
+  } catch (err) {
+    conn.disconnect();
+    await valkey?.stop();
+    throw new Error(`cannot reach Valkey at ${valkeyUrl}: ${(err as Error).message}`);
+  }
   const env: AppEnv = {
     REDIS: upstashOverValkey(conn),
     CORS_PUBLIC_READS: config.CORS_PUBLIC_READS ? "on" : "off",
@@ -77,7 +87,7 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
     log,
   });
   await host.run();
-  const server = await serveHttp({ app, env, keys, pipeline, port: config.PORT, hostname: config.HOST, webDir: config.webDisabled ? undefined : (config.WEB_DIR ?? WEB_DIST_DIR) });
+  const server = await serveHttp({ app, env, keys, pipeline, host, port: config.PORT, hostname: config.HOST, webDir: config.webDisabled ? undefined : (config.WEB_DIR ?? WEB_DIST_DIR) });
   let closing: Promise<void> | undefined;
   return {
     url: server.url,
@@ -90,10 +100,9 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
     close() {
       closing ??= (async () => {
         const steps: Array<[string, () => Promise<unknown>]> = [
-          ["http server", () => server.close()],
+          ["http server", () => withTimeout(server.close(), 1000, "http server close")],
           ["worker-host", () => host.close()],
-          ["feed notifier", () => feedNotifier.close()],
-          ["valkey connection", () => conn.quit()],
+          ["connections", () => Promise.all([feedNotifier.close(), closeConnection(conn, 500)])],
           ["embedded valkey", async () => valkey?.stop()],
         ];
         for (const [name, step] of steps) {

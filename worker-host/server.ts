@@ -1,6 +1,8 @@
 /**
  * The Node HTTP server of `npm start`: the Hono app (API + stage handlers)
- * plus the worker-host's Prometheus `/metrics`, on one port.
+ * plus the worker-host's Prometheus `/metrics`, on one port. `/health` adds
+ * the host's stage loops to the app's answer: 503 naming the stages that
+ * make no progress.
  */
 import { serve, type ServerType } from "@hono/node-server";
 import type { AppEnv } from "../functions/redis";
@@ -9,6 +11,8 @@ import type { Pipeline } from "../functions/pipeline";
 import { readStats, renderPrometheus } from "../functions/stats";
 import { redisFromEnv } from "../functions/redis";
 import { serveStatic } from "./static-files";
+import type { WorkerHost } from "./host";
+import { isConnectionError, withTimeout } from "./valkey";
 
 interface FetchApp {
   fetch(request: Request, env?: unknown): Response | Promise<Response>;
@@ -23,12 +27,18 @@ export interface HttpServer {
  * Serves `app` with `env` as its bindings; `/metrics` answers Prometheus text;
  * with `webDir`, other GETs outside the API serve the built web client.
  */
-export function serveHttp({ app, env, keys, pipeline, port, hostname, webDir }: { app: FetchApp; env: AppEnv; keys: Keys; pipeline: Pipeline; port: number; hostname: string; webDir?: string }): Promise<HttpServer> {
+export function serveHttp({ app, env, keys, pipeline, port, hostname, webDir, host }: { app: FetchApp; env: AppEnv; keys: Keys; pipeline: Pipeline; port: number; hostname: string; webDir?: string; host?: WorkerHost }): Promise<HttpServer> {
   const fetch = async (request: Request): Promise<Response> => {
     const { pathname } = new URL(request.url);
+    if (pathname === "/health" && request.method === "GET" && host) return healthWithStages(app, request, env, host);
     if (pathname === "/metrics" && request.method === "GET") {
-      const stats = await readStats(redisFromEnv(env), keys, pipeline);
-      return new Response(renderPrometheus(stats), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
+      try {
+        const stats = await readStats(redisFromEnv(env), keys, pipeline);
+        return new Response(renderPrometheus(stats), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
+      } catch (err) {
+        if (!isConnectionError(err)) throw err;
+        return new Response("# the data store is unreachable right now; retry shortly\n", { status: 503, headers: { "content-type": "text/plain; charset=utf-8" } });
+      }
     }
     if (webDir) {
       const file = await serveStatic(request, webDir);
@@ -55,4 +65,26 @@ export function serveHttp({ app, env, keys, pipeline, port, hostname, webDir }: 
       reject(err);
     }
   });
+}
+
+/**
+ * The app's /health (Valkey reachable, scripts) plus every stage worker's
+ * progress; a stuck stage turns the answer into 503 with `stuck: [{ stage,
+ * reason }]`. Both parts run side by side, each bounded, so the answer comes
+ * within a second whatever the server does.
+ */
+async function healthWithStages(app: FetchApp, request: Request, env: AppEnv, host: WorkerHost): Promise<Response> {
+  const [appAnswer, stageAnswer] = await Promise.all([
+    Promise.resolve(app.fetch(request, env)),
+    withTimeout(host.health(), 700, "stage backlog").catch((err: Error) => ({ stages: host.workers.map((w) => w.health()), stuck: [], error: err.message })),
+  ]);
+  const body = (await appAnswer.json()) as Record<string, unknown>;
+  body.stages = stageAnswer.stages;
+  let status = appAnswer.status;
+  if (stageAnswer.stuck.length > 0) {
+    body.ok = false;
+    body.stuck = stageAnswer.stuck;
+    status = 503;
+  }
+  return Response.json(body, { status });
 }

@@ -8,14 +8,24 @@
  *
  * Life cycle: `run()` starts the read and reclaim loops, `close()` stops
  * reading (CLIENT UNBLOCK), waits for in-flight batches to commit, and closes
- * its own connection.
+ * its own connection, all within a deadline.
+ *
+ * Nothing waits without a bound, whatever the connections do: a blocking
+ * read that has not settled after blockMs + watchdogGraceMs is abandoned
+ * (its promise rejected by the watchdog) and the blocking connection
+ * replaced; a failed read is retried with backoff on a fresh connection; a
+ * script call that fails for the connection is retried for up to
+ * visibilityMs or until the close deadline, after which its entries stay
+ * pending and are reclaimed. StageProgress records the last
+ * progress for /health.
  */
 import { Envelope, checkEnvelope } from "../functions/envelope";
 import type { StageItemResult } from "../functions/envelope";
 import type { Keys } from "../functions/keys";
 import { latencyField } from "../functions/stats";
 import type { Invoker } from "./invoker";
-import { encodeCommand, runScript, sendEncoded, type Connection } from "./valkey";
+import { StageProgress, type StageProgressSnapshot } from "./stage-progress";
+import { encodeCommand, isConnectionError, openBlockingConnection, runScript, sendAbandonable, withTimeout, type AbandonableCommand, type Connection } from "./valkey";
 
 export interface StageWorkerOptions {
   stage: string;
@@ -40,8 +50,10 @@ export interface StageWorkerOptions {
   checkpointTtlSeconds?: number;
   logMaxLen?: number;
   deadLetterMaxLen?: number;
-  /** A blocking read that has not settled after blockMs + this is reconnected. */
+  /** A blocking read that has not settled after blockMs + this is abandoned and its connection replaced. */
   watchdogGraceMs?: number;
+  /** close() gives in-flight batches this long to commit; what is left stays pending for reclaim. */
+  closeTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -64,9 +76,23 @@ type XReadReply = Array<[string, Array<[string, string[]]>]> | null;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-function isConnectionError(err: unknown): boolean {
-  const msg = err instanceof Error ? err.message : String(err);
-  return /ECONNREFUSED|ECONNRESET|EPIPE|Connection is closed|connect ETIMEDOUT|Stream isn't writeable|LOADING|MASTERDOWN/.test(msg);
+/** Resolves true when `p` settles within `ms`, false when it does not (it is left running). */
+function settlesWithin(p: Promise<unknown> | undefined, ms: number): Promise<boolean> {
+  if (!p) return Promise.resolve(true);
+  return withTimeout(p.then(() => true, () => true), Math.max(0, ms), "settling").catch(() => false);
+}
+
+/** The server answered the command with an error: the connection itself is fine. */
+const isReplyError = (err: unknown) => err instanceof Error && err.name === "ReplyError";
+
+/** Health of one stage worker, for the host's /health. */
+export interface StageHealth extends StageProgressSnapshot {
+  /** Batches read and not yet committed. */
+  inFlight: number;
+  /** Every batch slot is taken (the loop waits for a handler, not for the server). */
+  saturated: boolean;
+  /** No progress for this long means stalled (when work waits). */
+  stallAfterMs: number;
 }
 
 /**
@@ -109,17 +135,20 @@ export class StageWorker {
   private blocking: Connection | undefined;
   private blockingId: number | undefined;
   private running = false;
+  /** Set by close(): connection retries stop at this time. */
+  private closeDeadline: number | undefined;
   private readLoop: Promise<void> | undefined;
   private reclaimLoop: Promise<void> | undefined;
   /** Batches read and not yet committed (at most `concurrency`; close() waits for them). */
   private readonly inFlight = new Set<Promise<void>>();
   private readonly cursors = new Map<number, string>();
-  private wake: (() => void) | undefined;
+  /** Wakes every pause() early (close() calls them). */
+  private readonly sleepers = new Set<() => void>();
+  /** One timer per worker, refreshed per read (see readOnce). */
   private watchdogTimer: ReturnType<typeof setTimeout> | undefined;
-  /** A blocking read is outstanding (the watchdog acts only then). */
-  private reading = false;
-  /** The watchdog closed the blocking connection under a read that did not settle. */
-  private stuck = false;
+  /** The blocking read outstanding now (the watchdog and close() may abandon it). */
+  private pendingRead: AbandonableCommand | undefined;
+  readonly progress: StageProgress;
   /** Batches whose handlers are running (read time, entries): their leases are extended. */
   private readonly leases = new Set<{ since: number; entries: ParsedEntry[] }>();
   private leaseTimer: ReturnType<typeof setInterval> | undefined;
@@ -143,9 +172,11 @@ export class StageWorker {
       logMaxLen: 100,
       deadLetterMaxLen: 100_000,
       watchdogGraceMs: 5000,
+      closeTimeoutMs: 2500,
       log: () => {},
       ...options,
     };
+    this.progress = new StageProgress(this.stage, this.o.log);
   }
 
   private get streams(): string[] {
@@ -170,6 +201,7 @@ export class StageWorker {
     await this.ensureGroups();
     await this.openBlocking();
     this.running = true;
+    this.closeDeadline = undefined;
     this.readLoop = this.mainLoop();
     this.reclaimLoop = this.reclaimIdleLoop();
     // Leases of batches whose handlers outlast a third of the visibility timeout are extended.
@@ -177,46 +209,80 @@ export class StageWorker {
     this.leaseTimer.unref?.();
   }
 
-  /** Stops reading, lets in-flight batches commit, closes the blocking connection. */
+  /**
+   * Stops reading and lets in-flight batches commit, within closeTimeoutMs:
+   * with the server reachable they commit; otherwise (or when a handler runs
+   * longer) their entries stay pending and are reclaimed after the
+   * visibility timeout, by this host's next run or by another host.
+   */
   async close(): Promise<void> {
     if (!this.running) return;
     this.running = false;
-    this.wake?.();
-    try {
-      if (this.blockingId !== undefined) await this.o.conn.client("UNBLOCK", this.blockingId);
-    } catch (err) {
-      this.o.log(`[${this.stage}] unblock failed: ${(err as Error).message}`);
+    const deadline = Date.now() + this.o.closeTimeoutMs;
+    this.closeDeadline = deadline;
+    for (const wake of [...this.sleepers]) wake();
+    // CLIENT UNBLOCK ends the read with no entries, so nothing is left delivered and unread;
+    // when the server does not answer quickly, the read is abandoned instead.
+    if (this.pendingRead && this.blockingId !== undefined) {
+      try {
+        await withTimeout(this.o.conn.client("UNBLOCK", this.blockingId), 500, "CLIENT UNBLOCK");
+      } catch (err) {
+        this.o.log(`[${this.stage}] unblock failed: ${(err as Error).message}`);
+      }
     }
-    try {
-      await this.readLoop;
-    } catch (err) {
-      this.o.log(`[${this.stage}] read loop ended with: ${(err as Error).message}`);
-    }
-    try {
-      await this.reclaimLoop;
-    } catch (err) {
-      this.o.log(`[${this.stage}] reclaim loop ended with: ${(err as Error).message}`);
-    }
-    try {
-      await Promise.all(this.inFlight);
-    } catch (err) {
-      this.o.log(`[${this.stage}] in-flight batch failed on close: ${(err as Error).message}`);
+    if (!(await settlesWithin(this.readLoop, 500))) this.pendingRead?.reject(new Error("the stage worker is closing"));
+    const left = () => deadline - Date.now();
+    if (!(await settlesWithin(this.readLoop, left()))) this.o.log(`[${this.stage}] read loop still waiting at close (a batch slot never freed)`);
+    if (!(await settlesWithin(this.reclaimLoop, left()))) this.o.log(`[${this.stage}] reclaim loop still busy at close`);
+    if (!(await settlesWithin(Promise.all(this.inFlight), left()))) {
+      this.o.log(`[${this.stage}] close: ${this.inFlight.size} batch(es) not committed within ${this.o.closeTimeoutMs} ms; their entries stay pending and are reclaimed after the visibility timeout`);
     }
     clearTimeout(this.watchdogTimer);
     clearInterval(this.leaseTimer);
     this.watchdogTimer = undefined;
-    try {
-      this.blocking?.disconnect();
-    } catch {
-      // already closed
-    }
+    this.dropBlocking();
+  }
+
+  /** Progress and load of this worker, for /health. */
+  health(): StageHealth {
+    return {
+      ...this.progress.snapshot(),
+      inFlight: this.inFlight.size,
+      saturated: this.inFlight.size >= this.o.concurrency,
+      stallAfterMs: 2 * (this.o.blockMs + this.o.watchdogGraceMs),
+    };
   }
 
   private async openBlocking(): Promise<void> {
-    this.blocking?.disconnect();
-    const blocking = this.o.conn.duplicate({ connectionName: `${this.o.consumer}:${this.stage}:block`, enableAutoPipelining: false });
-    this.blocking = blocking;
-    this.blockingId = Number(await blocking.client("ID"));
+    this.dropBlocking();
+    const { conn, id } = await openBlockingConnection(this.o.conn, {
+      name: `${this.o.consumer}:${this.stage}:block`,
+      timeoutMs: this.o.blockMs + this.o.watchdogGraceMs,
+    });
+    this.blocking = conn;
+    this.blockingId = id;
+  }
+
+  /** Closes the blocking connection for good (its outstanding read, if any, fails). */
+  private dropBlocking(): void {
+    const blocking = this.blocking;
+    this.blocking = undefined;
+    this.blockingId = undefined;
+    blocking?.disconnect();
+  }
+
+  /** Waits `ms`, or less when close() is called. */
+  private pause(ms: number): Promise<void> {
+    if (!this.running) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.sleepers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.sleepers.add(done);
+    });
   }
 
   private async mainLoop(): Promise<void> {
@@ -224,9 +290,9 @@ export class StageWorker {
     const streams = this.streams;
     const ids = streams.map(() => ">");
     let failures = 0;
-    // The read never changes: its arguments and RESP bytes are built once.
+    // The read never changes: its RESP bytes are built once.
     const args: Array<string | number> = ["GROUP", group, this.o.consumer, "COUNT", this.o.batchSize, "BLOCK", this.o.blockMs, "STREAMS", ...streams, ...ids];
-    const read = { args, bytes: encodeCommand("xreadgroup", args) };
+    const bytes = encodeCommand("xreadgroup", args);
     while (this.running) {
       if (this.inFlight.size >= this.o.concurrency) {
         await Promise.race(this.inFlight);
@@ -234,25 +300,20 @@ export class StageWorker {
       }
       let reply: XReadReply;
       try {
-        reply = await this.readWithWatchdog(read);
+        reply = await this.readOnce(bytes);
         failures = 0;
       } catch (err) {
         if (!this.running) break;
-        if (this.stuck) {
-          this.stuck = false;
-          try {
-            await this.openBlocking();
-            continue;
-          } catch (reopenErr) {
-            err = reopenErr;
-          }
-        }
         failures++;
-        const wait = Math.min(100 * 2 ** failures, 5000);
-        this.o.log(`[${this.stage}] read failed (${(err as Error).message}); retrying in ${wait} ms`);
-        await sleep(wait);
+        this.progress.failed("read", err);
+        // A connection that failed or was abandoned is replaced; an error reply leaves it be.
+        if (!isReplyError(err)) this.dropBlocking();
+        // The group is gone (a server restarted without its data): create it again.
+        else if ((err as Error).message.startsWith("NOGROUP")) await this.ensureGroups().catch(() => undefined);
+        await this.pause(Math.min(50 * 2 ** failures, 1000));
         continue;
       }
+      this.progress.advanced();
       if (!reply) continue;
       const entries: RawEntry[] = [];
       for (let s = 0; s < reply.length; s++) {
@@ -265,35 +326,43 @@ export class StageWorker {
   }
 
   /**
-   * One blocking XREADGROUP. One watchdog timer per worker, re-armed per read:
-   * if it fires while a read is still outstanding, that read did not settle in
-   * blockMs + grace (a half-open connection, a paused server), so the blocking
-   * connection is closed under it and the read loop opens a new one.
+   * One blocking XREADGROUP, on a fresh blocking connection when the last one
+   * was dropped. One watchdog timer per worker, refreshed per read: if it
+   * fires while a read is still outstanding, that read did not settle in
+   * blockMs + grace (a frozen network path, a paused server), so it is
+   * abandoned (rejected here, whatever state the connection is in) and the
+   * connection dropped; the loop opens a new one.
    */
-  private async readWithWatchdog(read: { args: Array<string | number>; bytes: Buffer }): Promise<XReadReply> {
-    const reply = sendEncoded(this.blocking!, "xreadgroup", read.bytes, read.args) as Promise<XReadReply>;
+  private async readOnce(bytes: Buffer): Promise<XReadReply> {
+    if (!this.blocking) await this.openBlocking();
+    const read = sendAbandonable(this.blocking!, "xreadgroup", bytes);
+    this.pendingRead = read;
     if (this.watchdogTimer) this.watchdogTimer.refresh();
     else {
       this.watchdogTimer = setTimeout(() => this.onWatchdog(), this.o.blockMs + this.o.watchdogGraceMs);
       this.watchdogTimer.unref?.();
     }
-    this.reading = true;
     try {
-      return await reply;
+      return (await read.promise) as XReadReply;
     } finally {
-      this.reading = false;
+      this.pendingRead = undefined;
     }
   }
 
   private onWatchdog(): void {
-    if (!this.reading || !this.running) return;
-    this.stuck = true;
-    this.o.log(`[${this.stage}] blocking read did not settle in ${this.o.blockMs + this.o.watchdogGraceMs} ms; reconnecting`);
-    this.blocking?.disconnect();
+    const read = this.pendingRead;
+    if (!read || !this.running) return;
+    read.reject(new Error(`blocking read did not settle in ${this.o.blockMs + this.o.watchdogGraceMs} ms; abandoned, reconnecting`));
+    this.dropBlocking();
   }
 
   private track(p: Promise<void>): void {
-    const tracked = p.catch((err) => this.o.log(`[${this.stage}] batch failed: ${(err as Error).stack ?? err}`)).finally(() => this.inFlight.delete(tracked));
+    const tracked = p
+      .catch((err) => {
+        if (isConnectionError(err)) this.o.log(`[${this.stage}] batch not committed (${(err as Error).message}); its entries stay pending and are reclaimed after the visibility timeout`);
+        else this.o.log(`[${this.stage}] batch failed: ${(err as Error).stack ?? err}`);
+      })
+      .finally(() => this.inFlight.delete(tracked));
     this.inFlight.add(tracked);
   }
 
@@ -336,18 +405,13 @@ export class StageWorker {
 
   private async reclaimIdleLoop(): Promise<void> {
     while (this.running) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, this.o.reclaimIntervalMs);
-        this.wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
+      await this.pause(this.o.reclaimIntervalMs);
       if (!this.running) break;
       try {
         await this.reclaimIdle();
       } catch (err) {
-        this.o.log(`[${this.stage}] reclaim failed: ${(err as Error).message}`);
+        if (isConnectionError(err)) this.progress.failed("reclaim", err);
+        else this.o.log(`[${this.stage}] reclaim failed: ${(err as Error).message}`);
       }
     }
   }
@@ -428,9 +492,14 @@ export class StageWorker {
     // A redelivered entry whose step is already checkpointed is acked without running the handler.
     const alreadyDone: ParsedEntry[] = [];
     if (redelivered) {
-      const pipe = this.o.conn.pipeline();
-      for (const e of redelivered) pipe.hexists(this.o.keys.run(e.envelope!.runId), this.stepField(e.envelope!));
-      const replies = (await pipe.exec()) ?? [];
+      let replies: Array<[Error | null, unknown]> = [];
+      await this.withConnectionRetry("checkpoint lookup", async () => {
+        const pipe = this.o.conn.pipeline();
+        for (const e of redelivered) pipe.hexists(this.o.keys.run(e.envelope!.runId), this.stepField(e.envelope!));
+        replies = (await pipe.exec()) ?? [];
+        const failed = replies.find(([err]) => err);
+        if (failed) throw failed[0];
+      });
       const done = new Set(redelivered.filter((_, i) => replies[i]?.[1] === 1));
       alreadyDone.push(...done);
       valid = valid.filter((e) => !done.has(e));
@@ -470,6 +539,7 @@ export class StageWorker {
     // The common case (everything succeeded) awaits the commit alone: no Promise.all per batch.
     if (dead.length === 0 && retries.length === 0) {
       if (commits.length > 0) await this.withConnectionRetry("commit", () => this.commit(commits));
+      this.progress.advanced();
       return;
     }
     await Promise.all([
@@ -477,18 +547,26 @@ export class StageWorker {
       dead.length > 0 ? this.withConnectionRetry("dead-letter", () => this.deadLetter(dead)) : undefined,
       retries.length > 0 ? this.withConnectionRetry("retry", () => this.retryLater(retries)) : undefined,
     ]);
+    this.progress.advanced();
   }
 
-  /** Only connection errors are retried here; the scripts are idempotent per entry. */
+  /**
+   * Only connection errors are retried here (the scripts are idempotent per
+   * entry), for up to visibilityMs (past it other consumers may reclaim the
+   * entries, so waiting longer holds a batch slot for nothing) or until
+   * close()'s deadline; then the entries stay pending for reclaim.
+   */
   private async withConnectionRetry(what: string, fn: () => Promise<unknown>): Promise<void> {
+    const giveUpAt = Date.now() + this.o.visibilityMs;
     for (let attempt = 1; ; attempt++) {
       try {
         await fn();
         return;
       } catch (err) {
-        if (!isConnectionError(err) || attempt >= 5) throw err;
-        this.o.log(`[${this.stage}] ${what} failed (${(err as Error).message}); retry ${attempt}`);
-        await sleep(100 * 2 ** attempt);
+        const until = Math.min(giveUpAt, this.closeDeadline ?? Infinity);
+        if (!isConnectionError(err) || Date.now() >= until) throw err;
+        this.progress.failed(what, err);
+        await sleep(Math.min(50 * 2 ** attempt, 1000, Math.max(0, until - Date.now())));
       }
     }
   }

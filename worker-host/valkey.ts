@@ -8,19 +8,136 @@ import Valkey, { Command as ValkeyCommand } from "iovalkey";
 import { Redis as UpstashRedis, type Requester, type UpstashRequest, type UpstashResponse } from "@upstash/redis";
 import type { RedisClient } from "../functions/redis";
 import { LUA } from "../functions/lua.generated";
+import { isUnavailableError, withDeadline } from "../functions/unavailable";
 
 export type ScriptName = keyof typeof LUA;
 export type Connection = Valkey;
 
-/** Opens an iovalkey connection; `lazyConnect` is off so errors surface early. */
-export function connectValkey(url: string, { name = "edgepipe" }: { name?: string } = {}): Connection {
-  return new Valkey(url, {
+export interface ConnectOptions {
+  /** CLIENT SETNAME, and the label of log lines. */
+  name?: string;
+  /** Where connection trouble is reported (once per outage, see reportConnectionTrouble). */
+  log?: (line: string) => void;
+  /** Commands outstanding and no reply for this long: the connection is closed and reopened (see closeWhenStalled). */
+  stallMs?: number;
+}
+
+/**
+ * Opens the shared command connection (commits, claims, handlers' commands,
+ * API requests). Nothing waits for an outage to end: a command in flight when
+ * the connection drops fails at once (maxRetriesPerRequest 0; never re-sent
+ * behind the caller's back), and one issued while it is down waits at most one
+ * reconnect attempt (retry delay <= 1 s, connect timeout 2 s) before it fails.
+ * Callers retry what is safe to retry (the stage worker's scripts are idempotent).
+ * `lazyConnect` is off so errors surface early.
+ */
+export function connectValkey(url: string, { name = "edgepipe", log = console.warn, stallMs = 5000 }: ConnectOptions = {}): Connection {
+  const conn = new Valkey(url, {
     connectionName: name,
-    maxRetriesPerRequest: null,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    connectTimeout: 2000,
     enableAutoPipelining: true,
-    retryStrategy: (times) => Math.min(times * 100, 2000),
+    retryStrategy: (times) => Math.min(times * 100, 1000),
+  });
+  reportConnectionTrouble(conn, name, log);
+  closeWhenStalled(conn, stallMs);
+  return conn;
+}
+
+/**
+ * Logs a connection's trouble once per episode: the first error after it was
+ * ready ("connection lost"), then nothing per reconnect attempt, then one line
+ * when it is ready again. Also makes sure the connection has an error listener
+ * (iovalkey prints "[ioredis] Unhandled error event" for every attempt otherwise).
+ */
+export function reportConnectionTrouble(conn: Connection, name: string, log: (line: string) => void): void {
+  let since: number | undefined;
+  conn.on("error", (err: Error) => {
+    if (since !== undefined) return;
+    since = Date.now();
+    log(`[valkey ${name}] connection lost (${err.message}); reconnecting`);
+  });
+  conn.on("ready", () => {
+    if (since === undefined) return;
+    log(`[valkey ${name}] reconnected after ${((Date.now() - since) / 1000).toFixed(1)} s`);
+    since = undefined;
   });
 }
+
+/**
+ * A connection that has commands outstanding and receives nothing for
+ * `stallMs` (a frozen network path, a half-open socket) is destroyed, so its
+ * commands fail and iovalkey opens a new one. One unref'd interval per
+ * connection and a counter bumped per socket read: nothing per command.
+ */
+function closeWhenStalled(conn: Connection, stallMs: number): void {
+  let reads = 0;
+  let seen = 0;
+  let quietSince = Date.now();
+  const onData = () => reads++;
+  conn.on("connect", () => conn.stream?.on("data", onData));
+  const timer = setInterval(() => {
+    const now = Date.now();
+    if (reads !== seen || conn.commandQueue.length === 0 || !conn.stream || conn.stream.destroyed) {
+      seen = reads;
+      quietSince = now;
+    } else if (now - quietSince >= stallMs) {
+      quietSince = now;
+      conn.stream.destroy(new Error(`no reply from the server in ${stallMs} ms; reconnecting`));
+    }
+  }, Math.max(50, Math.floor(stallMs / 4)));
+  timer.unref();
+  conn.once("end", () => clearInterval(timer));
+}
+
+/**
+ * Opens a dedicated connection for blocking reads. It never reconnects by
+ * itself, queues nothing while it is not ready and re-sends nothing: when it
+ * drops, its outstanding read fails and the reader opens a new one (iovalkey's
+ * own reconnect re-sends blocking reads, and a disconnect() while it is
+ * reconnecting leaves the read pending for good). Resolves once it is ready
+ * and its CLIENT ID is known (for CLIENT UNBLOCK); bounded by `timeoutMs`.
+ */
+export async function openBlockingConnection(source: Connection, { name, timeoutMs }: { name: string; timeoutMs: number }): Promise<{ conn: Connection; id: number }> {
+  const conn = source.duplicate({
+    connectionName: name,
+    lazyConnect: true,
+    enableAutoPipelining: false,
+    enableOfflineQueue: false,
+    autoResendUnfulfilledCommands: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: timeoutMs,
+  });
+  // Errors end in the reader's own handling (the read or the open fails); this listener only keeps iovalkey quiet.
+  conn.on("error", () => undefined);
+  try {
+    const id = await withTimeout(conn.connect().then(() => conn.client("ID")), timeoutMs, `opening ${name}`);
+    return { conn, id: Number(id) };
+  } catch (err) {
+    conn.disconnect();
+    throw err;
+  }
+}
+
+/** Settles with `promise`, or rejects after `ms` with "no answer within <ms> ms (<what>)". */
+export const withTimeout = withDeadline;
+
+/** Quits politely within `ms`, else drops the socket. */
+export async function closeConnection(conn: Connection, ms = 1000): Promise<void> {
+  try {
+    await withTimeout(conn.quit(), ms, "quit");
+  } catch {
+    conn.disconnect();
+  }
+}
+
+/**
+ * Errors that say the server could not be reached or stopped answering (as
+ * opposed to an error reply to the command), so the work is worth retrying.
+ */
+export const isConnectionError = isUnavailableError;
 
 function isNoScript(err: unknown): boolean {
   return err instanceof Error && err.message.startsWith("NOSCRIPT");
@@ -167,6 +284,23 @@ function canSendDirect(conn: Connection): boolean {
  */
 export function sendEncoded(conn: Connection, name: string, bytes: Buffer, args: ReadonlyArray<string | number>): Promise<unknown> {
   return canSendDirect(conn) ? (conn.sendCommand(new EncodedCommand(name, bytes)) as Promise<unknown>) : conn.call(name, ...args);
+}
+
+/** A command in flight that its sender can give up on: `reject` settles its promise now, whatever the connection does. */
+export interface AbandonableCommand {
+  readonly promise: Promise<unknown>;
+  reject(err: Error): void;
+}
+
+/**
+ * Sends bytes made by encodeCommand on a connection of openBlockingConnection
+ * and keeps hold of the command, so a reader whose read never settles can
+ * settle it itself (no timer or promise per command).
+ */
+export function sendAbandonable(conn: Connection, name: string, bytes: Buffer): AbandonableCommand {
+  const command = new EncodedCommand(name, bytes);
+  conn.sendCommand(command);
+  return command;
 }
 
 /** Sends a command whose argument list the caller hands over (it is converted in place). */

@@ -41,13 +41,14 @@ function subscriberKeys(keys: Keys, topic: string): string[] {
 }
 
 /**
- * Runs fan-out.lua for some articles of one bucket. Returns per article the
- * feeds written, 0 on a repeat, -1 when the bucket has no subscriber of its
- * topic. EVALSHA straight away with the arguments already strings; evalScript
+ * Runs fan-out.lua for some articles of one bucket (it also counts the
+ * deliveries, in the bucket's fanoutStats). Returns per article the feeds
+ * written, 0 on a repeat, -1 when the bucket has no subscriber of its topic. EVALSHA straight away with the arguments already strings; evalScript
  * (EVAL) only when the server lacks the script.
  */
 async function fanOutBucketCall(redis: RedisClient, keys: Keys, bucket: number, cap: string, ttl: string, articles: ReadonlyArray<{ feedId: string; topic: string }>): Promise<number[]> {
-  const scriptKeys: string[] = new Array(articles.length * 2);
+  const scriptKeys: string[] = new Array(1 + articles.length * 2);
+  scriptKeys[0] = keys.fanoutStats(bucket);
   const args: string[] = new Array(4 + articles.length * 2);
   args[0] = keys.feedKeyPrefix(bucket);
   args[1] = cap;
@@ -55,8 +56,8 @@ async function fanOutBucketCall(redis: RedisClient, keys: Keys, bucket: number, 
   args[3] = keys.feedChannel(bucket);
   for (let i = 0; i < articles.length; i++) {
     const { feedId, topic } = articles[i];
-    scriptKeys[2 * i] = subscriberKeys(keys, topic)[bucket];
-    scriptKeys[2 * i + 1] = keys.fanoutDone(feedId, bucket);
+    scriptKeys[1 + 2 * i] = subscriberKeys(keys, topic)[bucket];
+    scriptKeys[2 + 2 * i] = keys.fanoutDone(feedId, bucket);
     args[4 + 2 * i] = feedId;
     args[5 + 2 * i] = topic;
   }
@@ -175,14 +176,13 @@ export function fanOutArticle(redis: RedisClient, keys: Keys, feedId: string, to
   });
 }
 
-/** Topic listings and delivery counts of the current tick, per client and key builder. */
+/** Topic listings of the current tick, per client and key builder. */
 interface ListingGroup {
   redis: RedisClient;
   keys: Keys;
   topicListCap: number;
   /** topic -> feed ids to list, in call order. */
   byTopic: Map<string, string[]>;
-  delivered: number;
   waiters: Array<{ resolve(): void; reject(err: unknown): void }>;
 }
 
@@ -193,7 +193,7 @@ function flushListings(): void {
   openListings = [];
   for (const g of groups) {
     const { redis, keys } = g;
-    // Plain commands, not MULTI (the topic lists and the counter hashes live in
+    // Plain commands, not MULTI (the topic lists and the count hash live in
     // different cluster slots). LPUSH of several ids leaves the last one first,
     // as one LPUSH per id in the same order did.
     const writes: Array<Promise<unknown>> = [];
@@ -203,7 +203,6 @@ function flushListings(): void {
       writes.push(redis.ltrim(list, 0, g.topicListCap - 1));
       writes.push(redis.hincrby(keys.topicCounts(), topic, ids.length));
     }
-    if (g.delivered > 0) writes.push(redis.hincrby(keys.counters(), "fanout_deliveries", g.delivered));
     Promise.all(writes).then(
       () => {
         for (const w of g.waiters) w.resolve();
@@ -216,19 +215,19 @@ function flushListings(): void {
 }
 
 /**
- * After an article's fan-out: lists it under its topic (when `firstListing`:
- * LPUSH, LTRIM to `topicListCap`, HINCRBY of the topic's count) and adds its
- * deliveries to the global counter. The writes of the articles that get here
- * in the same tick on the same client go out together (one LPUSH/LTRIM/HINCRBY
- * per topic, one HINCRBY of the counter) instead of up to four commands per
- * article; the promise settles when they are all done (a failure fails every
- * article of the group, which is then retried like before).
+ * After an article's fan-out, the first time (`firstListing`): lists it under
+ * its topic (LPUSH, LTRIM to `topicListCap`, HINCRBY of the topic's count).
+ * Deliveries are counted by fan-out.lua itself. The writes of the articles
+ * that get here in the same tick on the same client go out together (one
+ * LPUSH/LTRIM/HINCRBY per topic) instead of three commands per article; the
+ * promise settles when they are all done (a failure fails every article of
+ * the group, which is then retried like before).
  */
-export function recordFanOut(redis: RedisClient, keys: Keys, { feedId, topic, firstListing, delivered, topicListCap }: { feedId: string; topic: string; firstListing: boolean; delivered: number; topicListCap: number }): Promise<void> {
-  if (!firstListing && delivered <= 0) return Promise.resolve();
+export function recordFanOut(redis: RedisClient, keys: Keys, { feedId, topic, firstListing, topicListCap }: { feedId: string; topic: string; firstListing: boolean; topicListCap: number }): Promise<void> {
+  if (!firstListing) return Promise.resolve();
   try {
     // Validate now, so a bad topic fails this article alone.
-    if (firstListing) keys.topicArticles(topic);
+    keys.topicArticles(topic);
   } catch (err) {
     return Promise.reject(err);
   }
@@ -241,15 +240,12 @@ export function recordFanOut(redis: RedisClient, keys: Keys, { feedId, topic, fi
   }
   if (!group) {
     if (openListings.length === 0) queueMicrotask(flushListings);
-    group = { redis, keys, topicListCap, byTopic: new Map(), delivered: 0, waiters: [] };
+    group = { redis, keys, topicListCap, byTopic: new Map(), waiters: [] };
     openListings.push(group);
   }
-  if (firstListing) {
-    const ids = group.byTopic.get(topic);
-    if (ids) ids.push(feedId);
-    else group.byTopic.set(topic, [feedId]);
-  }
-  if (delivered > 0) group.delivered += delivered;
+  const ids = group.byTopic.get(topic);
+  if (ids) ids.push(feedId);
+  else group.byTopic.set(topic, [feedId]);
   const waiters = group.waiters;
   return new Promise((resolve, reject) => waiters.push({ resolve, reject }));
 }

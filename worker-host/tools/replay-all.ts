@@ -17,6 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { readFanoutDeliveries } from "../../functions/stats";
 import { app, pipeline } from "../../functions/index";
 import { settingsFor } from "../../functions/config";
 import { createKeys } from "../../functions/keys";
@@ -108,7 +109,7 @@ async function measureReplay(valkeyUrl: string): Promise<boolean> {
     const again = await replay({ articles, url: rt.url, progress: false });
     const second = await waitForRuns(rt.conn, keys, again.runIds);
     const after = await snapshot();
-    const deliveriesAfter = Number(await rt.conn.hget(keys.counters(), "fanout_deliveries"));
+    const deliveriesAfter = await readFanoutDeliveries(rt.env.REDIS!, keys);
     const dedupeOk = second.every((s) => s === "skipped") && before === after && deliveriesAfter === stats.fanout.deliveries;
     console.log(`replay again: ${second.filter((s) => s === "skipped").length}/${second.length} skipped, feeds ${before === after ? "unchanged" : "CHANGED"}, deliveries ${deliveriesAfter} -> ${dedupeOk ? "nothing added" : "SOMETHING ADDED"}`);
     ok &&= dedupeOk;

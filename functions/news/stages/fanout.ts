@@ -1,7 +1,7 @@
 /**
  * Stage 4, fanout: pushes the article's compact id into the feed of every
- * subscriber of its topic, server-side (fan-out.lua, one call per non-empty
- * bucket), counts the deliveries, and lists the article under its topic once.
+ * subscriber of its topic, server-side (fan-out.lua, one call per bucket,
+ * which also counts the deliveries), and lists the article under its topic once.
  * The script calls, listings and counters of the articles of a batch travel
  * together (functions/news/fan-out.ts).
  */
@@ -23,8 +23,8 @@ export const fanout = defineStage({
     });
     // The article hash's "listed" flag lists the article under its topic once, also under redelivery.
     const [{ buckets, delivered }, firstListing] = await Promise.all([fanOut, redis.hsetnx(keys.article(feedId), "listed", 1)]);
-    // Listing and counters: grouped with those of the other articles of the batch (see recordFanOut).
-    await recordFanOut(redis, keys, { feedId, topic, firstListing: firstListing === 1, delivered, topicListCap: settings.TOPIC_LIST_CAP });
+    // The listing: grouped with those of the other articles of the batch (see recordFanOut).
+    await recordFanOut(redis, keys, { feedId, topic, firstListing: firstListing === 1, topicListCap: settings.TOPIC_LIST_CAP });
     return { result: { feedId, topic, buckets, delivered } };
   },
 });
