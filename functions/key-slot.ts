@@ -27,6 +27,13 @@ export function crc16(bytes: Uint8Array, from = 0, to = bytes.length): number {
   return crc;
 }
 
+/** CRC16 (XMODEM) of a string of char codes < 128 (hash tags the key builder picks), without encoding it first. */
+export function crc16Ascii(text: string): number {
+  let crc = 0;
+  for (let i = 0; i < text.length; i++) crc = ((crc << 8) & 0xffff) ^ TABLE[((crc >> 8) ^ text.charCodeAt(i)) & 0xff];
+  return crc;
+}
+
 /**
  * The part of a key the cluster hashes: the text between the first `{` and the
  * next `}` when that is not empty, else the whole key (as the server does it,
