@@ -227,6 +227,9 @@ export async function launchCluster({
     "--cluster-node-timeout", String(nodeTimeoutMs),
     // A replica's first full sync starts at once, not after the default 5 s wait for more replicas.
     "--repl-diskless-sync-delay", "0",
+    // CLUSTER SLOTS lists a replica only once its replication offset is not 0; on an idle
+    // master the offset first moves with the master's replication PING (every 10 s by default).
+    "--repl-ping-replica-period", "1",
     ...extraArgs,
   ];
 
@@ -339,6 +342,25 @@ export async function launchCluster({
     };
 
     await waitUntilOk();
+    if (replicas > 0) {
+      // Clients learn replicas from CLUSTER SLOTS, which lists them only once gossip has told each node.
+      const seen = await waitFor(
+        async () =>
+          (
+            await Promise.all(
+              ports.map(({ port }) =>
+                withAdmin(port, async (c) => {
+                  const ranges = (await c.call("CLUSTER", "SLOTS")) as unknown[][];
+                  return ranges.length > 0 && ranges.every((r) => r.length === 3 + replicas);
+                }).catch(() => false),
+              ),
+            )
+          ).every(Boolean),
+        readyTimeoutMs,
+        50,
+      );
+      if (!seen) throw new Error(`not every node lists ${replicas} replica(s) per master in CLUSTER SLOTS within ${readyTimeoutMs} ms`);
+    }
     log(`cluster ok: ${nodes.map((n) => `${n.role} :${n.port}`).join(", ")}`);
     const masterNodes = nodes.slice(0, masters);
     const nodeAt = (index: number) => {
