@@ -80,10 +80,12 @@ type UpstashCommand = [string, ...Array<string | number>];
  * pipeline is sent command by command (it is not a transaction, and its keys
  * may live on different masters); multi-exec is one MULTI on the slot of its
  * keys, and answers CROSSSLOT like the server when they span slots.
+ * `onCommand` sees every single or pipelined command (the audit records script calls with it).
  */
-export function clusterRequester(cluster: Cluster): Requester {
+export function clusterRequester(cluster: Cluster, { onCommand }: { onCommand?: (name: string, args: Array<string | number>) => void } = {}): Requester {
   const send = (command: UpstashCommand): Promise<UpstashResponse<unknown>> => {
     const [name, ...args] = command;
+    onCommand?.(name, args);
     return (cluster.sendCommand(new RawCommand(name, args)) as Promise<unknown>).then(
       (result) => ({ result }),
       (err: Error) => ({ error: err.message }),
