@@ -5,7 +5,6 @@
  * orphans after a kill -9 of the parent (watchdogs, or the pidfiles on the
  * next start).
  */
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +13,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { CLUSTER_SLOTS } from "../functions/key-slot";
 import { defaultSlotRange, launchCluster } from "../worker-host/cluster-launcher";
 import { isAlive, ping } from "../worker-host/valkey-launcher";
+import { startFixture } from "./helpers/fixture";
 import { eventually } from "./helpers/valkey";
 
 const dirs: string[] = [];
@@ -24,21 +24,9 @@ const tempDir = () => {
 };
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-async function launchInChild(dir: string, watch: boolean, masters = 2) {
-  const child = spawn(process.execPath, ["--import", "tsx", join(__dirname, "fixtures", "launch-cluster-and-wait.ts"), dir, watch ? "watch" : "no-watch", String(masters)], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const info = await new Promise<{ pids: number[]; ports: number[] }>((resolve, reject) => {
-    let out = "";
-    child.stdout!.on("data", (d) => {
-      out += d;
-      const line = out.split("\n").find((l) => l.startsWith("{"));
-      if (line) resolve(JSON.parse(line));
-    });
-    child.on("exit", (code) => reject(new Error(`fixture exited with ${code}`)));
-  });
-  return { child, info };
-}
+/** Launches a cluster from a child process (the fixture) and returns its node pids and ports. */
+const launchInChild = (dir: string, watch: boolean, masters = 2) =>
+  startFixture<{ pids: number[]; ports: number[] }>("launch-cluster-and-wait.ts", [dir, watch ? "watch" : "no-watch", String(masters)]);
 
 // The cases are independent and mostly wait on servers, so they run side by side.
 describe.concurrent("cluster launcher", () => {
