@@ -221,7 +221,7 @@ describe("iovalkey 0.4.0 Cluster client", () => {
     }
     expect(subscribed.length).toBeLessThanOrEqual(1);
     for (const ch of channels) await t.client.spublish(ch, "hi");
-    await new Promise((r) => setTimeout(r, 200));
+    await eventually(() => got.length === subscribed.length);
     expect(got).toEqual(subscribed);
     await sub.quit();
 
@@ -273,10 +273,11 @@ describe("iovalkey 0.4.0 Cluster client", () => {
     })();
     await t.cluster.kill(victim.index);
     await t.cluster.waitUntilOk(20_000);
-    await eventually(async () => (await c.set(key, "after")) === "OK" && c.slots[keySlot(key)][0] === nodeKey(replica), { timeoutMs: 10_000, stepMs: 50 });
+    await eventually(async () => (await c.set(key, "probe")) === "OK" && c.slots[keySlot(key)][0] === nodeKey(replica), { timeoutMs: 10_000, stepMs: 50 });
     stop = true;
     await writer;
     expect(events).toContain(`-${victim.port}`);
+    expect(await c.set(key, "after")).toBe("OK");
     expect(await c.get(key)).toBe("after");
     expect(errors.every((e) => /Too many Cluster redirections|CLUSTERDOWN|Connection is closed/.test(e))).toBe(true);
     console.log(`[failover] ${errors.length} failed write(s) while the replica took over; ${events.filter((e) => e === `-${victim.port}`).length} -node event(s) for the dead master`);

@@ -8,14 +8,19 @@ import { keySlot } from "../functions/key-slot";
 import { CLUSTER_KEY_DEFAULTS, createKeys, spreadTag } from "../functions/keys";
 import { defaultSlotRange } from "../worker-host/cluster-launcher";
 
+const slotsOf = new Map<string, number[]>();
+/** Slots of the n tags (computed once per letter and n). */
+function tagSlots(letter: "p" | "b", n: number): number[] {
+  let slots = slotsOf.get(`${letter}${n}`);
+  if (!slots) slotsOf.set(`${letter}${n}`, (slots = Array.from({ length: n }, (_, i) => keySlot(spreadTag(letter, i, n)))));
+  return slots;
+}
+
 /** How many of the n tags each of m masters owns under the valkey-cli slot split. */
 function perMaster(letter: "p" | "b", n: number, m: number): number[] {
   const ranges = Array.from({ length: m }, (_, i) => defaultSlotRange(i, m));
   const counts = new Array(m).fill(0);
-  for (let i = 0; i < n; i++) {
-    const slot = keySlot(spreadTag(letter, i, n));
-    counts[ranges.findIndex(([a, b]) => slot >= a && slot <= b)]++;
-  }
+  for (const slot of tagSlots(letter, n)) counts[ranges.findIndex(([a, b]) => slot >= a && slot <= b)]++;
   return counts;
 }
 
