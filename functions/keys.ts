@@ -4,11 +4,13 @@
  *
  * Cluster layout: each run belongs to one of `partitions` partitions (FNV-1a of
  * its id). A partition's stage streams, dead letters, stats, and the run's
- * checkpoint and activity log all carry the tag `{p<N>}`, so one commit script
- * touches exactly one slot. Keys touched alone (tool cache entries) carry no
- * tag on purpose, so they spread across the cluster.
+ * checkpoint and activity log all carry the partition's tag (`{p<N>}`, see
+ * spreadTag), so one commit script touches exactly one slot. Keys touched
+ * alone (tool cache entries) carry no tag on purpose, so they spread across
+ * the cluster.
  */
 import { z } from "zod";
+import { CLUSTER_SLOTS, crc16Ascii } from "./key-slot";
 
 /** Pattern of stage names (shared by the zod schema and the envelope fast path). */
 export const STAGE_NAME_PATTERN = /^[a-z][a-z0-9-]{0,31}$/;
@@ -43,6 +45,49 @@ export function fnv1a(text: string): number {
     hash = Math.imul(hash, 0x01000193);
   }
   return hash >>> 0;
+}
+
+/** Tags are searched in at most this many slot windows (each >= 128 slots wide, so a tag takes ~256 tries). */
+const MAX_TAG_WINDOWS = 128;
+
+/**
+ * The hash tag of partition (or bucket) `i` of `n`, chosen so that the n tags
+ * spread evenly over the slot space, hence over the masters of any evenly
+ * split cluster: the slots are cut into W = min(n, 128) equal windows, and tag
+ * i is the first of `<letter><i>`, `<letter><i>-1`, `<letter><i>-2`, ... whose
+ * slot falls in the middle half of window floor(i * W / n) (the middle, so a split
+ * that is off by a slot, like valkey-cli's rounding, changes nothing). With
+ * n = 1 it is `<letter>0`, the name it always had. Deterministic: every
+ * process and runtime computes the same tags from n alone.
+ * @example
+ * spreadTag("p", 0, 1); // "p0"
+ * spreadTag("p", 1, 3); // "p1-5": the first of p1, p1-1, ... whose slot is in 6827..9557
+ */
+export function spreadTag(letter: "p" | "b", i: number, n: number): string {
+  const base = `${letter}${i}`;
+  if (n === 1) return base;
+  const windows = Math.min(n, MAX_TAG_WINDOWS);
+  const width = CLUSTER_SLOTS / windows;
+  const from = Math.floor((i * windows) / n) * width + width / 4;
+  const to = from + width / 2;
+  for (let k = 0; ; k++) {
+    const tag = k === 0 ? base : `${base}-${k}`;
+    const slot = crc16Ascii(tag) % CLUSTER_SLOTS;
+    if (slot >= from && slot < to) return tag;
+  }
+}
+
+/**
+ * PARTITIONS and FEED_BUCKETS for a cluster: 12 and 24 divide evenly over 2,
+ * 3, 4 and 6 masters (and stay within 25% of even on 5), so a cluster can grow
+ * without changing them (changing either remaps runs or users; see docs/cluster.md).
+ */
+export const CLUSTER_KEY_DEFAULTS = { partitions: 12, feedBuckets: 24 } as const;
+
+/** spreadTag for every index 0..n-1, computed on first use of each. */
+function tagTable(letter: "p" | "b", n: number, prefix: string): (i: number) => string {
+  const table: string[] = new Array(n);
+  return (i) => (table[i] ??= `${prefix}:{${spreadTag(letter, i, n)}}`);
 }
 
 /** User ids: 1-64 chars of [A-Za-z0-9_-]. */
@@ -81,8 +126,8 @@ export function createKeys({ prefix = "ep", partitions = 1, feedBuckets = 16 }: 
   if (!Number.isInteger(feedBuckets) || feedBuckets < 1 || feedBuckets > 4096) {
     throw new Error(`feedBuckets must be an integer 1..4096, got ${feedBuckets}`);
   }
-  const tag = (p: number) => `${prefix}:{p${p}}`;
-  const btag = (b: number) => `${prefix}:{b${b}}`;
+  const tag = tagTable("p", partitions, prefix);
+  const btag = tagTable("b", feedBuckets, prefix);
   const user = (uid: string) => UserId.parse(uid);
   // Hot path (fan-out builds one marker per bucket and article): a regex test, zod only to throw its error.
   const feedId = (id: string) => (typeof id === "string" && FEED_ID_PATTERN.test(id) ? id : FeedId.parse(id));

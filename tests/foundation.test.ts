@@ -362,7 +362,7 @@ describe("stage runtime", () => {
     for (const p of keys.allPartitions) expect(await v.conn.xlen(keys.stream("second", p))).toBeGreaterThan(0);
     // Every key of a run's partition carries the same hash tag as its streams.
     const id = runIds[0];
-    const tag = `{p${keys.partitionOf(id)}}`;
+    const tag = /\{[^}]+\}/.exec(keys.stream("first", keys.partitionOf(id)))![0];
     for (const k of [keys.run(id), keys.runLog(id), keys.stream("first", keys.partitionOf(id)), keys.deadLetters("first", keys.partitionOf(id))]) {
       expect(k).toContain(tag);
     }

@@ -2,13 +2,13 @@
  * The embedded server launcher: binary discovery and its errors, AOF
  * persistence across restarts, and no orphans after a kill -9 of the parent.
  */
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { findServerBinary, isAlive as alive, launchValkey, ping } from "../worker-host/valkey-launcher";
 import { connectValkey } from "../worker-host/valkey";
+import { startFixture } from "./helpers/fixture";
 import { eventually } from "./helpers/valkey";
 
 const dirs: string[] = [];
@@ -21,19 +21,7 @@ afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })))
 
 
 /** Launches a server from a child process (the fixture) and returns its pid and port. */
-async function launchInChild(dir: string, watch: boolean) {
-  const child = spawn(process.execPath, ["--import", "tsx", join(__dirname, "fixtures", "launch-and-wait.ts"), dir, watch ? "watch" : "no-watch"], { stdio: ["ignore", "pipe", "inherit"] });
-  const info = await new Promise<{ pid: number; port: number }>((resolve, reject) => {
-    let out = "";
-    child.stdout!.on("data", (d) => {
-      out += d;
-      const line = out.split("\n").find((l) => l.startsWith("{"));
-      if (line) resolve(JSON.parse(line));
-    });
-    child.on("exit", (code) => reject(new Error(`fixture exited with ${code}`)));
-  });
-  return { child, info };
-}
+const launchInChild = (dir: string, watch: boolean) => startFixture<{ pid: number; port: number }>("launch-and-wait.ts", [dir, watch ? "watch" : "no-watch"]);
 
 describe("valkey launcher", () => {
   it("finds a server binary and reports its flavor and version", () => {

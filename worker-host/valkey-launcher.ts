@@ -122,7 +122,8 @@ function looksLikeServer(pid: number, binaryPath?: string): boolean {
   }
 }
 
-async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 25): Promise<boolean> {
+/** Polls `check` every `stepMs` until it is true or `timeoutMs` has passed; resolves whether it became true. */
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 25): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check()) return true;
@@ -147,6 +148,19 @@ function startParentWatchdog(parentPid: number, serverPid: number): ChildProcess
     return undefined;
   }
 }
+
+// Servers this process started and has not stopped: SIGTERMed by one exit
+// handler (one listener however many servers, e.g. the nodes of a cluster).
+const liveChildren = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const child of liveChildren) {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // already gone
+    }
+  }
+});
 
 export interface LaunchOptions {
   /** Data dir (AOF, pidfile, log). Default `.data/valkey`. */
@@ -255,14 +269,7 @@ export async function launchValkey({
     if (up && !exited && child.pid) {
       const state: LauncherState = { serverPid: child.pid, binaryPath: bin.path, parentPid: process.pid, port: chosen };
       writeFileSync(join(dir, "launcher.json"), JSON.stringify(state));
-      const killOnExit = () => {
-        try {
-          child.kill("SIGTERM");
-        } catch {
-          // already gone
-        }
-      };
-      process.on("exit", killOnExit);
+      liveChildren.add(child);
       const watchdog = watchParent ? startParentWatchdog(process.pid, child.pid) : undefined;
       return {
         url: `redis://127.0.0.1:${chosen}`,
@@ -271,7 +278,7 @@ export async function launchValkey({
         binary: bin,
         dataDir: dir,
         async stop() {
-          process.off("exit", killOnExit);
+          liveChildren.delete(child);
           watchdog?.kill("SIGKILL");
           if (!exited) {
             child.kill("SIGTERM");
