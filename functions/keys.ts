@@ -115,6 +115,13 @@ export function createKeys({ prefix = "ep", partitions = 1, feedBuckets = 16 }: 
     run: (runId: string) => `${tag(partitionOf(runId))}:run:${run(runId)}`,
     /** Activity-log stream of a run. */
     runLog: (runId: string) => `${tag(partitionOf(runId))}:log:${run(runId)}`,
+    /** Recent-runs index of a partition: sorted set runId -> createdAt (ms), bounded by enqueue-runs.lua. */
+    recentRuns: (p: number) => `${tag(p)}:recent-runs`,
+    /**
+     * Prefix of every checkpoint key in partition `p` (`runKeyPrefix(p) + id === run(id)`
+     * for a run of that partition); list-runs.lua derives checkpoint keys from it.
+     */
+    runKeyPrefix: (p: number) => `${tag(p)}:run:`,
     /**
      * Global counters hash (fan-out deliveries, tool cache hits/misses). Touched
      * alone with HINCRBY, outside any script, so it needs no tag.

@@ -72,7 +72,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     throw new Error(`invalid configuration:\n${lines.join("\n")}`);
   }
   const appVars: Record<string, string> = {};
-  for (const k of ["SSE_POLL_MS", "SSE_MAX_SECONDS", ...NEWS_VARS]) if (present[k] !== undefined) appVars[k] = present[k];
+  for (const k of ["SSE_POLL_MS", "SSE_MAX_SECONDS", "RECENT_RUNS_MAX", ...NEWS_VARS]) if (present[k] !== undefined) appVars[k] = present[k];
   return { ...parsed.data, appVars, webDisabled: env.WEB_DIR === "" };
 }
 
