@@ -166,10 +166,10 @@ describe("GET /v1/demo-users (news app)", () => {
   it("counts the seeded demo users and lists the first ones with their interests", async () => {
     const env = envFor();
     const { keys } = settingsFor(env);
-    expect((await getJson(newsApp, "/v1/demo-users", env)).body).toEqual({ total: 0, users: [] });
+    expect((await getJson(newsApp, "/v1/demo-users", env)).body).toEqual({ total: 0, lastUid: null, users: [] });
     await seedDemoUsers(v.redis, keys, 37);
     const { body } = await getJson(newsApp, "/v1/demo-users?limit=5", env);
-    expect(body.total).toBe(37);
+    expect(body).toMatchObject({ total: 37, lastUid: "u0037" });
     expect(body.users.map((u: any) => u.uid)).toEqual(["u0001", "u0002", "u0003", "u0004", "u0005"]);
     for (const u of body.users) expect(u.interests.length).toBeGreaterThanOrEqual(2);
     expect((await getJson(newsApp, "/v1/demo-users?limit=51", env)).status).toBe(400);

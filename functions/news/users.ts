@@ -98,9 +98,9 @@ export async function countDemoUsers(redis: RedisClient, keys: Keys, { max = 100
   return lo;
 }
 
-/** The first `limit` demo users with their interests, and how many are seeded. */
-export async function listDemoUsers(redis: RedisClient, keys: Keys, { limit = 12 }: { limit?: number } = {}): Promise<{ total: number; users: UserProfile[] }> {
+/** The first `limit` demo users with their interests, how many are seeded and the last uid. */
+export async function listDemoUsers(redis: RedisClient, keys: Keys, { limit = 12 }: { limit?: number } = {}): Promise<{ total: number; lastUid: string | null; users: UserProfile[] }> {
   const total = await countDemoUsers(redis, keys);
   const users = await Promise.all(Array.from({ length: Math.min(limit, total) }, (_, i) => getUser(redis, keys, demoUid(i + 1))));
-  return { total, users: users.filter((u): u is UserProfile => u !== null) };
+  return { total, lastUid: total > 0 ? demoUid(total) : null, users: users.filter((u): u is UserProfile => u !== null) };
 }
