@@ -1,7 +1,8 @@
 /**
- * The Hono app: stage handlers (`POST /stages/:name`), health, stats, runs and
- * dead letters. Runtime-neutral: Workers use its default export's `fetch`, the
- * Node worker-host calls `app.fetch(request, env)` in-process.
+ * The Hono app: stage handlers (`POST /stages/:name`), health, stats, runs,
+ * the pipeline description and dead letters. Runtime-neutral: Workers use its
+ * default export's `fetch`, the Node worker-host calls `app.fetch(request, env)`
+ * in-process.
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";

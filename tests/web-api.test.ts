@@ -13,6 +13,7 @@ import { app as newsApp } from "../functions/index";
 import { seedDemoUsers } from "../functions/news/users";
 import type { AppEnv } from "../functions/redis";
 import { RECENT_RUNS_SCAN, startRuns } from "../functions/runs";
+import { startRestBridge, type RestBridge } from "../worker-host/rest-bridge";
 import { makeHost } from "./helpers/pipelines";
 import { eventually, startTestValkey, type TestValkey } from "./helpers/valkey";
 
@@ -129,6 +130,25 @@ describe("GET /v1/runs", () => {
     const running = (await getJson(exampleApp, "/v1/runs?status=running&limit=5", env)).body;
     expect(running).toMatchObject({ examined: 5, truncated: false });
     expect(running.items).toHaveLength(5);
+  });
+
+  it("works over the REST bridge with @upstash/redis (the Workers transport), run ids kept as strings", async () => {
+    let bridge: RestBridge | undefined;
+    try {
+      bridge = await startRestBridge({ conn: v.connect(), token: randomHex(16) });
+      const env = envFor({ REDIS: undefined, UPSTASH_REDIS_REST_URL: bridge.url, UPSTASH_REDIS_REST_TOKEN: bridge.token, PARTITIONS: "2" });
+      const { keys } = settingsFor(env);
+      // Ids that look like numbers or JSON must come back as the same strings.
+      const runIds = ["12345", "1e3", "007", "true"];
+      await startRuns(v.redis, runIds.map((text) => ({ text })), { keys, pipeline: examplePipeline, runIds });
+      const { status, body } = await getJson(exampleApp, "/v1/runs", env);
+      expect(status).toBe(200);
+      expect(body.items.map((r: any) => r.runId).sort()).toEqual([...runIds].sort());
+      for (const r of body.items) expect(r).toMatchObject({ status: "running", step: "normalize" });
+      expect(typeof body.items[0].createdAt).toBe("number");
+    } finally {
+      await bridge?.close();
+    }
   });
 
   it("answers 400 with issues for a bad limit or status", async () => {
