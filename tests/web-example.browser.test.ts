@@ -6,42 +6,19 @@
  * page appears. Screenshots land in tests/artifacts/example-*.png.
  */
 import type { Page } from "playwright-core";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createApp } from "../functions/app";
-import { randomHex } from "../functions/envelope";
 import { examplePipeline } from "../functions/example/pipeline";
-import { loadConfig } from "../worker-host/config";
-import { startRuntime, type Runtime } from "../worker-host/runtime";
-import { ensureWebBuild } from "../worker-host/static-files";
-import { launchBrowser, WAIT, type TestBrowser } from "./helpers/browser";
-import { startTestValkey, type TestValkey } from "./helpers/valkey";
+import type { Runtime } from "../worker-host/runtime";
+import { useBrowserStack, WAIT, type TestBrowser } from "./helpers/browser";
 
-let valkey: TestValkey;
 let runtime: Runtime;
 let browser: TestBrowser;
 let page: Page;
 
-beforeAll(async () => {
-  if (!ensureWebBuild(undefined, () => undefined)) throw new Error("web client build failed (npm run build:web)");
-  valkey = await startTestValkey();
-  runtime = await startRuntime({
-    config: loadConfig({ VALKEY_URL: valkey.url, PORT: "0", DEMO: "off", KEY_PREFIX: `wex${randomHex(3)}` }),
-    pipeline: examplePipeline,
-    app: createApp({ pipeline: examplePipeline }),
-    log: () => undefined,
-  });
-  browser = await launchBrowser();
+useBrowserStack({ pipeline: examplePipeline, app: createApp({ pipeline: examplePipeline }) }, (stack) => {
+  ({ runtime, browser } = stack);
   page = browser.page;
-});
-
-afterEach(() => {
-  expect(browser.errors, "console errors in the page").toEqual([]);
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await runtime?.close();
-  await valkey?.stop();
 });
 
 describe("web client for the example pipeline (no news app)", () => {

@@ -10,24 +10,21 @@
  */
 import { join } from "node:path";
 import type { Page } from "playwright-core";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { settingsFor } from "../functions/config";
 import { randomHex } from "../functions/envelope";
 import { app, pipeline } from "../functions/index";
 import { seedDemoUsers } from "../functions/news/users";
 import { cachedTool } from "../functions/tools/cache";
-import { loadConfig } from "../worker-host/config";
-import { startRuntime, type Runtime } from "../worker-host/runtime";
-import { ensureWebBuild } from "../worker-host/static-files";
-import { ARTIFACTS, launchBrowser, WAIT, type TestBrowser } from "./helpers/browser";
-import { eventually, startTestValkey, type TestValkey } from "./helpers/valkey";
+import type { Runtime } from "../worker-host/runtime";
+import { ARTIFACTS, useBrowserStack, WAIT, type TestBrowser } from "./helpers/browser";
+import { eventually } from "./helpers/valkey";
 
 const SPORTS = { title: `Rovers win the league cup final ${randomHex(2)}`, body: "The team won the match in the last minute; the coach praised the players after a long season of games in the league." };
 const BUSINESS = { title: `Company profit jumps as shares rally ${randomHex(2)}`, body: "The company said quarterly profit and sales rose; shares gained as the CEO announced a merger deal and the market cheered." };
 /** The dashboard's throughput window (web/src/pages/dashboard.tsx WINDOW_MS). */
 const WINDOW_MS = 15_000;
 
-let valkey: TestValkey;
 let runtime: Runtime;
 let browser: TestBrowser;
 let page: Page;
@@ -60,28 +57,9 @@ async function pollsPass(n: number): Promise<void> {
   await eventually(async () => (await samples()) >= Math.min(seen + n, 90));
 }
 
-beforeAll(async () => {
-  if (!ensureWebBuild(undefined, () => undefined)) throw new Error("web client build failed (npm run build:web)");
-  valkey = await startTestValkey();
-  runtime = await startRuntime({
-    config: loadConfig({ VALKEY_URL: valkey.url, PORT: "0", DEMO: "off", KEY_PREFIX: `web${randomHex(3)}` }),
-    pipeline,
-    app,
-    log: () => undefined,
-  });
-  browser = await launchBrowser();
+useBrowserStack({ pipeline, app }, (stack) => {
+  ({ runtime, browser } = stack);
   page = browser.page;
-});
-
-afterEach(() => {
-  expect(browser.errors, "console errors in the page").toEqual([]);
-});
-
-afterAll(async () => {
-  // The browser goes first, so open SSE streams close from the client side.
-  await browser?.close();
-  await runtime?.close();
-  await valkey?.stop();
 });
 
 describe("web client in Chromium", () => {

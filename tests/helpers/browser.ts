@@ -1,12 +1,21 @@
 /**
  * Real headless Chromium (Debian `chromium`, driven by playwright-core) for
  * the browser tests: one persistent context per test file, console errors
- * collected (a test fails on any), screenshots into tests/artifacts/.
+ * collected (a test fails on any), screenshots into tests/artifacts/; and the
+ * stack they run against (a real server, the Node runtime as `npm start`
+ * runs it, the web build).
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
+import { afterAll, afterEach, beforeAll, expect } from "vitest";
+import { randomHex } from "../../functions/envelope";
+import type { Pipeline } from "../../functions/pipeline";
+import { loadConfig } from "../../worker-host/config";
+import { startRuntime, type Runtime, type RuntimeOptions } from "../../worker-host/runtime";
+import { ensureWebBuild } from "../../worker-host/static-files";
+import { startTestValkey, type TestValkey } from "./valkey";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 export const ARTIFACTS = join(process.cwd(), "tests", "artifacts");
@@ -46,4 +55,53 @@ export async function launchBrowser({ width = 1100, height = 900 }: { width?: nu
       rmSync(userDataDir, { recursive: true, force: true });
     },
   };
+}
+
+export interface BrowserStack {
+  valkey: TestValkey;
+  runtime: Runtime;
+  browser: TestBrowser;
+  /** Browser first (so open SSE streams close from the client side), then runtime and server. */
+  close(): Promise<void>;
+}
+
+/** A test server, the runtime serving `app` and the web client on a free port, and Chromium. */
+export async function startBrowserStack({ pipeline, app }: { pipeline: Pipeline; app: RuntimeOptions["app"] }): Promise<BrowserStack> {
+  if (!ensureWebBuild(undefined, () => undefined)) throw new Error("web client build failed (npm run build:web)");
+  const valkey = await startTestValkey();
+  const runtime = await startRuntime({
+    config: loadConfig({ VALKEY_URL: valkey.url, PORT: "0", DEMO: "off", KEY_PREFIX: `web${randomHex(3)}` }),
+    pipeline,
+    app,
+    log: () => undefined,
+  });
+  const browser = await launchBrowser();
+  return {
+    valkey,
+    runtime,
+    browser,
+    close: async () => {
+      await browser.close();
+      await runtime.close();
+      await valkey.stop();
+    },
+  };
+}
+
+/**
+ * Registers a test file's hooks: starts the stack before all tests (handing it
+ * to `ready`), fails a test that left console errors, closes it all after.
+ */
+export function useBrowserStack(options: Parameters<typeof startBrowserStack>[0], ready: (stack: BrowserStack) => void): void {
+  let stack: BrowserStack | undefined;
+  beforeAll(async () => {
+    stack = await startBrowserStack(options);
+    ready(stack);
+  });
+  afterEach(() => {
+    expect(stack?.browser.errors, "console errors in the page").toEqual([]);
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
 }
