@@ -7,9 +7,8 @@
 import { hc, type ClientResponse, type parseResponse } from "hono/client";
 import type { AppType } from "../../functions/index";
 import type { FeedItem } from "../../functions/news/schema";
-import type { RunStatus } from "../../functions/runs";
 
-export type { FeedItem, RunStatus };
+export type { FeedItem };
 
 const TOKEN_KEY = "edgepipe.apiToken";
 
@@ -72,6 +71,7 @@ export type Stats = Awaited<ReturnType<typeof getStats>>;
 export type DeadLetter = Awaited<ReturnType<typeof getDeadLetters>>["items"][number];
 
 export type RunSummary = Awaited<ReturnType<typeof getRuns>>["items"][number];
+export type RunStatus = Run["status"];
 export type PipelineInfo = Awaited<ReturnType<typeof getPipeline>>;
 export type DemoUsers = Awaited<ReturnType<typeof getDemoUsers>>;
 
