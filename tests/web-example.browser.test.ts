@@ -8,6 +8,7 @@
 import type { Page } from "playwright-core";
 import { describe, expect, it } from "vitest";
 import { createApp } from "../functions/app";
+import { settingsFor } from "../functions/config";
 import { examplePipeline } from "../functions/example/pipeline";
 import type { Runtime } from "../worker-host/runtime";
 import { useBrowserStack, WAIT, type TestBrowser } from "./helpers/browser";
@@ -16,7 +17,9 @@ let runtime: Runtime;
 let browser: TestBrowser;
 let page: Page;
 
-useBrowserStack({ pipeline: examplePipeline, app: createApp({ pipeline: examplePipeline }) }, (stack) => {
+const RECENT_RUNS_MAX = 40;
+
+useBrowserStack({ pipeline: examplePipeline, app: createApp({ pipeline: examplePipeline }), env: { RECENT_RUNS_MAX: String(RECENT_RUNS_MAX) } }, (stack) => {
   ({ runtime, browser } = stack);
   page = browser.page;
 });
@@ -70,6 +73,15 @@ describe("web client for the example pipeline (no news app)", () => {
     await page.waitForFunction(() => Number(document.querySelector("[data-samples]")?.getAttribute("data-samples")) >= 3, null, WAIT);
     expect(await diagram.locator('g.box[data-stage="wordcount"] .d-rate').evaluate((el) => el.firstChild?.textContent)).toBe("0");
     await browser.shot("example-dashboard");
+  });
+
+  it("the host's RECENT_RUNS_MAX bounds the recent-runs index the list reads", async () => {
+    const post = (payloads: unknown[]) => fetch(`${runtime.url}/v1/runs`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ payloads }) });
+    for (let i = 0; i < 3; i++) expect((await post(Array.from({ length: 20 }, (_, n) => ({ text: `bulk ${i} ${n}` })))).status).toBe(202);
+    const { keys } = settingsFor(runtime.env);
+    expect(await runtime.conn.zcard(keys.recentRuns(0))).toBe(RECENT_RUNS_MAX);
+    const list = (await (await fetch(`${runtime.url}/v1/runs?limit=100`)).json()) as { items: unknown[] };
+    expect(list.items).toHaveLength(RECENT_RUNS_MAX);
   });
 
   it("a feed link explains that the feed comes with the news app; POST /v1/articles answers 404", async () => {

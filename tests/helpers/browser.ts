@@ -65,12 +65,12 @@ export interface BrowserStack {
   close(): Promise<void>;
 }
 
-/** A test server, the runtime serving `app` and the web client on a free port, and Chromium. */
-export async function startBrowserStack({ pipeline, app }: { pipeline: Pipeline; app: RuntimeOptions["app"] }): Promise<BrowserStack> {
+/** A test server, the runtime serving `app` and the web client on a free port (`env`: more host settings), and Chromium. */
+export async function startBrowserStack({ pipeline, app, env = {} }: { pipeline: Pipeline; app: RuntimeOptions["app"]; env?: Record<string, string> }): Promise<BrowserStack> {
   if (!ensureWebBuild(undefined, () => undefined)) throw new Error("web client build failed (npm run build:web)");
   const valkey = await startTestValkey();
   const runtime = await startRuntime({
-    config: loadConfig({ VALKEY_URL: valkey.url, PORT: "0", DEMO: "off", KEY_PREFIX: `web${randomHex(3)}` }),
+    config: loadConfig({ VALKEY_URL: valkey.url, PORT: "0", DEMO: "off", KEY_PREFIX: `web${randomHex(3)}`, ...env }),
     pipeline,
     app,
     log: () => undefined,
