@@ -113,7 +113,7 @@ function Waterfall({ run, trigger }: { run: Run; trigger?: string }) {
         </div>
         <span class="wf-unit">ms</span>
       </div>
-      <p class="sub">Handler start is estimated as commit time minus handler time; the small gap after a handler is its commit.</p>
+      <p class="sub">Each step records its commit time and handler time; its bar ends at the commit and starts that handler time earlier, so dispatch and commit overheads count in the queue wait.</p>
     </figure>
   );
 }
