@@ -112,7 +112,11 @@ export async function readRun(redis: RedisClient, keys: Keys, pipeline: Pipeline
 /** Run statuses, as checkpoints record them (the GET /v1/runs filter). */
 export const RUN_STATUSES = ["running", "completed", "failed", "dead-lettered", "skipped"] as const satisfies readonly RunStatus[];
 
-/** Index entries list-runs.lua examines per partition at most when filtering by status. */
+/**
+ * Index entries examined at most when filtering by status, over all
+ * partitions (each examines its share, at least `limit`), so one request stays
+ * a bounded amount of server work however many partitions there are.
+ */
 export const RECENT_RUNS_SCAN = 2_000;
 
 export interface RunSummary {
@@ -142,10 +146,11 @@ export interface RunList {
  * read from the checkpoints), merged by creation time.
  */
 export async function listRuns(redis: RedisClient, keys: Keys, { limit = 20, status }: { limit?: number; status?: RunStatus } = {}): Promise<RunList> {
+  const share = Math.max(limit, Math.ceil(RECENT_RUNS_SCAN / keys.partitions));
+  // Without a filter every live entry matches; the bound only skips runs whose checkpoint expired.
+  const bound = status ? share : limit + share;
   const parts = await Promise.all(
-    keys.allPartitions.map((p) =>
-      evalScript<Array<string | number>>(redis, "listRuns", [keys.recentRuns(p)], [keys.runKeyPrefix(p), limit, status ?? "", status ? RECENT_RUNS_SCAN : limit + RECENT_RUNS_SCAN]),
-    ),
+    keys.allPartitions.map((p) => evalScript<Array<string | number>>(redis, "listRuns", [keys.recentRuns(p)], [keys.runKeyPrefix(p), limit, status ?? "", bound])),
   );
   const items: RunSummary[] = [];
   let examined = 0;
