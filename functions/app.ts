@@ -1,7 +1,8 @@
 /**
- * The Hono app: stage handlers (`POST /stages/:name`), health, stats, runs and
- * dead letters. Runtime-neutral: Workers use its default export's `fetch`, the
- * Node worker-host calls `app.fetch(request, env)` in-process.
+ * The Hono app: stage handlers (`POST /stages/:name`), health, stats, runs,
+ * the pipeline description and dead letters. Runtime-neutral: Workers use its
+ * default export's `fetch`, the Node worker-host calls `app.fetch(request, env)`
+ * in-process.
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
@@ -12,7 +13,7 @@ import { apiError, requireApiToken, validate } from "./http";
 import { RunId, StageName } from "./keys";
 import type { Pipeline } from "./pipeline";
 import { evalScript, redisFromEnv, type AppEnv } from "./redis";
-import { readRun, startRuns } from "./runs";
+import { listRuns, readRun, RUN_STATUSES, startRuns } from "./runs";
 import { readStats } from "./stats";
 import { stageRoute, TAKES_BATCHES_BY_REFERENCE } from "./stage-route";
 import { LUA } from "./lua.generated";
@@ -30,13 +31,21 @@ export function parseServerInfo(info: string): { server: "valkey" | "redis"; ver
 }
 
 /**
- * Builds the app for a pipeline.
+ * Builds the app for a pipeline. `apps` names the apps mounted on it (e.g.
+ * `["news"]`), so clients such as the web client know which pages to show.
  * @example
  * const app = createApp({ pipeline });
  * const res = await app.request("/health", {}, env);
  */
-export function createApp({ pipeline }: { pipeline: Pipeline }) {
+export function createApp({ pipeline, apps = [] }: { pipeline: Pipeline; apps?: readonly string[] }) {
   const stageNames = [...pipeline.stages.keys()] as [string, ...string[]];
+  const pipelineView = {
+    name: pipeline.name,
+    entry: pipeline.entry,
+    ...(pipeline.triggerStep ? { triggerStep: pipeline.triggerStep } : {}),
+    stages: [...pipeline.stages.values()].map((s) => ({ name: s.name, next: [...s.next] })),
+    apps: [...apps],
+  };
   const KnownStage = StageName.refine((s) => pipeline.stages.has(s), { message: `must be one of: ${stageNames.join(", ")}` });
 
   const app = new Hono<AppBindings>()
@@ -73,10 +82,15 @@ export function createApp({ pipeline }: { pipeline: Pipeline }) {
       async (c) => {
         const { stage, payloads } = c.req.valid("json");
         const { keys, settings } = settingsFor(c.env);
-        const runIds = await startRuns(redisFromEnv(c.env ?? {}), payloads, { keys, pipeline, stage, ttlSeconds: settings.CHECKPOINT_TTL_SECONDS });
+        const runIds = await startRuns(redisFromEnv(c.env ?? {}), payloads, { keys, pipeline, stage, ttlSeconds: settings.CHECKPOINT_TTL_SECONDS, recentRunsMax: settings.RECENT_RUNS_MAX });
         return c.json({ accepted: runIds.length, runIds }, 202);
       },
     )
+    .get("/v1/runs", validate("query", z.object({ limit: z.coerce.number().int().min(1).max(100).default(20), status: z.enum(RUN_STATUSES).optional() })), async (c) => {
+      const { keys } = settingsFor(c.env);
+      return c.json(await listRuns(redisFromEnv(c.env ?? {}), keys, c.req.valid("query")));
+    })
+    .get("/v1/pipeline", (c) => c.json(pipelineView))
     .get("/v1/runs/:runId", validate("param", z.object({ runId: RunId })), async (c) => {
       const { runId } = c.req.valid("param");
       const { keys } = settingsFor(c.env);

@@ -11,6 +11,8 @@ const Settings = z.object({
   PARTITIONS: z.coerce.number().int().min(1).max(1024).default(1),
   FEED_BUCKETS: z.coerce.number().int().min(1).max(4096).default(16),
   CHECKPOINT_TTL_SECONDS: z.coerce.number().int().min(60).default(7 * 24 * 3600),
+  /** Recent-runs index bound per partition (GET /v1/runs lists from it). */
+  RECENT_RUNS_MAX: z.coerce.number().int().min(10).max(1_000_000).default(10_000),
 });
 export type Settings = z.infer<typeof Settings>;
 

@@ -13,7 +13,7 @@ import type { AppEnv } from "./redis";
 
 export const pipeline = newsPipeline;
 // Chained, so `hc<AppType>` sees every route (including the SSE feed events).
-export const app = createApp({ pipeline }).route("/", newsRoutes).route("/v1/feeds", feedEventsRoutes());
+export const app = createApp({ pipeline, apps: ["news"] }).route("/", newsRoutes).route("/v1/feeds", feedEventsRoutes());
 export type AppType = typeof app;
 
 /** Minimal shape of the Workers ExecutionContext the cron handler needs. */

@@ -160,6 +160,13 @@ export function createKeys({ prefix = "ep", partitions = 1, feedBuckets = 16 }: 
     run: (runId: string) => `${tag(partitionOf(runId))}:run:${run(runId)}`,
     /** Activity-log stream of a run. */
     runLog: (runId: string) => `${tag(partitionOf(runId))}:log:${run(runId)}`,
+    /** Recent-runs index of a partition: sorted set runId -> createdAt (ms), bounded by enqueue-runs.lua. */
+    recentRuns: (p: number) => `${tag(p)}:recent-runs`,
+    /**
+     * Prefix of every checkpoint key in partition `p` (`runKeyPrefix(p) + id === run(id)`
+     * for a run of that partition); list-runs.lua derives checkpoint keys from it.
+     */
+    runKeyPrefix: (p: number) => `${tag(p)}:run:`,
     /**
      * Global counters hash (tool cache hits/misses; fan-out deliveries of data
      * written before they moved to fanoutStats). Touched alone with HINCRBY,

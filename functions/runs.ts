@@ -1,5 +1,6 @@
 /**
- * Starting runs and reading them back: checkpoint hash + activity log.
+ * Starting runs and reading them back: checkpoint hash + activity log, and
+ * the recent-runs list (GET /v1/runs).
  */
 import { newEnvelope, type Envelope } from "./envelope";
 import type { Keys } from "./keys";
@@ -14,14 +15,20 @@ export interface StartRunsOptions {
   ttlSeconds?: number;
   /** Fixed run ids (same length as payloads); generated when omitted. */
   runIds?: string[];
+  /** Recent-runs index bound per partition (settings RECENT_RUNS_MAX). */
+  recentRunsMax?: number;
 }
 
+/** Default bound of each partition's recent-runs index. */
+export const RECENT_RUNS_MAX = 10_000;
+
 /**
- * Starts one run per payload: checkpoint "running", a log entry, and the first
- * envelope on the entry stage's stream, one script call per partition.
+ * Starts one run per payload: checkpoint "running", a log entry, the first
+ * envelope on the entry stage's stream and an entry in the partition's
+ * recent-runs index, one script call per partition.
  * Returns the run ids in input order.
  */
-export async function startRuns(redis: RedisClient, payloads: unknown[], { keys, pipeline, stage = pipeline.entry, ttlSeconds = 7 * 24 * 3600, runIds }: StartRunsOptions): Promise<string[]> {
+export async function startRuns(redis: RedisClient, payloads: unknown[], { keys, pipeline, stage = pipeline.entry, ttlSeconds = 7 * 24 * 3600, runIds, recentRunsMax = RECENT_RUNS_MAX }: StartRunsOptions): Promise<string[]> {
   if (!pipeline.stages.has(stage)) throw new Error(`unknown stage ${stage}`);
   const now = Date.now();
   const envelopes: Envelope[] = payloads.map((payload, i) => newEnvelope(stage, payload, { now, ...(runIds ? { runId: runIds[i] } : {}) }));
@@ -34,11 +41,11 @@ export async function startRuns(redis: RedisClient, payloads: unknown[], { keys,
   }
   await Promise.all(
     [...byPartition].map(([p, list]) => {
-      const scriptKeys = [keys.stream(stage, p), keys.stageStats(stage, p)];
-      const args: Array<string | number> = [stage, now, ttlSeconds, pipeline.triggerStep ?? "", list.length];
+      const scriptKeys = [keys.stream(stage, p), keys.stageStats(stage, p), keys.recentRuns(p)];
+      const args: Array<string | number> = [stage, now, ttlSeconds, pipeline.triggerStep ?? "", recentRunsMax, list.length];
       for (const e of list) {
         scriptKeys.push(keys.run(e.runId), keys.runLog(e.runId));
-        args.push(scriptKeys.length - 1, scriptKeys.length, JSON.stringify(e));
+        args.push(scriptKeys.length - 1, scriptKeys.length, JSON.stringify(e), e.runId);
       }
       return evalScript(redis, "enqueueRuns", scriptKeys, args);
     }),
@@ -100,4 +107,68 @@ export async function readRun(redis: RedisClient, keys: Keys, pipeline: Pipeline
       return { ...data, id, stage: String(fields.stage), event: String(fields.event), at: Number(fields.at) };
     }),
   };
+}
+
+/** Run statuses, as checkpoints record them (the GET /v1/runs filter). */
+export const RUN_STATUSES = ["running", "completed", "failed", "dead-lettered", "skipped"] as const satisfies readonly RunStatus[];
+
+/**
+ * Index entries examined at most when filtering by status, over all
+ * partitions (each examines its share, at least `limit`), so one request stays
+ * a bounded amount of server work however many partitions there are.
+ */
+export const RECENT_RUNS_SCAN = 2_000;
+
+export interface RunSummary {
+  runId: string;
+  status: RunStatus;
+  /** The stage the run is at (last committed, or its entry stage). */
+  step: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface RunList {
+  /** Newest first. */
+  items: RunSummary[];
+  /** Index entries examined over all partitions. */
+  examined: number;
+  /**
+   * True when a status filter stopped at the scan bound in some partition
+   * before finding `limit` runs: older matches may exist.
+   */
+  truncated: boolean;
+}
+
+/**
+ * The newest runs over every partition: each partition's index answers its
+ * newest `limit` matches (one read-only script call per partition, status
+ * read from the checkpoints), merged by creation time.
+ */
+export async function listRuns(redis: RedisClient, keys: Keys, { limit = 20, status }: { limit?: number; status?: RunStatus } = {}): Promise<RunList> {
+  const share = Math.max(limit, Math.ceil(RECENT_RUNS_SCAN / keys.partitions));
+  // Without a filter every live entry matches; the bound only skips runs whose checkpoint expired.
+  const bound = status ? share : limit + share;
+  const parts = await Promise.all(
+    keys.allPartitions.map((p) => evalScript<Array<string | number>>(redis, "listRuns", [keys.recentRuns(p)], [keys.runKeyPrefix(p), limit, status ?? "", bound])),
+  );
+  const items: RunSummary[] = [];
+  let examined = 0;
+  let truncated = false;
+  for (const reply of parts) {
+    examined += Number(reply[0]);
+    const found = (reply.length - 2) / 5;
+    if (Number(reply[1]) !== 1 && found < limit) truncated = true;
+    for (let i = 2; i < reply.length; i += 5) {
+      items.push({
+        runId: String(reply[i]),
+        status: String(reply[i + 1]) as RunStatus,
+        step: String(reply[i + 2]),
+        createdAt: Number(reply[i + 3]),
+        updatedAt: Number(reply[i + 4]),
+      });
+    }
+  }
+  items.sort((a, b) => b.createdAt - a.createdAt || (a.runId < b.runId ? 1 : -1));
+  return { items: items.slice(0, limit), examined, truncated };
 }

@@ -30,6 +30,8 @@ export const HostConfig = z.object({
   RETRY_BACKOFF_MS: z.coerce.number().int().min(0).default(1000),
   STREAM_MAXLEN: z.coerce.number().int().min(100).default(10_000),
   CHECKPOINT_TTL_SECONDS: z.coerce.number().int().min(60).default(7 * 24 * 3600),
+  /** Recent-runs index bound per partition (GET /v1/runs). */
+  RECENT_RUNS_MAX: z.coerce.number().int().min(10).max(1_000_000).default(10_000),
   /** Origins allowed to call write endpoints from a browser (comma-separated); reads allow any origin. */
   CORS_ORIGINS: z.string().optional(),
   /** `off` restricts GETs to CORS_ORIGINS too. */

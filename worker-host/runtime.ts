@@ -68,6 +68,7 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
     KEY_PREFIX: config.KEY_PREFIX,
     PARTITIONS: String(config.PARTITIONS),
     CHECKPOINT_TTL_SECONDS: String(config.CHECKPOINT_TTL_SECONDS),
+    RECENT_RUNS_MAX: String(config.RECENT_RUNS_MAX),
     FEED_BUCKETS: String(config.FEED_BUCKETS),
     ...config.appVars,
     ...(config.API_TOKEN ? { API_TOKEN: config.API_TOKEN } : {}),

@@ -12,7 +12,7 @@ import { redisFromEnv, type AppEnv } from "../redis";
 import { decodeCursor, readFeedPage, readTopicItems, readTopics } from "./feeds";
 import { ingestArticles } from "./ingest";
 import { IngestRequest, Interests, TopicName } from "./schema";
-import { getUser, setInterests } from "./users";
+import { getUser, listDemoUsers, setInterests } from "./users";
 
 const UidParam = z.object({ uid: UserId });
 
@@ -21,7 +21,7 @@ export const newsRoutes = new Hono<{ Bindings: AppEnv }>()
   .post("/v1/articles", requireApiToken(), validate("json", IngestRequest, { tooLargePath: "articles" }), async (c) => {
     const { articles } = c.req.valid("json");
     const { keys, settings } = settingsFor(c.env);
-    const runIds = await ingestArticles(redisFromEnv(c.env ?? {}), keys, articles, { ttlSeconds: settings.CHECKPOINT_TTL_SECONDS });
+    const runIds = await ingestArticles(redisFromEnv(c.env ?? {}), keys, articles, { ttlSeconds: settings.CHECKPOINT_TTL_SECONDS, recentRunsMax: settings.RECENT_RUNS_MAX });
     return c.json({ accepted: runIds.length, runIds }, 202);
   })
   .put("/v1/users/:uid", requireApiToken(), validate("param", UidParam), validate("json", z.object({ interests: Interests })), async (c) => {
@@ -29,6 +29,11 @@ export const newsRoutes = new Hono<{ Bindings: AppEnv }>()
     const { interests } = c.req.valid("json");
     const { keys } = settingsFor(c.env);
     return c.json(await setInterests(redisFromEnv(c.env ?? {}), keys, uid, interests));
+  })
+  // The demo users `npm start` seeds (u0001..), so the web home page can offer them.
+  .get("/v1/demo-users", validate("query", z.object({ limit: z.coerce.number().int().min(1).max(50).default(12) })), async (c) => {
+    const { keys } = settingsFor(c.env);
+    return c.json(await listDemoUsers(redisFromEnv(c.env ?? {}), keys, c.req.valid("query")));
   })
   .get("/v1/users/:uid", validate("param", UidParam), async (c) => {
     const { uid } = c.req.valid("param");

@@ -74,3 +74,33 @@ export async function seedDemoUsers(redis: RedisClient, keys: Keys, n: number, {
   }
   return users;
 }
+
+/**
+ * How many demo users are seeded. The seeder writes u0001..uN with no gaps, so
+ * a galloping search over single-key EXISTS finds N in O(log N) reads (no
+ * extra set to keep, and each read touches one key, fine on a cluster).
+ */
+export async function countDemoUsers(redis: RedisClient, keys: Keys, { max = 100_000 }: { max?: number } = {}): Promise<number> {
+  const exists = async (i: number) => (await redis.exists(keys.user(demoUid(i)))) === 1;
+  const probes: number[] = [];
+  for (let i = 1; i <= max; i *= 2) probes.push(i);
+  const found = await Promise.all(probes.map(exists));
+  const firstMissing = found.indexOf(false);
+  if (firstMissing === 0) return 0;
+  let lo = probes[firstMissing === -1 ? probes.length - 1 : firstMissing - 1];
+  let hi = firstMissing === -1 ? max + 1 : probes[firstMissing];
+  // Invariant: lo exists, hi does not (or is past max).
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (await exists(mid)) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The first `limit` demo users with their interests, how many are seeded and the last uid. */
+export async function listDemoUsers(redis: RedisClient, keys: Keys, { limit = 12 }: { limit?: number } = {}): Promise<{ total: number; lastUid: string | null; users: UserProfile[] }> {
+  const total = await countDemoUsers(redis, keys);
+  const users = await Promise.all(Array.from({ length: Math.min(limit, total) }, (_, i) => getUser(redis, keys, demoUid(i + 1))));
+  return { total, lastUid: total > 0 ? demoUid(total) : null, users: users.filter((u): u is UserProfile => u !== null) };
+}

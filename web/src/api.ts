@@ -70,6 +70,26 @@ export type Run = Awaited<ReturnType<typeof getRun>>;
 export type Stats = Awaited<ReturnType<typeof getStats>>;
 export type DeadLetter = Awaited<ReturnType<typeof getDeadLetters>>["items"][number];
 
+export type RunSummary = Awaited<ReturnType<typeof getRuns>>["items"][number];
+export type RunStatus = Run["status"];
+export type PipelineInfo = Awaited<ReturnType<typeof getPipeline>>;
+export type DemoUsers = Awaited<ReturnType<typeof getDemoUsers>>;
+
+/** Recent runs, newest first (optionally of one status). */
+export function getRuns({ limit = 50, status }: { limit?: number; status?: RunStatus } = {}) {
+  return json(client.v1.runs.$get({ query: { limit: String(limit), ...(status ? { status } : {}) } }));
+}
+
+/** The pipeline's stages and the apps mounted on the server (decides which pages exist). */
+export function getPipeline() {
+  return json(client.v1.pipeline.$get());
+}
+
+/** The news app's seeded demo users (u0001..). */
+export function getDemoUsers(limit = 12) {
+  return json(client.v1["demo-users"].$get({ query: { limit: String(limit) } }));
+}
+
 export function getRun(runId: string) {
   return json(client.v1.runs[":runId"].$get({ param: { runId } }));
 }

@@ -111,3 +111,31 @@ export function formatNumber(n: number | null | undefined, digits = 1): string {
   if (Number.isInteger(n)) return n.toLocaleString();
   return n.toFixed(digits);
 }
+
+/** "4 s ago", "3 min ago": the age of an epoch-ms time, relative to `now`. */
+export function formatAge(at: number, now = Date.now()): string {
+  const s = Math.max(0, (now - at) / 1000);
+  if (s < 1) return "just now";
+  if (s < 60) return `${Math.floor(s)} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86_400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86_400)} d ago`;
+}
+
+/** A duration in ms as "850 ms", "4.2 s", "3.1 min". */
+export function formatMs(ms: number): string {
+  if (ms < 1000) return `${formatNumber(Math.round(ms * 10) / 10)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${(ms / 60_000).toFixed(1)} min`;
+}
+
+/** Axis ticks from 0 at a 1/2/5 x 10^k step, about `count` of them, the last one at or past `span`. */
+export function niceTicks(span: number, count = 5): number[] {
+  if (!(span > 0)) return [0];
+  const raw = span / count;
+  const pow = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * pow).find((m) => m >= raw) ?? 10 * pow;
+  const ticks = [0];
+  while (ticks[ticks.length - 1] < span - step * 1e-9) ticks.push(Math.round(ticks.length * step * 1e6) / 1e6);
+  return ticks;
+}

@@ -4,8 +4,8 @@
  * fed by the SSE stream of new items.
  */
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { ApiError, feedEventsUrl, getFeed, getTopics, getUser, putUser, type FeedItem, type Topic, type TopicSummary } from "../api";
-import { ArticleCard, ErrorBox, href } from "../ui";
+import { ApiError, feedEventsUrl, getDemoUsers, getFeed, getTopics, getUser, putUser, type DemoUsers as DemoUserList, type FeedItem, type Topic, type TopicSummary } from "../api";
+import { ArticleCard, ErrorBox, formatNumber, href } from "../ui";
 
 const RECENT_KEY = "edgepipe.recentUsers";
 const UID_PATTERN = "[A-Za-z0-9_\\-]{1,64}";
@@ -93,8 +93,49 @@ function Interests({ uid, interests, topics, onChange }: { uid: string; interest
   );
 }
 
+/** The users `npm start` seeds (u0001..), one click from their feeds. */
+function DemoUsers() {
+  const [list, setList] = useState<DemoUserList | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  useEffect(() => {
+    getDemoUsers(12).then(setList).catch(setError);
+  }, []);
+  return (
+    <section class="panel" aria-labelledby="demo-h">
+      <h2 id="demo-h">Demo users</h2>
+      <ErrorBox error={error} />
+      {list === null && !error && <p class="meta">Loading…</p>}
+      {list && list.total === 0 && (
+        <p class="empty">No demo users here: `npm start` seeds them (u0001, u0002, …) unless DEMO=off. Type any user id above and pick interests to make your own.</p>
+      )}
+      {list && list.total > 0 && (
+        <>
+          <p class="meta">
+            {formatNumber(list.total)} demo users were seeded ({list.users[0]?.uid}–{list.lastUid}), each following 2–4 topics. Open one's feed:
+          </p>
+          <ul class="demo-users">
+            {list.users.map((u) => (
+              <li>
+                <a class="chip" href={href("feed", u.uid)}>
+                  <strong>{u.uid}</strong> <span class="count">{u.interests.join(", ")}</span>
+                </a>
+              </li>
+            ))}
+          </ul>
+        </>
+      )}
+    </section>
+  );
+}
+
 export function FeedPage({ uid }: { uid?: string }) {
-  if (!uid) return <UserPicker />;
+  if (!uid)
+    return (
+      <>
+        <UserPicker />
+        <DemoUsers />
+      </>
+    );
   // Keyed so switching users resets every piece of state.
   return <Feed key={uid} uid={uid} />;
 }

@@ -1,11 +1,12 @@
 /**
- * Run inspector: a run's steps with timings (waterfall), tool-cache hits and
- * its activity log. Polls while the run is still running.
+ * Runs: the recent-runs list (GET /v1/runs, newest first, status filter,
+ * auto-refresh) and the run inspector: a run's steps on a labelled timeline
+ * (queue wait vs handler time), tool-cache hits and its activity log. The
+ * inspector polls while the run is still running.
  */
 import { useEffect, useState } from "preact/hooks";
-import { ApiError, getRun, type Run } from "../api";
-import { ErrorBox, formatNumber, href } from "../ui";
-
+import { ApiError, getRun, getRuns, type PipelineInfo, type Run, type RunStatus, type RunSummary } from "../api";
+import { ErrorBox, formatAge, formatMs, formatNumber, href, niceTicks } from "../ui";
 const RUN_PATTERN = "[A-Za-z0-9_\\-]{1,64}";
 
 /** Cache facts a step reported in its result (fields whose name mentions "cache"). */
@@ -33,32 +34,203 @@ function time(at?: number): string {
   return at ? new Date(at).toLocaleTimeString(undefined, { hour12: false }) + `.${String(at % 1000).padStart(3, "0")}` : "–";
 }
 
-function Waterfall({ run }: { run: Run }) {
-  const steps = run.steps.filter((s) => typeof s.at === "number");
-  if (steps.length === 0) return null;
-  const start = run.createdAt ?? Math.min(...steps.map((s) => (s.at ?? 0) - (s.ms ?? 0)));
-  const end = Math.max(...steps.map((s) => s.at ?? 0), start + 1);
-  const span = end - start;
-  const x = (t: number) => Math.max(0, Math.min(100, ((t - start) / span) * 100));
-  let prev = start;
+interface Bar {
+  stage: string;
+  status: string;
+  /** ms after the run was created */
+  waitFrom: number;
+  handlerFrom: number;
+  to: number;
+}
+
+/**
+ * Timeline bars of a run: each step waits in its stream from the previous
+ * commit (or the run's creation) until its handler starts, estimated as its
+ * commit time minus its handler time, then runs until its commit.
+ */
+export function waterfallBars(run: Pick<Run, "createdAt" | "steps">): Bar[] {
+  const steps = run.steps.filter((s) => typeof s.at === "number").sort((a, b) => a.at! - b.at!);
+  if (steps.length === 0) return [];
+  const start = run.createdAt ?? Math.min(...steps.map((s) => s.at! - (s.ms ?? 0)));
+  let prev = 0;
+  return steps.map((s) => {
+    const to = s.at! - start;
+    const handlerFrom = Math.max(prev, to - (s.ms ?? 0));
+    const bar = { stage: s.stage, status: s.status, waitFrom: prev, handlerFrom, to };
+    prev = Math.max(prev, to);
+    return bar;
+  });
+}
+
+function Waterfall({ run, trigger }: { run: Run; trigger?: string }) {
+  const bars = waterfallBars(run);
+  if (bars.length === 0) return null;
+  const span = Math.max(1, ...bars.map((b) => b.to));
+  const ticks = niceTicks(span);
+  const axisEnd = ticks[ticks.length - 1];
+  const pct = (ms: number) => `${((ms / axisEnd) * 100).toFixed(2)}%`;
   return (
-    <svg class="waterfall" viewBox={`0 0 100 ${steps.length * 12}`} preserveAspectRatio="none" role="img" aria-label={`Timeline over ${formatNumber(span)} ms: light = waiting in the stream, dark = handler time`}>
-      {steps.map((s, i) => {
-        const handlerStart = (s.at ?? 0) - (s.ms ?? 0);
-        const wait = { x: x(prev), w: Math.max(0, x(handlerStart) - x(prev)) };
-        prev = s.at ?? prev;
-        return (
-          <g>
-            <rect class="wait" x={wait.x} y={i * 12 + 2} width={wait.w} height="8" />
-            <rect class={`work ${s.status}`} x={x(handlerStart)} y={i * 12 + 2} width={Math.max(0.6, x(s.at ?? 0) - x(handlerStart))} height="8" />
-          </g>
-        );
-      })}
-    </svg>
+    <figure class="wf" aria-labelledby="wf-cap">
+      <figcaption id="wf-cap">
+        <strong>Timeline</strong> (ms since the run started; {formatMs(span)} in all)
+        <span class="wf-legend">
+          <span>
+            <span class="sw wait" aria-hidden="true" /> queue wait: in the stage's stream, from the previous commit until the handler started
+          </span>
+          <span>
+            <span class="sw work" aria-hidden="true" /> handler time, ending at the step's commit
+          </span>
+        </span>
+      </figcaption>
+      <div class="wf-rows" role="list">
+        {bars.map((b) => {
+          const wait = b.handlerFrom - b.waitFrom;
+          const work = b.to - b.handlerFrom;
+          const isTrigger = b.stage === trigger;
+          return (
+            <div class="wf-row" role="listitem" data-stage={b.stage}>
+              <span class="wf-label">
+                {b.stage}
+                {isTrigger && <small> trigger</small>}
+              </span>
+              <div class="wf-track">
+                {wait > 0 && <i class="wait" style={{ left: pct(b.waitFrom), width: pct(wait) }} />}
+                <i class={`work ${b.status}`} style={{ left: pct(b.handlerFrom), width: pct(work) }} />
+              </div>
+              <span class="wf-value">
+                {isTrigger ? "run created" : b.status === "dead-lettered" ? `dead-lettered at ${formatMs(b.to)}` : `wait ${formatMs(wait)} · handler ${formatMs(work)}`}
+              </span>
+            </div>
+          );
+        })}
+      </div>
+      <div class="wf-axis" aria-hidden="true">
+        <span />
+        <div class="wf-ticks">
+          {ticks.map((t) => (
+            <span style={{ left: pct(t) }}>{formatNumber(t)}</span>
+          ))}
+        </div>
+        <span class="wf-unit">ms</span>
+      </div>
+      <p class="sub">Each step records its commit time and handler time; its bar ends at the commit and starts that handler time earlier, so dispatch and commit overheads count in the queue wait.</p>
+    </figure>
   );
 }
 
-export function RunPage({ runId }: { runId?: string }) {
+const STATUSES: RunStatus[] = ["running", "completed", "failed", "dead-lettered", "skipped"];
+const REFRESH_MS = 2000;
+
+/** The newest runs, refreshed every 2 s while the box is ticked. */
+function RecentRuns({ info }: { info: PipelineInfo }) {
+  const [status, setStatus] = useState<RunStatus | "">("");
+  const [auto, setAuto] = useState(true);
+  const [list, setList] = useState<{ items: RunSummary[]; truncated: boolean; examined: number; at: number } | null>(null);
+  const [error, setError] = useState<unknown>(null);
+
+  useEffect(() => {
+    let cancelled = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const load = async () => {
+      try {
+        const r = await getRuns({ limit: 50, ...(status ? { status } : {}) });
+        if (cancelled) return;
+        setList({ ...r, at: Date.now() });
+        setError(null);
+      } catch (err) {
+        if (!cancelled) setError(err);
+      }
+      if (!cancelled && auto) timer = setTimeout(load, REFRESH_MS);
+    };
+    void load();
+    return () => {
+      cancelled = true;
+      clearTimeout(timer);
+    };
+  }, [status, auto]);
+
+  const now = list?.at ?? Date.now();
+  return (
+    <section class="panel" aria-labelledby="recent-h">
+      <div class="feed-bar">
+        <h2 id="recent-h">Recent runs</h2>
+        <label for="status-filter">Status</label>
+        <select id="status-filter" value={status} onChange={(e) => setStatus(e.currentTarget.value as RunStatus | "")}>
+          <option value="">All</option>
+          {STATUSES.map((s) => (
+            <option value={s}>{s}</option>
+          ))}
+        </select>
+        <label class="check">
+          <input type="checkbox" checked={auto} onChange={(e) => setAuto(e.currentTarget.checked)} /> Auto-refresh ({REFRESH_MS / 1000} s)
+        </label>
+      </div>
+      <ErrorBox error={error} />
+      {list === null && !error && <p class="meta">Loading…</p>}
+      {list && list.items.length === 0 && (
+        <div class="empty" role="status">
+          {status ? (
+            <p>No {status} runs among the newest runs.</p>
+          ) : (
+            <>
+              <p>No runs yet. Start one of the {info.name} pipeline at its entry stage ({info.entry}):</p>
+              <pre>
+                <code>{`curl -X POST ${location.origin}/v1/runs -H 'content-type: application/json' -d '{"payloads":[ ... ]}'`}</code>
+              </pre>
+            </>
+          )}
+        </div>
+      )}
+      {list && list.items.length > 0 && (
+        <div class="scroll-x">
+          <table class="runs">
+            <caption class="sr-only">Recent runs, newest first</caption>
+            <thead>
+              <tr>
+                <th scope="col">Run</th>
+                <th scope="col">Status</th>
+                <th scope="col" title="Where the run is: its entry stage until the first commit, then the last stage that committed">
+                  Stage
+                </th>
+                <th scope="col">Started</th>
+                <th scope="col">Took</th>
+              </tr>
+            </thead>
+            <tbody>
+              {list.items.map((r) => (
+                <tr data-run={r.runId}>
+                  <td>
+                    <a href={href("runs", r.runId)}>
+                      <code>{r.runId}</code>
+                    </a>
+                  </td>
+                  <td>
+                    <span class={`status ${r.status}`}>{r.status}</span>
+                  </td>
+                  <td>{r.step}</td>
+                  <td>
+                    <time dateTime={new Date(r.createdAt).toISOString()} title={new Date(r.createdAt).toLocaleString()}>
+                      {formatAge(r.createdAt, now)}
+                    </time>
+                  </td>
+                  <td class="num">{r.status === "running" ? "…" : formatMs(r.updatedAt - r.createdAt)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {list && (
+        <p class="sub">
+          Newest first, at most 50. Stage: the entry stage until the run's first commit, then the last stage that committed.
+          {list.truncated && ` Only the ${formatNumber(list.examined)} newest runs were searched for this status; older ones may exist.`}
+        </p>
+      )}
+    </section>
+  );
+}
+
+export function RunPage({ runId, info }: { runId?: string; info: PipelineInfo }) {
   const [value, setValue] = useState(runId ?? "");
   const [run, setRun] = useState<Run | null>(null);
   const [error, setError] = useState<unknown>(null);
@@ -108,16 +280,20 @@ export function RunPage({ runId }: { runId?: string }) {
           <label for="run-input" class="sr-only">
             Run id
           </label>
-          <input id="run-input" required pattern={RUN_PATTERN} placeholder="run id (feed items link to theirs)" value={value} onInput={(e) => setValue(e.currentTarget.value)} autocomplete="off" />
+          <input id="run-input" required pattern={RUN_PATTERN} placeholder="run id (or pick one below)" value={value} onInput={(e) => setValue(e.currentTarget.value)} autocomplete="off" />
           <button type="submit">Inspect</button>
         </form>
       </section>
+      {!runId && <RecentRuns info={info} />}
       <ErrorBox error={error} />
       {run && (
         <section class="panel" aria-labelledby="run-h">
-          <h2 id="run-h">
-            Run <code>{run.runId}</code>
-          </h2>
+          <div class="feed-bar">
+            <h2 id="run-h">
+              Run <code>{run.runId}</code>
+            </h2>
+            <a href="#/runs">All recent runs</a>
+          </div>
           <dl class="facts">
             <div>
               <dt>Status</dt>
@@ -142,7 +318,7 @@ export function RunPage({ runId }: { runId?: string }) {
               <dd>{cacheHits.length ? cacheHits.map((c) => `${c.stage} ${describeCache(c.k, c.v)}`).join(", ") : "not used"}</dd>
             </div>
           </dl>
-          <Waterfall run={run} />
+          <Waterfall run={run} trigger={info.triggerStep} />
           <div class="scroll-x">
             <table>
               <caption class="sr-only">Steps</caption>

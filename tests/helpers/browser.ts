@@ -1,0 +1,107 @@
+/**
+ * Real headless Chromium (Debian `chromium`, driven by playwright-core) for
+ * the browser tests: one persistent context per test file, console errors
+ * collected (a test fails on any), screenshots into tests/artifacts/; and the
+ * stack they run against (a real server, the Node runtime as `npm start`
+ * runs it, the web build).
+ */
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium, type BrowserContext, type Page } from "playwright-core";
+import { afterAll, afterEach, beforeAll, expect } from "vitest";
+import { randomHex } from "../../functions/envelope";
+import type { Pipeline } from "../../functions/pipeline";
+import { loadConfig } from "../../worker-host/config";
+import { startRuntime, type Runtime, type RuntimeOptions } from "../../worker-host/runtime";
+import { ensureWebBuild } from "../../worker-host/static-files";
+import { startTestValkey, type TestValkey } from "./valkey";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+export const ARTIFACTS = join(process.cwd(), "tests", "artifacts");
+const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"];
+/** Bound of every wait on the page. */
+export const WAIT = { timeout: 20_000 };
+
+export interface TestBrowser {
+  page: Page;
+  /** Console errors and page errors seen so far (tests expect none). */
+  errors: string[];
+  /** Writes tests/artifacts/<name>.png. */
+  shot(name: string, options?: { fullPage?: boolean }): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Launches Chromium with a fresh profile; says how to install it when missing. */
+export async function launchBrowser({ width = 1100, height = 900 }: { width?: number; height?: number } = {}): Promise<TestBrowser> {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)`);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const userDataDir = mkdtempSync(join(tmpdir(), "edgepipe-chromium-"));
+  const context: BrowserContext = await chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true, viewport: { width, height } });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const errors: string[] = [];
+  page.on("console", (msg) => {
+    if (msg.type() === "error") errors.push(`console: ${msg.text()}`);
+  });
+  page.on("pageerror", (err) => errors.push(`page error: ${err.message}`));
+  return {
+    page,
+    errors,
+    shot: async (name, { fullPage = true } = {}) => {
+      await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage });
+    },
+    close: async () => {
+      await context.close();
+      rmSync(userDataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface BrowserStack {
+  valkey: TestValkey;
+  runtime: Runtime;
+  browser: TestBrowser;
+  /** Browser first (so open SSE streams close from the client side), then runtime and server. */
+  close(): Promise<void>;
+}
+
+/** A test server, the runtime serving `app` and the web client on a free port (`env`: more host settings), and Chromium. */
+export async function startBrowserStack({ pipeline, app, env = {} }: { pipeline: Pipeline; app: RuntimeOptions["app"]; env?: Record<string, string> }): Promise<BrowserStack> {
+  if (!ensureWebBuild(undefined, () => undefined)) throw new Error("web client build failed (npm run build:web)");
+  const valkey = await startTestValkey();
+  const runtime = await startRuntime({
+    config: loadConfig({ VALKEY_URL: valkey.url, PORT: "0", DEMO: "off", KEY_PREFIX: `web${randomHex(3)}`, ...env }),
+    pipeline,
+    app,
+    log: () => undefined,
+  });
+  const browser = await launchBrowser();
+  return {
+    valkey,
+    runtime,
+    browser,
+    close: async () => {
+      await browser.close();
+      await runtime.close();
+      await valkey.stop();
+    },
+  };
+}
+
+/**
+ * Registers a test file's hooks: starts the stack before all tests (handing it
+ * to `ready`), fails a test that left console errors, closes it all after.
+ */
+export function useBrowserStack(options: Parameters<typeof startBrowserStack>[0], ready: (stack: BrowserStack) => void): void {
+  let stack: BrowserStack | undefined;
+  beforeAll(async () => {
+    stack = await startBrowserStack(options);
+    ready(stack);
+  });
+  afterEach(() => {
+    expect(stack?.browser.errors, "console errors in the page").toEqual([]);
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+}
