@@ -34,7 +34,7 @@ import { generateDemoArticles } from "../functions/news/demo-feed";
 import { seedDemoUsers } from "../functions/news/users";
 import { StageError, type Pipeline } from "../functions/pipeline";
 import type { AppEnv, RedisClient } from "../functions/redis";
-import { startRuns } from "../functions/runs";
+import { listRuns, startRuns } from "../functions/runs";
 import { redriveDeadLetters } from "../functions/dead-letters";
 import { readStats } from "../functions/stats";
 import { cachedTool } from "../functions/tools/cache";
@@ -63,6 +63,7 @@ const CALLERS: Record<ScriptName, string> = {
   enqueueRuns: "functions/runs.ts startRuns (POST /v1/runs, /v1/articles)",
   extendLease: "worker-host/stage-worker.ts extendLeases",
   fanOut: "functions/news/fan-out.ts fanOutBucketCall",
+  listRuns: "functions/runs.ts listRuns (GET /v1/runs)",
   mintFeedId: "functions/news/stages/fetcher.ts",
   pruneConsumers: "worker-host/host.ts pruneConsumers",
   rateLimit: "functions/tools/rate-limit.ts tryTakeToken",
@@ -187,6 +188,7 @@ async function runOnCluster(): Promise<void> {
   await startRuns(clusterRedis, Array.from({ length: 40 }, (_, n) => ({ title: `t${n}`, body: "b" })), { keys: newsKeys, pipeline: newsPipeline });
   await redriveDeadLetters(clusterRedis, newsKeys, { stage: "fetcher" });
   await readStats(clusterRedis, newsKeys, newsPipeline);
+  await listRuns(clusterRedis, newsKeys, { limit: 10, status: "running" });
   await tryTakeToken(clusterRedis, newsKeys, "llm", { burst: 5, perSecond: 1 });
   await Promise.all(Array.from({ length: 3 }, () => cachedTool(clusterRedis, newsKeys, { tool: "summarize", args: { x: 1 }, ttlSeconds: 60, fn: async () => "s" })));
   const health = await newsApp.request("/health", {}, { REDIS: clusterRedis });
