@@ -12,6 +12,7 @@ import { examplePipeline } from "../functions/example/pipeline";
 import { app as newsApp } from "../functions/index";
 import { seedDemoUsers } from "../functions/news/users";
 import type { AppEnv } from "../functions/redis";
+import { spreadTag } from "../functions/keys";
 import { RECENT_RUNS_SCAN, startRuns } from "../functions/runs";
 import { startRestBridge, type RestBridge } from "../worker-host/rest-bridge";
 import { makeHost } from "./helpers/pipelines";
@@ -66,7 +67,7 @@ describe("GET /v1/runs", () => {
     }
     expect((await getJson(exampleApp, "/v1/runs", env)).body.items).toHaveLength(20); // default limit
     // The index of a partition carries the partition's hash tag, like its streams and checkpoints.
-    for (const p of keys.allPartitions) expect(keys.recentRuns(p)).toContain(`{p${p}}`);
+    for (const p of keys.allPartitions) expect(keys.recentRuns(p)).toContain(`{${spreadTag("p", p, keys.partitions)}}`);
   });
 
   it("reads status and step from the checkpoints: completed and dead-lettered runs, filtered", async () => {
