@@ -28,7 +28,10 @@ describe("stage runtime", () => {
   it("moves 10,000 envelopes through a 2-stage pipeline exactly once", async () => {
     const keys = testKeys();
     const pipeline = countingPipeline();
-    const { host } = makeHost({ pipeline, keys, conn: v.conn, redis: v.redis, tuning: { batchSize: 200, concurrency: 4 } });
+    // A visibility timeout far above a batch's time even on a loaded machine: this test is
+    // about exactly-once commits, and the helper's 400 ms would let the reclaim loop rerun a
+    // batch whose commit is merely slow (allowed: handlers are at-least-once).
+    const { host } = makeHost({ pipeline, keys, conn: v.conn, redis: v.redis, tuning: { batchSize: 200, concurrency: 4, visibilityMs: 15_000 } });
     await host.run();
     const total = 10_000;
     const runIds: string[] = [];
