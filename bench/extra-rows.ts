@@ -9,7 +9,7 @@ import { newRunId, randomHex } from "../functions/envelope";
 import { createKeys, type Keys } from "../functions/keys";
 import type { StageDef } from "../functions/pipeline";
 import type { RedisClient } from "../functions/redis";
-import { app as newsApp, pipeline as newsPipeline } from "../functions/index";
+import { app as newsApp, pipeline as newsPipeline } from "../functions/news/index";
 import { fanOutArticle } from "../functions/news/fan-out";
 import { seedDemoUsers } from "../functions/news/users";
 import { extractKeywords, readingTimeMinutes, summarize } from "../functions/news/enrich";

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFanoutDeliveries } from "../functions/stats";
 import { randomHex } from "../functions/envelope";
-import { app, pipeline } from "../functions/index";
+import { app, pipeline } from "../functions/news/index";
 import { settingsFor } from "../functions/config";
 import { articlesFromCsv } from "../functions/news/csv";
 import { generateDemoArticles } from "../functions/news/demo-feed";
@@ -19,7 +19,7 @@ import type { ArticleInput } from "../functions/news/schema";
 import type { Keys } from "../functions/keys";
 import { loadConfig } from "../worker-host/config";
 import { startRuntime, type Runtime } from "../worker-host/runtime";
-import { checkFeeds, deliveredArticles, waitForRuns } from "../worker-host/news-check";
+import { checkFeeds, deliveredArticles, waitForRuns } from "../worker-host/news/news-check";
 import { startTestValkey, type TestValkey } from "./helpers/valkey";
 
 // AG_NEWS_CSV=/nonexistent exercises the fallback path.

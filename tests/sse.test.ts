@@ -5,7 +5,7 @@
  * poll that Workers use (app.fetch with no notifier).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { app, pipeline } from "../functions/index";
+import { app, pipeline } from "../functions/news/index";
 import { randomHex } from "../functions/envelope";
 import { settingsFor } from "../functions/config";
 import type { AppEnv } from "../functions/redis";

@@ -6,12 +6,12 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { articlesFromCsv } from "../functions/news/csv";
-import { generateDemoArticles } from "../functions/news/demo-feed";
-import { settingsFor } from "../functions/config";
-import { seedDemoUsers } from "../functions/news/users";
-import type { Pipeline } from "../functions/pipeline";
-import { redisFromEnv, type AppEnv } from "../functions/redis";
+import { articlesFromCsv } from "../../functions/news/csv";
+import { generateDemoArticles } from "../../functions/news/demo-feed";
+import { settingsFor } from "../../functions/config";
+import { seedDemoUsers } from "../../functions/news/users";
+import type { Pipeline } from "../../functions/pipeline";
+import { redisFromEnv, type AppEnv } from "../../functions/redis";
 
 /** Where the AG News test split lives relative to the project root (AG_NEWS_CSV overrides). */
 export const AG_NEWS_CSV = process.env.AG_NEWS_CSV ?? resolve("../shared/data/ag_news_test.csv");

@@ -17,24 +17,24 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { readFanoutDeliveries } from "../../functions/stats";
-import { app, pipeline } from "../../functions/index";
-import { settingsFor } from "../../functions/config";
-import { createKeys } from "../../functions/keys";
-import { randomHex } from "../../functions/envelope";
-import { fanOutArticle } from "../../functions/news/fan-out";
-import { seedDemoUsers, setInterests } from "../../functions/news/users";
-import { loadConfig } from "../config";
+import { readFanoutDeliveries } from "../../../functions/stats";
+import { app, pipeline } from "../../../functions/news/index";
+import { settingsFor } from "../../../functions/config";
+import { createKeys } from "../../../functions/keys";
+import { randomHex } from "../../../functions/envelope";
+import { fanOutArticle } from "../../../functions/news/fan-out";
+import { seedDemoUsers, setInterests } from "../../../functions/news/users";
+import { loadConfig } from "../../config";
 import { checkFeeds, deliveredArticles, waitForRuns } from "../news-check";
-import { progressBar } from "../progress";
+import { progressBar } from "../../progress";
 import { readArticlesFile, replay } from "../replay";
-import { startRuntime } from "../runtime";
-import { connectValkey, upstashOverValkey, type Connection } from "../valkey";
-import { launchValkey } from "../valkey-launcher";
+import { startRuntime } from "../../runtime";
+import { connectValkey, upstashOverValkey, type Connection } from "../../valkey";
+import { launchValkey } from "../../valkey-launcher";
 
 const { values } = parseArgs({
   options: {
-    file: { type: "string", default: fileURLToPath(new URL("../../../shared/data/ag_news_test.csv", import.meta.url)) },
+    file: { type: "string", default: fileURLToPath(new URL("../../../../shared/data/ag_news_test.csv", import.meta.url)) },
     users: { type: "string", default: "1000" },
     "feed-cap": { type: "string", default: "500" },
     limit: { type: "string" },
