@@ -16,6 +16,7 @@ import { asEdgeApp, mountApp } from "../functions/edge-app";
 import { choosePipeline } from "../worker-host/load-app";
 import { resetDataDir } from "../worker-host/data-dir";
 import { freePort } from "../worker-host/valkey-launcher";
+import { maskSecret } from "../worker-host/http-mode";
 import newsApp from "../functions/news/index";
 import { eventually } from "./helpers/valkey";
 
@@ -185,6 +186,14 @@ describe("reset", () => {
     expect(() => resetDataDir(dir)).toThrow(/a server \(pid \d+\) is running/);
     rmSync(join(dir, "launcher.json"));
     expect(resetDataDir(dir)).toMatchObject({ deleted: [], kept: ["notes.txt"] });
+  });
+});
+
+describe("secrets in logs", () => {
+  it("the generated REST bridge token is logged masked", () => {
+    const token = "0123456789abcdef0123456789abcdef";
+    expect(maskSecret(token)).toBe("0123... (32 chars)");
+    expect(maskSecret(token)).not.toContain(token.slice(4));
   });
 });
 
