@@ -21,6 +21,7 @@ import { loadConfig } from "../worker-host/config";
 import { startRuntime, type Runtime } from "../worker-host/runtime";
 import { checkFeeds, deliveredArticles, waitForRuns } from "../worker-host/news/news-check";
 import { startTestValkey, type TestValkey } from "./helpers/valkey";
+import { NewsSettings } from "../functions/news/config";
 
 // AG_NEWS_CSV=/nonexistent exercises the fallback path.
 const AG_NEWS = process.env.AG_NEWS_CSV ?? fileURLToPath(new URL("../../shared/data/ag_news_test.csv", import.meta.url));
@@ -63,7 +64,7 @@ async function ingestAll(articles: ArticleInput[]): Promise<string[]> {
 
 beforeAll(async () => {
   v = await startTestValkey();
-  const config = loadConfig({ VALKEY_URL: v.url, PORT: "0", KEY_PREFIX: `e${randomHex(4)}`, DEMO: "off", FEED_CAP: "100000", BLOCK_MS: "100", CONCURRENCY: "2" });
+  const config = loadConfig({ VALKEY_URL: v.url, PORT: "0", KEY_PREFIX: `e${randomHex(4)}`, DEMO: "off", FEED_CAP: "100000", BLOCK_MS: "100", CONCURRENCY: "2" }, { appSettings: NewsSettings });
   rt = await startRuntime({ config, pipeline, app, log: () => {} });
   keys = settingsFor(rt.env).keys;
   users = await seedDemoUsers(rt.env.REDIS!, keys, USERS);

@@ -31,6 +31,7 @@ import { readArticlesFile, replay } from "../replay";
 import { startRuntime } from "../../runtime";
 import { connectValkey, upstashOverValkey, type Connection } from "../../valkey";
 import { launchValkey } from "../../valkey-launcher";
+import { NewsSettings } from "../../../functions/news/config";
 
 const { values } = parseArgs({
   options: {
@@ -64,7 +65,7 @@ async function measureReplay(valkeyUrl: string): Promise<boolean> {
   const { articles: all, invalid } = readArticlesFile(values.file!, { source: "ag_news" });
   const articles = values.limit ? all.slice(0, Number(values.limit)) : all;
   // Worker tuning (BATCH_SIZE, CONCURRENCY, ...) comes from the environment like for npm start.
-  const config = loadConfig({ BLOCK_MS: "100", ...process.env, VALKEY_URL: valkeyUrl, PORT: "0", DEMO: "off", KEY_PREFIX: `m${randomHex(3)}`, FEED_CAP: String(FEED_CAP) });
+  const config = loadConfig({ BLOCK_MS: "100", ...process.env, VALKEY_URL: valkeyUrl, PORT: "0", DEMO: "off", KEY_PREFIX: `m${randomHex(3)}`, FEED_CAP: String(FEED_CAP) }, { appSettings: NewsSettings });
   const rt = await startRuntime({ config, pipeline, app, log: (l) => console.error(l) });
   let ok = true;
   try {
