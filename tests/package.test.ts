@@ -149,6 +149,7 @@ afterAll(() => {
 });
 
 // Independent checks of one installed project: run side by side (type-check and bundle are CPU, the run mostly waits).
+// Bounds of 120 s: each takes seconds on a quiet machine; a shared, loaded one is far slower.
 describe.concurrent("the packed package in a fresh project", () => {
   it("holds the built modules, declarations, web client, LICENSE, and no sources or tests", async () => {
     const files = (await run("tar", ["-tzf", tarball])).stdout.split("\n").filter(Boolean);
@@ -163,7 +164,7 @@ describe.concurrent("the packed package in a fresh project", () => {
     const tsc = join(repo, "node_modules/typescript/bin/tsc");
     const result = await run(process.execPath, [tsc, "-p", "tsconfig.json"], { cwd: project }).catch((err: { stdout: string }) => ({ stdout: err.stdout, failed: true }));
     expect(result, result.stdout).not.toHaveProperty("failed");
-  });
+  }, 120_000);
 
   it("npx edgepipe start --pipeline ./pipeline.ts runs it end to end on the embedded server, web client included", async () => {
     const port = await freePort();
@@ -206,7 +207,7 @@ describe.concurrent("the packed package in a fresh project", () => {
     expect(out).toContain("stopped cleanly");
     // The embedded server went with it (the launcher removes its pidfile after the server exits).
     expect(existsSync(join(work, "data", "launcher.json"))).toBe(false);
-  });
+  }, 120_000);
 
   it("npx edgepipe build bundles its Worker offline (wrangler deploy --dry-run), and workerd runs it", async () => {
     const outdir = join(work, "worker");
@@ -226,5 +227,5 @@ describe.concurrent("the packed package in a fresh project", () => {
       await mf.dispose();
     }
     expect(existsSync(join(project, ".wrangler/edgepipe/entry.ts"))).toBe(true);
-  });
+  }, 120_000);
 });
