@@ -166,7 +166,9 @@ async function main(argv: string[]): Promise<void> {
   if (values.help || command === "help") return console.log(USAGE);
   if (!["start", "dev", "build", "reset"].includes(command)) throw new Error(`unknown command ${command}\n${USAGE}`);
   if (command === "reset") return reset(loadConfig());
-  const loaded = await loadApp(choosePipeline({ flag: values.pipeline }));
+  const choice = choosePipeline({ flag: values.pipeline });
+  // npm runs scripts in the package root; a path typed on the command line is meant from where npm was invoked.
+  const loaded = await loadApp(choice, choice.from === "package.json" ? process.cwd() : (process.env.INIT_CWD ?? process.cwd()));
   // The host's variables and the app's, checked together: one error lists every bad one.
   const config = loadConfig(process.env, { appSettings: loaded.app.settings });
   if (command === "start") return start(loaded, config, { resetFirst: values.reset });
