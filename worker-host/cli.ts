@@ -11,6 +11,7 @@
  *   build   the Worker bundle of the pipeline, offline (`wrangler deploy --dry-run`).
  *   reset   deletes the embedded server's data (VALKEY_DATA_DIR); `start --reset` too.
  */
+import { existsSync } from "node:fs";
 import { createServer } from "node:net";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -167,8 +168,11 @@ async function main(argv: string[]): Promise<void> {
   if (!["start", "dev", "build", "reset"].includes(command)) throw new Error(`unknown command ${command}\n${USAGE}`);
   if (command === "reset") return reset(loadConfig());
   const choice = choosePipeline({ flag: values.pipeline });
-  // npm runs scripts in the package root; a path typed on the command line is meant from where npm was invoked.
-  const loaded = await loadApp(choice, choice.from === "package.json" ? process.cwd() : (process.env.INIT_CWD ?? process.cwd()));
+  // npm runs scripts in the package root: a path typed in a subdirectory (npm start -- --pipeline ./p.ts)
+  // is found from where npm was invoked (INIT_CWD) when the root has no such file.
+  const invokedIn = process.env.INIT_CWD;
+  const typed = choice.from !== "package.json" && invokedIn && !existsSync(resolve(choice.specifier)) && existsSync(resolve(invokedIn, choice.specifier));
+  const loaded = await loadApp(choice, typed ? invokedIn : process.cwd());
   // The host's variables and the app's, checked together: one error lists every bad one.
   const config = loadConfig(process.env, { appSettings: loaded.app.settings });
   if (command === "start") return start(loaded, config, { resetFirst: values.reset });
