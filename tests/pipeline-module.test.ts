@@ -98,8 +98,7 @@ describe("npm start -- --pipeline <module>", () => {
       expect(articles.status).toBe(404);
       expect(((await articles.json()) as { error: { code: string } }).error.code).toBe("not_found");
       expect((await fetch(`${first.url}/v1/topics`)).status).toBe(404);
-      const health = (await (await fetch(`${first.url}/health`)).json()) as { pipeline: { name: string; apps: string[] } };
-      expect(health.pipeline).toMatchObject({ name: "example", apps: [] });
+      expect(await (await fetch(`${first.url}/v1/pipeline`)).json()).toMatchObject({ name: "example", entry: "normalize", apps: [] });
     } finally {
       await first.stop();
     }
@@ -129,8 +128,7 @@ describe("npm start -- --pipeline <module>", () => {
       expect(app.output()).toContain(`greeting ${app.url}/v1/greeting`);
       expect(await (await fetch(`${app.url}/v1/greeting`)).json()).toEqual({ greeting: "bonjour" });
       await eventually(() => app.output().includes("greeting app started (demo off)"));
-      const health = (await (await fetch(`${app.url}/health`)).json()) as { pipeline: { apps: string[] } };
-      expect(health.pipeline.apps).toEqual(["greeting"]);
+      expect(((await (await fetch(`${app.url}/v1/pipeline`)).json()) as { apps: string[] }).apps).toEqual(["greeting"]);
     } finally {
       await app.stop();
     }
