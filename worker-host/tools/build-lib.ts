@@ -58,8 +58,12 @@ for (const file of files(out)) {
     rewritten++;
   }
 }
-// Every entry point must load in plain Node (no tsx): a missing extension fails here, not in a user's project.
-for (const entry of ["functions/index.js", "functions/news/index.js", "worker-host/index.js"]) await import(pathToFileURL(join(out, entry)).href);
+// Every entry point of package.json `exports` must load in plain Node (no tsx): a missing extension fails here, not in a user's project.
+const { exports } = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { exports: Record<string, string | { default?: string }> };
+for (const target of Object.values(exports)) {
+  const path = typeof target === "string" ? target : target.default;
+  if (path?.endsWith(".js")) await import(pathToFileURL(join(root, path)).href);
+}
 if (!ensureWebBuild()) throw new Error("web client build failed: the package would ship without it (npm run build:web)");
 cpSync(WEB_DIST_DIR, join(out, "web", "dist"), { recursive: true });
 const all = files(out);
