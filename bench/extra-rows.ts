@@ -9,7 +9,7 @@ import { newRunId, randomHex } from "../functions/envelope";
 import { createKeys, type Keys } from "../functions/keys";
 import type { StageDef } from "../functions/pipeline";
 import type { RedisClient } from "../functions/redis";
-import { app as newsApp, pipeline as newsPipeline } from "../functions/index";
+import { app as newsApp, pipeline as newsPipeline } from "../functions/news/index";
 import { fanOutArticle } from "../functions/news/fan-out";
 import { seedDemoUsers } from "../functions/news/users";
 import { extractKeywords, readingTimeMinutes, summarize } from "../functions/news/enrich";
@@ -29,6 +29,7 @@ import type { BenchArticle } from "./articles";
 import { PipelineHarness, measureHostProcess, measureThroughput, naiveFanOut, pipelineIdle, round, runBullmqChain, seedNaiveSubscribers, usedMemory, type BenchServer, type ChainStep } from "./harness";
 import { progress, quantiles, sampleRss } from "./stats";
 import type { Series } from "./svg";
+import { NewsSettings } from "../functions/news/config";
 
 /** " [CPU/art: node X µs, server Y µs]" when measured. */
 function fmtCpu(v: unknown): string {
@@ -259,7 +260,7 @@ async function httpMode(url: string, articles: BenchArticle[], users: number) {
   const work = mkdtempSync(join(tmpdir(), "edgepipe-bench-http-"));
   try {
     const bundle = await buildWorkerBundle({ outdir: join(work, "worker") });
-    const config = loadConfig({ ...process.env, VALKEY_URL: url, PORT: "0", HOST: "127.0.0.1", DEMO: "off", KEY_PREFIX: `ht${randomHex(3)}`, UPSTASH_REDIS_REST_URL: "http://127.0.0.1:0", UPSTASH_REDIS_REST_TOKEN: randomHex(16) });
+    const config = loadConfig({ ...process.env, VALKEY_URL: url, PORT: "0", HOST: "127.0.0.1", DEMO: "off", KEY_PREFIX: `ht${randomHex(3)}`, UPSTASH_REDIS_REST_URL: "http://127.0.0.1:0", UPSTASH_REDIS_REST_TOKEN: randomHex(16) }, { appSettings: NewsSettings });
     const stack = await startHttpModeStack({ config, pipeline: newsPipeline, workerd: { kind: "miniflare", scriptPath: bundle.scriptPath }, log: (l) => progress(`[http] ${l}`) });
     try {
       const { keys } = settingsFor(stack.env);

@@ -18,7 +18,7 @@ import { passThroughPipeline } from "./pass-through-pipeline";
 
 async function pipelineFor(name: string): Promise<{ pipeline: Pipeline; app: { fetch(r: Request, env?: unknown): Response | Promise<Response> } }> {
   if (name === "news") {
-    const index = await import("../functions/index");
+    const index = await import("../functions/news/index");
     return { pipeline: index.pipeline, app: index.app };
   }
   const pipeline = passThroughPipeline();

@@ -32,7 +32,8 @@ export function parseServerInfo(info: string): { server: "valkey" | "redis"; ver
 
 /**
  * Builds the app for a pipeline. `apps` names the apps mounted on it (e.g.
- * `["news"]`), so clients such as the web client know which pages to show.
+ * `["news"]`), so clients such as the web client know which pages to show
+ * (`mountApp` in edge-app.ts passes its app's name).
  * @example
  * const app = createApp({ pipeline });
  * const res = await app.request("/health", {}, env);

@@ -1,31 +1,23 @@
 /**
- * Workers entry: the Hono app for the news pipeline plus the news API, and
- * the cron trigger that ingests FEED_URLS. `wrangler dev` and `wrangler
- * deploy` use this module; the Node worker-host imports the same app. The
- * small example pipeline stays in functions/example for docs and tests.
+ * The framework (`edgepipe`): stages, pipelines, apps, the Hono app and the
+ * key builder. Workers-safe: Web APIs, hono, zod and @upstash/redis only.
+ * Apps (the news app is one: `edgepipe/news`) import from here; nothing here
+ * imports an app.
+ * @example
+ * import { defineStage, definePipeline } from "edgepipe";
+ * import { z } from "zod";
+ * const shout = defineStage({ name: "shout", input: z.object({ text: z.string() }), next: [], handle: ({ text }) => ({ result: text.toUpperCase() }) });
+ * export default definePipeline({ name: "hello", stages: [shout] });
  */
-import { createApp } from "./app";
-import { newsPipeline } from "./news/pipeline";
-import { newsRoutes } from "./news/routes";
-import { feedEventsRoutes } from "./feed-events";
-import { scheduledIngest } from "./news/ingest";
-import type { AppEnv } from "./redis";
-
-export const pipeline = newsPipeline;
-// Chained, so `hc<AppType>` sees every route (including the SSE feed events).
-export const app = createApp({ pipeline, apps: ["news"] }).route("/", newsRoutes).route("/v1/feeds", feedEventsRoutes());
-export type AppType = typeof app;
-
-/** Minimal shape of the Workers ExecutionContext the cron handler needs. */
-interface WaitUntil {
-  waitUntil(promise: Promise<unknown>): void;
-}
-
-/** Cron trigger (wrangler.toml `[triggers] crons`): ingests the RSS/Atom feeds in FEED_URLS. */
-export async function scheduled(_event: unknown, env: AppEnv, ctx?: WaitUntil): Promise<void> {
-  const work = scheduledIngest(env);
-  ctx?.waitUntil(work);
-  await work;
-}
-
-export default { fetch: app.fetch, scheduled };
+export { defineStage, definePipeline, StageError, type StageDef, type StageContext, type StageOutcome, type Emit, type Pipeline } from "./pipeline";
+export { defineApp, mountApp, createWorker, asEdgeApp, isPipeline, type EdgeApp, type AppStartContext, type WaitUntil } from "./edge-app";
+export { createApp, parseServerInfo, type App, type AppBindings } from "./app";
+export { createKeys, fnv1a, StageName, RunId, UserId, FeedId, type Keys, type KeyOptions } from "./keys";
+export { settingsFor, type Settings } from "./config";
+export { redisFromEnv, evalScript, type AppEnv, type RedisClient, type ScriptName } from "./redis";
+export { startRuns, readRun, type StartRunsOptions } from "./runs";
+export { apiError, validate, requireApiToken, toIssues, type ApiIssue, type ErrorCode } from "./http";
+export { notifierFromEnv, type ChannelNotifier } from "./notify";
+export { readStats, renderPrometheus, type PipelineStats, type StageStats } from "./stats";
+export { Envelope, newEnvelope } from "./envelope";
+export type { RunView, RunStatus } from "./runs";

@@ -12,10 +12,14 @@ export type RedisClient = Pick<Redis, keyof Redis>;
 export type ScriptName = keyof typeof LUA;
 
 /**
- * Bindings and variables the app reads (Workers env, or the Node host's env object).
- * `Env` is generated from wrangler.toml by `npm run gen:types` (functions/worker-configuration.d.ts).
+ * Bindings and variables the framework reads (Workers env, or the Node host's
+ * env object); an app's own variables ride along under the index signature.
+ * (The news Worker's full bindings, generated from wrangler.toml by `npm run
+ * gen:types`, are `Env` in functions/worker-configuration.d.ts; the framework
+ * does not extend them, so it carries no app's variables and its published
+ * types need no generated global.)
  */
-export interface AppEnv extends Partial<Env> {
+export interface AppEnv {
   UPSTASH_REDIS_REST_URL?: string;
   UPSTASH_REDIS_REST_TOKEN?: string;
   /** Injected in-process by the worker-host: a client over iovalkey. */
@@ -24,6 +28,8 @@ export interface AppEnv extends Partial<Env> {
   IN_PROCESS?: boolean;
   KEY_PREFIX?: string;
   PARTITIONS?: string;
+  FEED_BUCKETS?: string;
+  CHECKPOINT_TTL_SECONDS?: string;
   API_TOKEN?: string;
   STAGE_SIGNING_KEYS?: string;
   [key: string]: unknown;

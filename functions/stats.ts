@@ -24,6 +24,9 @@ export interface StageStats {
   failed: number;
   retried: number;
   deadLettered: number;
+  /** Redelivered envelopes whose step was already committed: acked without running the handler again. */
+  redeliveredAfterCommit: number;
+  /** @deprecated The same count as `redeliveredAfterCommit` (the old, misleading name: it counts redeliveries, not duplicate payloads); kept until the next major version. */
   duplicates: number;
   pending: number;
   lag: number;
@@ -85,6 +88,8 @@ export async function readStats(redis: RedisClient, keys: Keys, pipeline: Pipeli
         failed: sum("failed"),
         retried: sum("retried"),
         deadLettered: sum("deadLettered"),
+        // The scripts' hash field keeps its old name, so counts stored before the rename still add up.
+        redeliveredAfterCommit: sum("duplicates"),
         duplicates: sum("duplicates"),
         pending: perPartition.reduce((s, x) => s + num(x.backlog?.[1]), 0),
         lag: perPartition.reduce((s, x) => s + Math.max(0, num(x.backlog?.[2])), 0),
@@ -128,7 +133,8 @@ export function renderPrometheus(stats: PipelineStats): string {
   counter("stage_failed_total", "Handler failures (retryable or not).", "counter", (s) => s.failed);
   counter("stage_retried_total", "Envelopes scheduled for redelivery.", "counter", (s) => s.retried);
   counter("stage_dead_lettered_total", "Envelopes moved to the dead-letter stream.", "counter", (s) => s.deadLettered);
-  counter("stage_duplicates_total", "Redelivered envelopes acked without re-running effects.", "counter", (s) => s.duplicates);
+  counter("stage_redelivered_after_commit_total", "Redelivered envelopes whose step was already committed (acked, handler not run again).", "counter", (s) => s.redeliveredAfterCommit);
+  counter("stage_duplicates_total", "Deprecated: the same count as edgepipe_stage_redelivered_after_commit_total.", "counter", (s) => s.duplicates);
   counter("stage_ingested_total", "Runs started at this stage.", "counter", (s) => s.ingested);
   counter("stage_pending", "Entries delivered but not yet acknowledged.", "gauge", (s) => s.pending);
   counter("stage_lag", "Entries not yet delivered to the stage's group.", "gauge", (s) => s.lag);

@@ -3,7 +3,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { articlesFromCsv } from "../functions/news/csv";
-import { evaluateClassifier } from "../worker-host/tools/eval-classifier";
+import { evaluateClassifier } from "../worker-host/news/tools/eval-classifier";
 
 // ../shared/data relative to the project root (this file lives in <root>/tests).
 const agNewsPath = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "shared", "data", "ag_news_test.csv");

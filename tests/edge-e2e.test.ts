@@ -13,20 +13,21 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { settingsFor } from "../functions/config";
 import { listDeadLetters } from "../functions/dead-letters";
 import { randomHex } from "../functions/envelope";
-import { app, pipeline } from "../functions/index";
+import { app, pipeline } from "../functions/news/index";
 import { demoUid } from "../functions/news/users";
 import { redisFromEnv, type AppEnv } from "../functions/redis";
 import { readRun, startRuns } from "../functions/runs";
 import { loadConfig } from "../worker-host/config";
 import { startHttpModeStack, type HttpModeStack } from "../worker-host/http-mode";
 import { startRuntime, type Runtime } from "../worker-host/runtime";
-import { prepareSampleWorld, samplePayloads } from "../worker-host/sample-work";
+import { prepareSampleWorld, samplePayloads } from "../worker-host/news/sample-work";
 import { buildWorkerBundle } from "../worker-host/worker-bundle";
 import { eventually, startTestValkey, type TestValkey } from "./helpers/valkey";
 import { openSse } from "./helpers/sse";
 import { setInterests } from "../functions/news/users";
 import { storeArticle } from "../functions/news/articles";
 import { fanOutToBucket } from "../functions/news/fan-out";
+import { NewsSettings } from "../functions/news/config";
 
 const ITEMS = 120;
 const USERS = 40;
@@ -42,7 +43,7 @@ const payloads = [...sample.payloads, ...sample.payloads.slice(0, 3)];
 const runIds = payloads.map((_, i) => `e2e-${i}-${randomHex(3)}`);
 
 function configFor(prefix: string, extra: Record<string, string> = {}) {
-  return loadConfig({ VALKEY_URL: valkey.url, PORT: "0", HOST: "127.0.0.1", DEMO: "off", KEY_PREFIX: prefix, BLOCK_MS: "100", RETRY_BACKOFF_MS: "50", BATCH_SIZE: "20", FEED_CAP: "100000", ...extra });
+  return loadConfig({ VALKEY_URL: valkey.url, PORT: "0", HOST: "127.0.0.1", DEMO: "off", KEY_PREFIX: prefix, BLOCK_MS: "100", RETRY_BACKOFF_MS: "50", BATCH_SIZE: "20", FEED_CAP: "100000", ...extra }, { appSettings: NewsSettings });
 }
 
 beforeAll(async () => {

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomHex } from "../functions/envelope";
-import { app } from "../functions/index";
+import { app } from "../functions/news/index";
 import { settingsFor } from "../functions/config";
 import { readFeedSince } from "../functions/news/feeds";
 import { fanOutArticle } from "../functions/news/fan-out";

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFanoutDeliveries } from "../functions/stats";
 import { randomHex } from "../functions/envelope";
-import { app, pipeline } from "../functions/index";
+import { app, pipeline } from "../functions/news/index";
 import { settingsFor } from "../functions/config";
 import { articlesFromCsv } from "../functions/news/csv";
 import { generateDemoArticles } from "../functions/news/demo-feed";
@@ -19,8 +19,9 @@ import type { ArticleInput } from "../functions/news/schema";
 import type { Keys } from "../functions/keys";
 import { loadConfig } from "../worker-host/config";
 import { startRuntime, type Runtime } from "../worker-host/runtime";
-import { checkFeeds, deliveredArticles, waitForRuns } from "../worker-host/news-check";
+import { checkFeeds, deliveredArticles, waitForRuns } from "../worker-host/news/news-check";
 import { startTestValkey, type TestValkey } from "./helpers/valkey";
+import { NewsSettings } from "../functions/news/config";
 
 // AG_NEWS_CSV=/nonexistent exercises the fallback path.
 const AG_NEWS = process.env.AG_NEWS_CSV ?? fileURLToPath(new URL("../../shared/data/ag_news_test.csv", import.meta.url));
@@ -63,7 +64,7 @@ async function ingestAll(articles: ArticleInput[]): Promise<string[]> {
 
 beforeAll(async () => {
   v = await startTestValkey();
-  const config = loadConfig({ VALKEY_URL: v.url, PORT: "0", KEY_PREFIX: `e${randomHex(4)}`, DEMO: "off", FEED_CAP: "100000", BLOCK_MS: "100", CONCURRENCY: "2" });
+  const config = loadConfig({ VALKEY_URL: v.url, PORT: "0", KEY_PREFIX: `e${randomHex(4)}`, DEMO: "off", FEED_CAP: "100000", BLOCK_MS: "100", CONCURRENCY: "2" }, { appSettings: NewsSettings });
   rt = await startRuntime({ config, pipeline, app, log: () => {} });
   keys = settingsFor(rt.env).keys;
   users = await seedDemoUsers(rt.env.REDIS!, keys, USERS);

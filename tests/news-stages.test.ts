@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newEnvelope, randomHex, type Envelope } from "../functions/envelope";
-import { pipeline } from "../functions/index";
+import { pipeline } from "../functions/news/index";
 import { settingsFor } from "../functions/config";
 import { runStageBatch } from "../functions/stage-route";
 import { setInterests } from "../functions/news/users";

@@ -7,7 +7,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomHex, newEnvelope } from "../functions/envelope";
-import { scheduled, pipeline } from "../functions/index";
+import { scheduled, pipeline } from "../functions/news/index";
 import { settingsFor } from "../functions/config";
 import { runStageBatch } from "../functions/stage-route";
 import type { AppEnv } from "../functions/redis";

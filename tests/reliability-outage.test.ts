@@ -13,7 +13,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { randomHex } from "../functions/envelope";
-import { app, pipeline } from "../functions/index";
+import { app, NewsSettings, pipeline } from "../functions/news/index";
 import { loadConfig } from "../worker-host/config";
 import { startRuntime, type Runtime } from "../worker-host/runtime";
 import { startRestartableValkey, type RestartableValkey } from "./helpers/restartable-valkey";
@@ -44,7 +44,7 @@ afterAll(async () => {
 
 /** npm start's configuration with its production read timings (BLOCK_MS 1000, watchdog grace 5 s). */
 async function startHost(lines: string[]): Promise<Runtime> {
-  const config = loadConfig({ VALKEY_URL: v.url, PORT: "0", HOST: "127.0.0.1", DEMO: "off", WEB_DIR: "", KEY_PREFIX: `o${randomHex(3)}`, RETRY_BACKOFF_MS: "50" });
+  const config = loadConfig({ VALKEY_URL: v.url, PORT: "0", HOST: "127.0.0.1", DEMO: "off", WEB_DIR: "", KEY_PREFIX: `o${randomHex(3)}`, RETRY_BACKOFF_MS: "50" }, { appSettings: NewsSettings });
   const rt = await startRuntime({ config, pipeline, app, log: (l) => lines.push(l) });
   runtimes.push(rt);
   return rt;

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, isAlive as alive } from "../worker-host/valkey-launcher";
 import { runScript } from "../worker-host/valkey";
 import { loadConfig } from "../worker-host/config";
-import { newsSettings } from "../functions/news/config";
+import { NewsSettings, newsSettings } from "../functions/news/config";
 import { createApp } from "../functions/app";
 import { examplePipeline } from "../functions/example/pipeline";
 import { eventually, startTestValkey, testKeys, type TestValkey } from "./helpers/valkey";
@@ -67,14 +67,19 @@ describe("npm start", () => {
     }
   });
 
-  it("hands the news settings to the handlers as given and checks them at start; WEB_DIR= serves no web client", () => {
-    const config = loadConfig({ ENRICH_CACHE: "on", TOPIC_LIST_CAP: "5", FANOUT_MARKER_TTL_SECONDS: "3600", SSE_POLL_MS: "100", WEB_DIR: "", PORT: "9000" });
+  it("hands an app's settings to its handlers as given and checks them at start with the app's schema; WEB_DIR= serves no web client", () => {
+    const env = { ENRICH_CACHE: "on", TOPIC_LIST_CAP: "5", FANOUT_MARKER_TTL_SECONDS: "3600", SSE_POLL_MS: "100", WEB_DIR: "", PORT: "9000" };
+    const config = loadConfig(env, { appSettings: NewsSettings });
     expect(config.appVars).toEqual({ ENRICH_CACHE: "on", TOPIC_LIST_CAP: "5", FANOUT_MARKER_TTL_SECONDS: "3600", SSE_POLL_MS: "100" });
     const news = newsSettings({ ...config.appVars });
     expect([news.ENRICH_CACHE, news.TOPIC_LIST_CAP, news.FANOUT_MARKER_TTL_SECONDS]).toEqual(["on", 5, 3600]);
     expect(config.webDisabled).toBe(true);
     expect(loadConfig({}).webDisabled).toBe(false);
-    expect(() => loadConfig({ ENRICH_CACHE: "maybe", TOPIC_LIST_CAP: "0", BATCH_SIZE: "0" })).toThrow(/BATCH_SIZE[\s\S]*TOPIC_LIST_CAP[\s\S]*ENRICH_CACHE/);
+    const bad = { ENRICH_CACHE: "maybe", TOPIC_LIST_CAP: "0", BATCH_SIZE: "0" };
+    expect(() => loadConfig(bad, { appSettings: NewsSettings })).toThrow(/BATCH_SIZE[\s\S]*TOPIC_LIST_CAP[\s\S]*ENRICH_CACHE/);
+    // Without an app the host knows none of the news variables: they are neither checked nor handed on.
+    expect(() => loadConfig({ ENRICH_CACHE: "maybe" })).not.toThrow();
+    expect(loadConfig(env).appVars).toEqual({});
   });
 
   it("refuses a bad configuration with a list of what is wrong", async () => {

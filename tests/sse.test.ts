@@ -5,7 +5,7 @@
  * poll that Workers use (app.fetch with no notifier).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { app, pipeline } from "../functions/index";
+import { app, pipeline } from "../functions/news/index";
 import { randomHex } from "../functions/envelope";
 import { settingsFor } from "../functions/config";
 import type { AppEnv } from "../functions/redis";
@@ -17,6 +17,7 @@ import { openSse, type SseEvent } from "./helpers/sse";
 import { setInterests } from "../functions/news/users";
 import { storeArticle } from "../functions/news/articles";
 import { fanOutToBucket } from "../functions/news/fan-out";
+import { NewsSettings } from "../functions/news/config";
 
 let valkey: TestValkey;
 let runtime: Runtime;
@@ -26,7 +27,7 @@ let pollEnv: AppEnv;
 beforeAll(async () => {
   valkey = await startTestValkey();
   runtime = await startRuntime({
-    config: loadConfig({ VALKEY_URL: valkey.url, PORT: "0", DEMO: "off", KEY_PREFIX: `sse${randomHex(3)}`, WEB_DIR: "" }),
+    config: loadConfig({ VALKEY_URL: valkey.url, PORT: "0", DEMO: "off", KEY_PREFIX: `sse${randomHex(3)}`, WEB_DIR: "" }, { appSettings: NewsSettings }),
     pipeline,
     app,
     log: () => undefined,

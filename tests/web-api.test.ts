@@ -9,7 +9,7 @@ import { createApp } from "../functions/app";
 import { settingsFor } from "../functions/config";
 import { randomHex } from "../functions/envelope";
 import { examplePipeline } from "../functions/example/pipeline";
-import { app as newsApp } from "../functions/index";
+import { app as newsApp } from "../functions/news/index";
 import { seedDemoUsers } from "../functions/news/users";
 import type { AppEnv } from "../functions/redis";
 import { spreadTag } from "../functions/keys";

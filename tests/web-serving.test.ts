@@ -6,7 +6,7 @@
  */
 import { hc } from "hono/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { app, pipeline, type AppType } from "../functions/index";
+import { app, pipeline, type AppType } from "../functions/news/index";
 import { randomHex } from "../functions/envelope";
 import { settingsFor } from "../functions/config";
 import type { AppEnv } from "../functions/redis";

@@ -13,7 +13,7 @@ import type { Page } from "playwright-core";
 import { describe, expect, it } from "vitest";
 import { settingsFor } from "../functions/config";
 import { randomHex } from "../functions/envelope";
-import { app, pipeline } from "../functions/index";
+import { app, NewsSettings, pipeline } from "../functions/news/index";
 import { seedDemoUsers } from "../functions/news/users";
 import { cachedTool } from "../functions/tools/cache";
 import type { Runtime } from "../worker-host/runtime";
@@ -57,7 +57,7 @@ async function pollsPass(n: number): Promise<void> {
   await eventually(async () => (await samples()) >= Math.min(seen + n, 90));
 }
 
-useBrowserStack({ pipeline, app }, (stack) => {
+useBrowserStack({ pipeline, app, appSettings: NewsSettings }, (stack) => {
   ({ runtime, browser } = stack);
   page = browser.page;
 });

@@ -13,8 +13,8 @@ import { signStageRequest } from "../functions/signing";
 import { compatibilityDateFromWranglerToml, varsFromWranglerToml } from "../worker-host/http-mode";
 import { startRestBridge, type RestBridge } from "../worker-host/rest-bridge";
 import { buildWorkerBundle, type WorkerBundle } from "../worker-host/worker-bundle";
-import { samplePayloads } from "../worker-host/sample-work";
-import { pipeline } from "../functions/index";
+import { samplePayloads } from "../worker-host/news/sample-work";
+import { pipeline } from "../functions/news/index";
 import { startTestValkey, type TestValkey } from "./helpers/valkey";
 
 let valkey: TestValkey;

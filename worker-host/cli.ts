@@ -1,67 +1,105 @@
 #!/usr/bin/env node
 /**
- * CLI entry.
- *   start   the embedded stack (npm start): Valkey, worker-host, HTTP app; with
- *           DEMO on (default) it seeds demo users and trickles in the built-in
- *           demo feed; FEED_URLS are polled every FEED_POLL_SECONDS.
- *   replay  posts a CSV/JSONL file to a running app (npm run replay -- file.csv).
- *   dev     the edge stack (npm run dev): handlers and API in workerd via `wrangler dev`,
- *           the REST bridge, and the worker-host dispatching over signed HTTP.
+ * CLI entry (`npm start`, `npm run dev`, the `edgepipe` bin). Runs any
+ * pipeline module: `--pipeline <path>`, else PIPELINE, else package.json
+ * `"edgepipe": { "pipeline" }` (this repository names the news app there).
+ *   start   the embedded stack: Valkey, worker-host, HTTP app (+ web client);
+ *           then the app's own `start` (the news app: demo data, RSS polling).
+ *   dev     the edge stack: handlers and API in workerd via `wrangler dev` (a
+ *           Worker entry generated under .wrangler/edgepipe/), the REST bridge,
+ *           and the worker-host dispatching over signed HTTP.
+ *   build   the Worker bundle of the pipeline, offline (`wrangler deploy --dry-run`).
+ *   reset   deletes the embedded server's data (VALKEY_DATA_DIR); `start --reset` too.
  */
-import { app, pipeline } from "../functions/index";
-import { settingsFor } from "../functions/config";
-import { redisFromEnv } from "../functions/redis";
-import { feedUrlsOf, newsSettings } from "../functions/news/config";
-import { generateDemoArticles } from "../functions/news/demo-feed";
-import { ingestArticles, ingestFeedUrls } from "../functions/news/ingest";
-import { seedDemoUsers } from "../functions/news/users";
+import { existsSync } from "node:fs";
+import { createServer } from "node:net";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { mountApp, type AppStartContext, type EdgeApp } from "../functions/edge-app";
+import type { AppEnv } from "../functions/redis";
 import { loadConfig, type HostConfig } from "./config";
+import { resetDataDir } from "./data-dir";
 import { HttpInvoker } from "./http-invoker";
 import { startHttpModeStack } from "./http-mode";
-import { replayCommand } from "./replay";
-import { startRuntime, type Runtime } from "./runtime";
-import { ensureWebBuild } from "./static-files";
+import { choosePipeline, loadApp, type LoadedApp } from "./load-app";
+import { startRuntime } from "./runtime";
+import { ensureWebBuild, WEB_DIST_DIR } from "./static-files";
+import { buildWorkerBundle } from "./worker-bundle";
+import { writeWorkerProject } from "./worker-project";
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const USAGE = `usage: edgepipe <start|dev|build|reset> [--pipeline ./pipeline.ts] [--reset] [--outdir dist/worker]
+  start   run the pipeline on the embedded server (npm start)
+  dev     run its handlers in workerd with wrangler dev (npm run dev)
+  build   build its Worker bundle offline into --outdir (default dist/worker)
+  reset   delete the embedded server's data (VALKEY_DATA_DIR, default .data/valkey)
+The pipeline module: --pipeline, else PIPELINE, else package.json "edgepipe": { "pipeline" }.`;
 
-/** Seeds demo users and trickles the built-in demo feed in, so the app looks live. */
-async function runDemo(runtime: Pick<Runtime, "env" | "url">, config: HostConfig, isStopping: () => boolean): Promise<void> {
-  const { keys, settings } = settingsFor(runtime.env);
-  const redis = redisFromEnv(runtime.env);
-  const users = await seedDemoUsers(redis, keys, config.DEMO_USERS);
-  if (users.length > 0) console.log(`demo: ${users.length} users (${users[0].uid}..${users[users.length - 1].uid}), e.g. ${runtime.url}/v1/feeds/${users[0].uid}`);
-  // A new seed per session: the dedupe window would drop a repeat of the last session's articles.
-  const articles = generateDemoArticles(config.DEMO_ARTICLES, { seed: Math.floor(Date.now() / 1000), now: Date.now() }).map(({ intendedTopic: _t, ...a }) => a);
-  if (articles.length === 0) return;
-  console.log(`demo: replaying ${articles.length} built-in articles, one every ${config.DEMO_INTERVAL_MS} ms after a first burst of 10`);
-  const first = await ingestArticles(redis, keys, articles.slice(0, 10), { ttlSeconds: settings.CHECKPOINT_TTL_SECONDS });
-  console.log(`demo run started: ${runtime.url}/v1/runs/${first[0]}`);
-  for (const article of articles.slice(10)) {
-    if (isStopping()) return;
-    await sleep(config.DEMO_INTERVAL_MS);
-    if (isStopping()) return;
-    await ingestArticles(redis, keys, [article], { ttlSeconds: settings.CHECKPOINT_TTL_SECONDS });
-  }
-  console.log("demo: all built-in articles ingested");
+/** Fails fast, naming PORT, when the port is taken (instead of a server that never listens, or another one answering). */
+async function assertPortFree(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  await new Promise<void>((done, fail) => {
+    const probe = createServer();
+    probe.once("error", (err: NodeJS.ErrnoException) => {
+      fail(new Error(err.code === "EADDRINUSE" ? `PORT ${port} is already in use on ${host}: stop what listens there or set PORT to a free port (PORT=0 picks one)` : `cannot listen on ${host}:${port} (PORT, HOST): ${err.message}`));
+    });
+    probe.listen({ port, host, exclusive: true }, () => probe.close(() => done()));
+  });
 }
 
-/** Polls FEED_URLS (what the Workers cron trigger does at the edge). */
-async function pollFeeds(runtime: Pick<Runtime, "env">, config: HostConfig, isStopping: () => boolean): Promise<void> {
-  const urls = feedUrlsOf(newsSettings(runtime.env));
-  if (urls.length === 0) return;
-  console.log(`feeds: polling ${urls.length} RSS/Atom feed(s) every ${config.FEED_POLL_SECONDS} s`);
-  while (!isStopping()) {
-    for (const r of await ingestFeedUrls(runtime.env, urls)) {
-      console.log(r.error ? `feeds: ${r.url}: ${r.error}` : `feeds: ${r.url}: ${r.articles} item(s)${r.cacheHit ? " (cached)" : ""}`);
-    }
-    for (let waited = 0; waited < config.FEED_POLL_SECONDS * 1000 && !isStopping(); waited += 500) await sleep(500);
-  }
+function reset(config: HostConfig): void {
+  const report = resetDataDir(config.VALKEY_DATA_DIR, { valkeyUrl: config.VALKEY_URL });
+  if (report.deleted.length === 0) console.log(`reset: ${report.dir} holds no server data; nothing deleted`);
+  else console.log(`reset: deleted ${report.deleted.join(", ")} in ${report.dir} (runs, feeds, users, stats: everything the embedded server stored)`);
+  if (report.kept.length > 0) console.log(`reset: kept ${report.kept.join(", ")} (not written by the launcher)`);
 }
 
-async function start(): Promise<void> {
-  const config = loadConfig();
+/** The URLs worth clicking: web pages (when a client is served) and the API. */
+function printUrls(url: string, app: EdgeApp, { web, metrics }: { web: boolean; metrics: boolean }): void {
+  if (web) {
+    const pages = { runs: "/#/runs", dashboard: "/#/dashboard", ...app.links };
+    console.log(`web:  ${Object.entries(pages).map(([label, path]) => `${label} ${url}${path}`).join("  ")}`);
+  }
+  console.log(`api:  health ${url}/health  stats ${url}/v1/stats${metrics ? `  metrics ${url}/metrics` : ""}  start a run: POST ${url}/v1/runs`);
+}
+
+/** Runs the app's own `start` in the background; returns its abort. */
+function startAppTasks(app: EdgeApp, ctx: Omit<AppStartContext, "signal">): AbortController {
+  const stop = new AbortController();
+  if (app.start) {
+    Promise.resolve()
+      .then(() => app.start!({ ...ctx, signal: stop.signal }))
+      .catch((err) => !stop.signal.aborted && console.error(`${app.name}: start failed: ${(err as Error).message}`));
+  }
+  return stop;
+}
+
+/** Ctrl-C / SIGTERM (and SIGHUP for dev): stop once, cleanly, then exit 0. */
+function onSignals(signals: NodeJS.Signals[], what: string, close: () => Promise<void>): void {
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`\n${signal}: stopping ${what}...`);
+    await close();
+    console.log("stopped cleanly");
+    process.exit(0);
+  };
+  for (const s of signals) process.on(s, () => void stop(s));
+}
+
+function describe(loaded: LoadedApp): string {
+  const { app, choice } = loaded;
+  const stages = [...app.pipeline.stages.keys()].join(" -> ");
+  return `pipeline "${app.pipeline.name}" (${choice.specifier}, from ${choice.from}${app.routes ? `; app ${app.name}` : ""}): stages ${stages}`;
+}
+
+async function start(loaded: LoadedApp, config: HostConfig, { resetFirst }: { resetFirst: boolean }): Promise<void> {
+  const { app } = loaded;
+  if (resetFirst) reset(config);
+  await assertPortFree(config.HOST, config.PORT);
   // Fast when web/dist exists; a fresh checkout builds the client once.
-  if (config.WEB_DIR === undefined && !config.webDisabled) ensureWebBuild();
+  const webDir = config.webDisabled ? undefined : (config.WEB_DIR ?? WEB_DIST_DIR);
+  const web = webDir !== undefined && (config.WEB_DIR !== undefined || ensureWebBuild());
   // With STAGE_BASE_URL (e.g. the deployed Worker) handlers run there, called over signed HTTP.
   let invoker: HttpInvoker | undefined;
   if (config.STAGE_BASE_URL) {
@@ -69,69 +107,80 @@ async function start(): Promise<void> {
     invoker = new HttpInvoker({ baseUrl: config.STAGE_BASE_URL, signingKeys: config.STAGE_SIGNING_KEYS });
     console.log(`stage handlers: ${config.STAGE_BASE_URL}/stages/:name over signed HTTP`);
   }
-  const runtime = await startRuntime({ config, pipeline, app, invoker });
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    console.log(`\n${signal}: stopping (finishing in-flight work)...`);
+  const runtime = await startRuntime({ config, pipeline: app.pipeline, app: mountApp(app), invoker });
+  let tasks: AbortController | undefined;
+  onSignals(["SIGINT", "SIGTERM"], "(finishing in-flight work)", async () => {
+    tasks?.abort();
     await runtime.close();
-    console.log("stopped cleanly");
-    process.exit(0);
-  };
-  process.on("SIGINT", () => void stop("SIGINT"));
-  process.on("SIGTERM", () => void stop("SIGTERM"));
-  console.log(`pipeline "${pipeline.name}" running: stages ${[...pipeline.stages.keys()].join(" -> ")}`);
-  console.log(`valkey: ${runtime.valkeyUrl}${runtime.valkey ? " (embedded)" : ""}`);
-  console.log(`listening on ${runtime.url}  (web client: ${runtime.url}/ , health: ${runtime.url}/health, metrics: ${runtime.url}/metrics, topics: ${runtime.url}/v1/topics)`);
-  const background = (name: string, task: Promise<void>) => task.catch((err) => !stopping && console.error(`${name} failed: ${(err as Error).message}`));
-  if (config.DEMO) background("demo", runDemo(runtime, config, () => stopping));
-  else console.log("demo off (DEMO=off): no demo users, no demo articles");
-  background("feed polling", pollFeeds(runtime, config, () => stopping));
+  });
+  console.log(describe(loaded));
+  console.log(`valkey: ${runtime.valkeyUrl}${runtime.valkey ? ` (embedded; data in ${config.VALKEY_DATA_DIR} is kept between starts, npm run reset deletes it)` : ""}`);
+  console.log(`listening on ${runtime.url}`);
+  printUrls(runtime.url, app, { web, metrics: true });
+  tasks = startAppTasks(app, { env: runtime.env, url: runtime.url, demo: config.DEMO, log: console.log });
 }
 
-async function replay(): Promise<void> {
-  await replayCommand(process.argv.slice(3), loadConfig());
-}
-
-async function dev(): Promise<void> {
-  const config = loadConfig();
+async function dev(loaded: LoadedApp, config: HostConfig): Promise<void> {
+  const { app, path } = loaded;
+  await assertPortFree(config.HOST, config.PORT);
   // wrangler dev serves web/dist as the Worker's static assets.
-  ensureWebBuild();
-  const stack = await startHttpModeStack({ config, pipeline, workerd: { kind: "wrangler-dev" } });
-  let stopping = false;
+  const web = ensureWebBuild();
+  const project = writeWorkerProject({ module: path, name: app.pipeline.name, webDir: web ? WEB_DIST_DIR : undefined });
+  console.log(`worker entry for ${loaded.choice.specifier}: ${project.entryPath} (config ${project.configPath})`);
+  const stack = await startHttpModeStack({ config, pipeline: app.pipeline, workerd: { kind: "wrangler-dev", configPath: project.configPath } });
+  let tasks: AbortController | undefined;
   // Ctrl-C reaches only this process (wrangler runs in its own process group), so the
   // worker-host commits its in-flight batches before workerd, the bridge and Valkey stop.
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    console.log(`\n${signal}: stopping worker-host, wrangler dev, REST bridge${stack.valkey ? ", embedded valkey" : ""}...`);
+  onSignals(["SIGINT", "SIGTERM", "SIGHUP"], `worker-host, wrangler dev, REST bridge${stack.valkey ? ", embedded valkey" : ""}`, async () => {
+    tasks?.abort();
     await stack.close();
-    console.log("stopped cleanly");
-    process.exit(0);
-  };
-  process.on("SIGINT", () => void stop("SIGINT"));
-  process.on("SIGTERM", () => void stop("SIGTERM"));
-  process.on("SIGHUP", () => void stop("SIGHUP"));
-  console.log(`pipeline "${pipeline.name}" in workerd (wrangler dev): stages ${[...pipeline.stages.keys()].join(" -> ")}`);
+  });
+  console.log(`${describe(loaded)}, in workerd (wrangler dev)`);
   console.log(`valkey: ${stack.valkeyUrl}${stack.valkey ? " (embedded)" : ""}; handlers reach it at ${stack.restUrl}`);
   console.log(`worker-host dispatches over signed HTTP to ${config.STAGE_BASE_URL ?? stack.url}/stages/:name`);
-  console.log(`listening on ${stack.url}  (health: ${stack.url}/health, topics: ${stack.url}/v1/topics)`);
-  const background = (name: string, task: Promise<void>) => task.catch((err) => !stopping && console.error(`${name} failed: ${(err as Error).message}`));
-  if (config.DEMO) background("demo", runDemo(stack, config, () => stopping));
-  else console.log("demo off (DEMO=off): no demo users, no demo articles");
-  // wrangler dev does not fire cron triggers; the host polls FEED_URLS like `npm start` does.
-  background("feed polling", pollFeeds(stack, config, () => stopping));
+  console.log(`listening on ${stack.url}`);
+  // /metrics is the Node server's; workerd does not serve it.
+  printUrls(stack.url, app, { web, metrics: false });
+  // wrangler dev fires no cron triggers; the app's start (e.g. RSS polling) runs here as under npm start.
+  const env: AppEnv = stack.env;
+  tasks = startAppTasks(app, { env, url: stack.url, demo: config.DEMO, log: console.log });
 }
 
-const [command = "start"] = process.argv.slice(2);
-const commands: Record<string, () => Promise<void>> = { start, dev, replay };
-const run = commands[command];
-if (!run) {
-  console.error(`unknown command ${command}; expected one of: ${Object.keys(commands).join(", ")}`);
-  process.exit(2);
+async function build(loaded: LoadedApp, outdir: string): Promise<void> {
+  const project = writeWorkerProject({ module: loaded.path, name: loaded.app.pipeline.name });
+  const bundle = await buildWorkerBundle({ outdir, configPath: project.configPath });
+  console.log(`${describe(loaded)}\nworker bundle: ${bundle.scriptPath} (${bundle.bytes} bytes, ${bundle.gzipBytes} gzip)${bundle.nodeImports.length ? `; imports ${bundle.nodeImports.join(", ")} (needs nodejs_compat)` : ""}`);
 }
-run().catch((err) => {
+
+async function main(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      pipeline: { type: "string" },
+      reset: { type: "boolean", default: false },
+      outdir: { type: "string", default: "dist/worker" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  const [command = "start"] = positionals;
+  if (values.help || command === "help") return console.log(USAGE);
+  if (!["start", "dev", "build", "reset"].includes(command)) throw new Error(`unknown command ${command}\n${USAGE}`);
+  if (command === "reset") return reset(loadConfig());
+  const choice = choosePipeline({ flag: values.pipeline });
+  // npm runs scripts in the package root: a path typed in a subdirectory (npm start -- --pipeline ./p.ts)
+  // is found from where npm was invoked (INIT_CWD) when the root has no such file.
+  const invokedIn = process.env.INIT_CWD;
+  const typed = choice.from !== "package.json" && invokedIn && !existsSync(resolve(choice.specifier)) && existsSync(resolve(invokedIn, choice.specifier));
+  const loaded = await loadApp(choice, typed ? invokedIn : process.cwd());
+  // The host's variables and the app's, checked together: one error lists every bad one.
+  const config = loadConfig(process.env, { appSettings: loaded.app.settings });
+  if (command === "start") return start(loaded, config, { resetFirst: values.reset });
+  if (command === "dev") return dev(loaded, config);
+  return build(loaded, resolve(values.outdir));
+}
+
+main(process.argv.slice(2)).catch((err) => {
   console.error(err instanceof Error ? err.message : err);
   process.exit(1);
 });

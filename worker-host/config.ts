@@ -1,9 +1,10 @@
 /**
  * The one config loader of the Node side: reads process.env once, validates
- * it with zod, and fails with a list of what is wrong.
+ * it with zod, and fails with a list of what is wrong. It knows the host's
+ * own variables; an app's variables are checked with the app's own schema
+ * (`defineApp({ settings })`), handed in by the caller.
  */
 import { z } from "zod";
-import { NewsSettings } from "../functions/news/config";
 
 const bool = z.enum(["on", "off", "true", "false", "1", "0"]).transform((v) => v === "on" || v === "true" || v === "1");
 
@@ -38,43 +39,36 @@ export const HostConfig = z.object({
   CORS_PUBLIC_READS: bool.default(true),
   /** Directory of the built web client served at `/` (`WEB_DIR=`, empty: serve none). */
   WEB_DIR: z.string().optional(),
-  /** SSE live updates: feed-head poll interval (ms) and stream lifetime before the client reconnects (s). */
-  SSE_POLL_MS: z.coerce.number().int().min(50).max(60_000).optional(),
-  SSE_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).optional(),
   FEED_BUCKETS: z.coerce.number().int().min(1).max(4096).default(16),
-  /** How often `npm start` polls FEED_URLS (the Workers cron does it at the edge). */
-  FEED_POLL_SECONDS: z.coerce.number().int().min(10).default(300),
-  /** Demo of `npm start`: users seeded and built-in articles trickled in. */
-  DEMO_USERS: z.coerce.number().int().min(0).max(100_000).default(50),
-  DEMO_ARTICLES: z.coerce.number().int().min(0).max(10_000).default(100),
-  DEMO_INTERVAL_MS: z.coerce.number().int().min(0).default(1500),
 });
 
-/** The news pipeline's variables (functions/news/config.ts): checked here, handed to the handlers as set. */
-const NEWS_VARS = Object.keys(NewsSettings.shape) as Array<keyof typeof NewsSettings.shape>;
-
 export type HostConfig = z.infer<typeof HostConfig> & {
-  /** Variables handed to the app's handlers as env vars (SSE and news settings that are set), as given. */
+  /** The app's variables that are set (keys of its settings schema), as given: handed to its handlers. */
   appVars: Record<string, string>;
   /** `WEB_DIR=` was given empty: serve no web client. */
   webDisabled: boolean;
 };
 
+export interface LoadConfigOptions {
+  /** The app's settings schema (`EdgeApp.settings`): checked with the host's variables, one error for all. */
+  appSettings?: z.ZodObject<z.ZodRawShape>;
+}
+
 /** Parses the environment; throws one error listing every bad variable. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, { appSettings }: LoadConfigOptions = {}): HostConfig {
   // An empty variable (`VALKEY_URL=`) means unset, as in most shells' habits
   // (WEB_DIR= excepted: it turns the web client off).
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== "")) as Record<string, string>;
   const parsed = HostConfig.safeParse(present);
-  // The news settings are validated with the handlers' own schema, so a bad value stops the host at start.
-  const news = NewsSettings.safeParse(present);
-  if (!parsed.success || !news.success) {
-    const issues = [...(parsed.success ? [] : parsed.error.issues), ...(news.success ? [] : news.error.issues)];
+  // The app's settings are validated with its own schema, so a bad value stops the host at start.
+  const app = appSettings?.safeParse(present);
+  if (!parsed.success || (app && !app.success)) {
+    const issues = [...(parsed.success ? [] : parsed.error.issues), ...(app && !app.success ? app.error.issues : [])];
     const lines = issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
     throw new Error(`invalid configuration:\n${lines.join("\n")}`);
   }
   const appVars: Record<string, string> = {};
-  for (const k of ["SSE_POLL_MS", "SSE_MAX_SECONDS", ...NEWS_VARS]) if (present[k] !== undefined) appVars[k] = present[k];
+  for (const k of Object.keys(appSettings?.shape ?? {})) if (present[k] !== undefined) appVars[k] = present[k];
   return { ...parsed.data, appVars, webDisabled: env.WEB_DIR === "" };
 }
 

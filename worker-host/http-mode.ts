@@ -19,12 +19,13 @@ import { HttpInvoker } from "./http-invoker";
 import { bridgeSettingsFromEnv, startRestBridge, type RestBridge } from "./rest-bridge";
 import { connectValkey, upstashOverValkey, type Connection } from "./valkey";
 import { findServerBinary, launchValkey, type RunningValkey } from "./valkey-launcher";
+import { wranglerBin } from "./worker-bundle";
 
 /** Where the handlers run. */
 export type WorkerdTarget =
-  /** `wrangler dev` for wrangler.toml on config.HOST:config.PORT (feed API, stage handlers, web assets). */
-  | { kind: "wrangler-dev"; configPath?: string }
-  /** Miniflare running an already built bundle (dist/worker/index.js), on a free loopback port. */
+  /** `wrangler dev` for a wrangler config (the one `writeWorkerProject` generates) on config.HOST:config.PORT (API, stage handlers, web assets). */
+  | { kind: "wrangler-dev"; configPath: string }
+  /** Miniflare running an already built bundle (dist/worker/worker.js), on a free loopback port. */
   | { kind: "miniflare"; scriptPath: string; compatibilityDate?: string };
 
 export interface HttpModeStackOptions {
@@ -76,6 +77,11 @@ export function varsFromWranglerToml(path = "wrangler.toml"): Record<string, str
   return vars;
 }
 
+/** A secret as it may appear in logs: its first 4 characters and its length. */
+export function maskSecret(secret: string): string {
+  return `${secret.slice(0, 4)}... (${secret.length} chars)`;
+}
+
 function withTimeout<T>(work: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -106,16 +112,13 @@ interface RunningWorkerd {
 }
 
 async function startWranglerDev(configPath: string, config: HostConfig, vars: Record<string, string>, log: (line: string) => void): Promise<RunningWorkerd> {
-  const root = dirname(resolve(configPath));
-  // wrangler refuses to start when [assets].directory is missing; an empty one serves the API alone.
-  mkdirSync(join(root, "web/dist"), { recursive: true });
+  const root = process.cwd();
   // Secrets go through a git-ignored 0600 file, not the command line (visible in `ps`).
   const envFile = join(root, ".wrangler", "edgepipe-dev.env");
   mkdirSync(dirname(envFile), { recursive: true });
   writeFileSync(envFile, Object.entries(vars).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join("\n") + "\n", { mode: 0o600 });
   chmodSync(envFile, 0o600);
-  const wrangler = join(root, "node_modules", "wrangler", "bin", "wrangler.js");
-  const args = [wrangler, "dev", "--config", configPath, "--port", String(config.PORT), "--ip", config.HOST, "--env-file", envFile, "--show-interactive-dev-session=false", "--log-level", "warn"];
+  const args = [wranglerBin(root), "dev", "--config", configPath, "--port", String(config.PORT), "--ip", config.HOST, "--env-file", envFile, "--show-interactive-dev-session=false", "--log-level", "warn"];
   // Own process group, so stopping it reaches workerd and esbuild too, after the worker-host has finished.
   const child: ChildProcess = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], detached: true, env: { ...process.env, WRANGLER_SEND_METRICS: "false" } });
   let exitNote: string | undefined;
@@ -177,7 +180,7 @@ async function startMiniflare(target: Extract<WorkerdTarget, { kind: "miniflare"
 /**
  * Starts the edge-mode stack and resolves once the worker-host dispatches to workerd.
  * @example
- * const stack = await startHttpModeStack({ config: loadConfig(), pipeline, workerd: { kind: "wrangler-dev" } });
+ * const stack = await startHttpModeStack({ config: loadConfig(), pipeline, workerd: { kind: "wrangler-dev", configPath } });
  * console.log(stack.url); // the public API, served by workerd
  * await stack.close();
  */
@@ -213,7 +216,8 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
       cleanup.push(["rest bridge", () => bridge!.close()]);
       restUrl = bridge.url;
       restToken = bridge.token;
-      log(`REST bridge (Upstash protocol) on ${bridge.url}${bridgeSettings.generatedToken ? `, token ${bridge.token} (generated; set UPSTASH_REDIS_REST_TOKEN to fix it)` : ""}`);
+      // The token is a secret: the log shows its first characters only (it is in .wrangler/edgepipe-dev.env, 0600).
+      log(`REST bridge (Upstash protocol) on ${bridge.url}${bridgeSettings.generatedToken ? `, token ${maskSecret(bridge.token)} (generated; set UPSTASH_REDIS_REST_TOKEN to fix it)` : ""}`);
     } else {
       if (!config.VALKEY_URL) throw new Error("UPSTASH_REDIS_REST_URL points at a remote endpoint: set VALKEY_URL to the same database so the worker-host reads the same streams");
       if (!config.UPSTASH_REDIS_REST_TOKEN) throw new Error("UPSTASH_REDIS_REST_URL is remote but UPSTASH_REDIS_REST_TOKEN is not set");
@@ -241,7 +245,7 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
     };
     const running =
       workerd.kind === "wrangler-dev"
-        ? await startWranglerDev(workerd.configPath ?? "wrangler.toml", config, workerVars, log)
+        ? await startWranglerDev(workerd.configPath, config, workerVars, log)
         : await startMiniflare(workerd, config, { ...varsFromWranglerToml(), ...workerVars });
     cleanup.push(["workerd", () => running.stop()]);
 

@@ -11,7 +11,7 @@ import { WorkerHost } from "./host";
 import { InProcessInvoker, type Invoker } from "./invoker";
 import { serveHttp, type HttpServer } from "./server";
 import { closeConnection, connectValkey, upstashOverValkey, withTimeout, type Connection } from "./valkey";
-import { ValkeyFeedNotifier } from "./feed-notifier";
+import { ValkeyNotifier } from "./notifier";
 import { WEB_DIST_DIR } from "./static-files";
 import { findServerBinary, launchValkey, type RunningValkey } from "./valkey-launcher";
 
@@ -75,9 +75,9 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
     ...(config.STAGE_SIGNING_KEYS ? { STAGE_SIGNING_KEYS: config.STAGE_SIGNING_KEYS } : {}),
   };
   const { keys } = settingsFor(env);
-  // Live SSE streams wake on fan-out notifications instead of polling.
-  const feedNotifier = new ValkeyFeedNotifier(valkeyUrl, keys, log);
-  env.FEED_NOTIFIER = feedNotifier;
+  // Live streams (e.g. SSE) wake on pub/sub notifications instead of polling.
+  const notifier = new ValkeyNotifier(valkeyUrl, log);
+  env.NOTIFIER = notifier;
   const host = new WorkerHost({
     pipeline,
     keys,
@@ -103,7 +103,7 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
         const steps: Array<[string, () => Promise<unknown>]> = [
           ["http server", () => withTimeout(server.close(), 1000, "http server close")],
           ["worker-host", () => host.close()],
-          ["connections", () => Promise.all([feedNotifier.close(), closeConnection(conn, 500)])],
+          ["connections", () => Promise.all([notifier.close(), closeConnection(conn, 500)])],
           ["embedded valkey", async () => valkey?.stop()],
         ];
         for (const [name, step] of steps) {

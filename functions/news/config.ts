@@ -1,6 +1,8 @@
 /**
- * Settings of the news pipeline, read from the app's env (Workers vars or the
- * Node host's env object) and validated once per env object.
+ * Settings of the news app, read from the app's env (Workers vars or the
+ * Node host's env object) and validated once per env object. The app hands
+ * this schema to the host (`defineApp({ settings })`), which checks the
+ * environment with it at start and passes the variables that are set through.
  */
 import { z } from "zod";
 import type { AppEnv } from "../redis";
@@ -40,6 +42,15 @@ export const NewsSettings = z.object({
   RSS_RATE_PER_SECOND: z.coerce.number().positive().default(1),
   /** Comma-separated RSS/Atom feed URLs the cron trigger ingests. */
   FEED_URLS: z.string().optional(),
+  /** SSE live updates: feed-head poll interval (ms) and stream lifetime before the client reconnects (s). */
+  SSE_POLL_MS: z.coerce.number().int().min(50).max(60_000).default(1000),
+  SSE_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).optional(),
+  /** How often the Node host polls FEED_URLS (npm start / npm run dev; the Workers cron does it at the edge). */
+  FEED_POLL_SECONDS: z.coerce.number().int().min(10).default(300),
+  /** Demo on the Node host (off with DEMO=off): users seeded and built-in articles trickled in. */
+  DEMO_USERS: z.coerce.number().int().min(0).max(100_000).default(50),
+  DEMO_ARTICLES: z.coerce.number().int().min(0).max(10_000).default(100),
+  DEMO_INTERVAL_MS: z.coerce.number().int().min(0).default(1500),
 });
 export type NewsSettings = z.infer<typeof NewsSettings>;
 

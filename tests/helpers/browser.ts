@@ -12,7 +12,7 @@ import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, expect } from "vitest";
 import { randomHex } from "../../functions/envelope";
 import type { Pipeline } from "../../functions/pipeline";
-import { loadConfig } from "../../worker-host/config";
+import { loadConfig, type LoadConfigOptions } from "../../worker-host/config";
 import { startRuntime, type Runtime, type RuntimeOptions } from "../../worker-host/runtime";
 import { ensureWebBuild } from "../../worker-host/static-files";
 import { startTestValkey, type TestValkey } from "./valkey";
@@ -65,12 +65,12 @@ export interface BrowserStack {
   close(): Promise<void>;
 }
 
-/** A test server, the runtime serving `app` and the web client on a free port (`env`: more host settings), and Chromium. */
-export async function startBrowserStack({ pipeline, app, env = {} }: { pipeline: Pipeline; app: RuntimeOptions["app"]; env?: Record<string, string> }): Promise<BrowserStack> {
+/** A test server, the runtime serving `app` and the web client on a free port (`env`: more host settings; `appSettings`: the app's schema), and Chromium. */
+export async function startBrowserStack({ pipeline, app, env = {}, appSettings }: { pipeline: Pipeline; app: RuntimeOptions["app"]; env?: Record<string, string>; appSettings?: LoadConfigOptions["appSettings"] }): Promise<BrowserStack> {
   if (!ensureWebBuild(undefined, () => undefined)) throw new Error("web client build failed (npm run build:web)");
   const valkey = await startTestValkey();
   const runtime = await startRuntime({
-    config: loadConfig({ VALKEY_URL: valkey.url, PORT: "0", DEMO: "off", KEY_PREFIX: `web${randomHex(3)}`, ...env }),
+    config: loadConfig({ VALKEY_URL: valkey.url, PORT: "0", DEMO: "off", KEY_PREFIX: `web${randomHex(3)}`, ...env }, { appSettings }),
     pipeline,
     app,
     log: () => undefined,

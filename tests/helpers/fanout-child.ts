@@ -4,7 +4,7 @@
  * <valkey url> <key prefix>`. Prints "running" once the first batch is done.
  */
 import { newEnvelope } from "../../functions/envelope";
-import { pipeline } from "../../functions/index";
+import { pipeline } from "../../functions/news/index";
 import { runStageBatch } from "../../functions/stage-route";
 import { connectValkey, upstashOverValkey } from "../../worker-host/valkey";
 

@@ -5,7 +5,7 @@
  * server's `{ error: { code, message, issues } }`.
  */
 import { hc, type ClientResponse, type parseResponse } from "hono/client";
-import type { AppType } from "../../functions/index";
+import type { AppType } from "../../functions/news/index";
 import type { FeedItem } from "../../functions/news/schema";
 
 export type { FeedItem };

@@ -6,17 +6,20 @@
  * into Valkey (VALKEY_URL). Shows a progress bar on stderr.
  *
  *   npm run replay -- data.csv [--rate N] [--limit N] [--url http://127.0.0.1:8787] [--direct]
+ *   npm run replay -- worker-host/news/sample-articles.jsonl   # 50 demo articles, ships with the repo
  */
 import { readFileSync } from "node:fs";
-import { basename } from "node:path";
+import { basename, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { settingsFor } from "../functions/config";
-import { articlesFromCsv, articlesFromJsonl } from "../functions/news/csv";
-import { ingestArticles } from "../functions/news/ingest";
-import { ArticleInput, MAX_ARTICLES_PER_CALL } from "../functions/news/schema";
-import type { HostConfig } from "./config";
-import { progressBar } from "./progress";
-import { connectValkey, upstashOverValkey } from "./valkey";
+import { settingsFor } from "../../functions/config";
+import { articlesFromCsv, articlesFromJsonl } from "../../functions/news/csv";
+import { ingestArticles } from "../../functions/news/ingest";
+import { ArticleInput, MAX_ARTICLES_PER_CALL } from "../../functions/news/schema";
+import { NewsSettings } from "../../functions/news/config";
+import { loadConfig, type HostConfig } from "../config";
+import { progressBar } from "../progress";
+import { connectValkey, upstashOverValkey } from "../valkey";
 
 /** Reads a CSV or JSONL file into valid article inputs; invalid rows are counted, not sent. */
 export function readArticlesFile(path: string, { source }: { source?: string } = {}): { articles: ArticleInput[]; invalid: number } {
@@ -146,4 +149,11 @@ export async function replayCommand(argv: string[], config: HostConfig): Promise
   } else {
     await replay({ articles: selected, rate, url: values.url ?? `http://${config.HOST}:${config.PORT}`, apiToken: config.API_TOKEN, progress: !values.quiet });
   }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1])) {
+  replayCommand(process.argv.slice(2), loadConfig(process.env, { appSettings: NewsSettings })).catch((err) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
 }

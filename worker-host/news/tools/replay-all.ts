@@ -17,24 +17,25 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { readFanoutDeliveries } from "../../functions/stats";
-import { app, pipeline } from "../../functions/index";
-import { settingsFor } from "../../functions/config";
-import { createKeys } from "../../functions/keys";
-import { randomHex } from "../../functions/envelope";
-import { fanOutArticle } from "../../functions/news/fan-out";
-import { seedDemoUsers, setInterests } from "../../functions/news/users";
-import { loadConfig } from "../config";
+import { readFanoutDeliveries } from "../../../functions/stats";
+import { app, pipeline } from "../../../functions/news/index";
+import { settingsFor } from "../../../functions/config";
+import { createKeys } from "../../../functions/keys";
+import { randomHex } from "../../../functions/envelope";
+import { fanOutArticle } from "../../../functions/news/fan-out";
+import { seedDemoUsers, setInterests } from "../../../functions/news/users";
+import { loadConfig } from "../../config";
 import { checkFeeds, deliveredArticles, waitForRuns } from "../news-check";
-import { progressBar } from "../progress";
+import { progressBar } from "../../progress";
 import { readArticlesFile, replay } from "../replay";
-import { startRuntime } from "../runtime";
-import { connectValkey, upstashOverValkey, type Connection } from "../valkey";
-import { launchValkey } from "../valkey-launcher";
+import { startRuntime } from "../../runtime";
+import { connectValkey, upstashOverValkey, type Connection } from "../../valkey";
+import { launchValkey } from "../../valkey-launcher";
+import { NewsSettings } from "../../../functions/news/config";
 
 const { values } = parseArgs({
   options: {
-    file: { type: "string", default: fileURLToPath(new URL("../../../shared/data/ag_news_test.csv", import.meta.url)) },
+    file: { type: "string", default: fileURLToPath(new URL("../../../../shared/data/ag_news_test.csv", import.meta.url)) },
     users: { type: "string", default: "1000" },
     "feed-cap": { type: "string", default: "500" },
     limit: { type: "string" },
@@ -64,7 +65,7 @@ async function measureReplay(valkeyUrl: string): Promise<boolean> {
   const { articles: all, invalid } = readArticlesFile(values.file!, { source: "ag_news" });
   const articles = values.limit ? all.slice(0, Number(values.limit)) : all;
   // Worker tuning (BATCH_SIZE, CONCURRENCY, ...) comes from the environment like for npm start.
-  const config = loadConfig({ BLOCK_MS: "100", ...process.env, VALKEY_URL: valkeyUrl, PORT: "0", DEMO: "off", KEY_PREFIX: `m${randomHex(3)}`, FEED_CAP: String(FEED_CAP) });
+  const config = loadConfig({ BLOCK_MS: "100", ...process.env, VALKEY_URL: valkeyUrl, PORT: "0", DEMO: "off", KEY_PREFIX: `m${randomHex(3)}`, FEED_CAP: String(FEED_CAP) }, { appSettings: NewsSettings });
   const rt = await startRuntime({ config, pipeline, app, log: (l) => console.error(l) });
   let ok = true;
   try {

@@ -1,17 +1,20 @@
 /**
- * Sample inputs for measuring and end-to-end testing whatever pipeline
- * functions/index.ts exports: the news pipeline gets real AG News items
+ * Sample inputs for measuring and end-to-end testing the repository's
+ * pipelines: the news pipeline gets real AG News items
  * (../shared/data/ag_news_test.csv when present, else the project's own demo
- * generator), the example pipeline gets texts.
+ * generator), the example pipeline gets texts. Also the small article file
+ * that ships with the repository for the README's first replay
+ * (sample-articles.jsonl; `npm run gen:sample` rewrites it).
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { articlesFromCsv } from "../functions/news/csv";
-import { generateDemoArticles } from "../functions/news/demo-feed";
-import { settingsFor } from "../functions/config";
-import { seedDemoUsers } from "../functions/news/users";
-import type { Pipeline } from "../functions/pipeline";
-import { redisFromEnv, type AppEnv } from "../functions/redis";
+import { fileURLToPath } from "node:url";
+import { articlesFromCsv } from "../../functions/news/csv";
+import { generateDemoArticles } from "../../functions/news/demo-feed";
+import { settingsFor } from "../../functions/config";
+import { seedDemoUsers } from "../../functions/news/users";
+import type { Pipeline } from "../../functions/pipeline";
+import { redisFromEnv, type AppEnv } from "../../functions/redis";
 
 /** Where the AG News test split lives relative to the project root (AG_NEWS_CSV overrides). */
 export const AG_NEWS_CSV = process.env.AG_NEWS_CSV ?? resolve("../shared/data/ag_news_test.csv");
@@ -43,4 +46,17 @@ export async function prepareSampleWorld(pipeline: Pipeline, env: AppEnv, { user
   const { keys } = settingsFor(env);
   const seeded = await seedDemoUsers(redisFromEnv(env), keys, users);
   return `${seeded.length} demo users`;
+}
+
+/** 50 articles made by the news demo generator (seed 42), one JSON object per line: `npm run replay -- <this file>`. */
+export const SAMPLE_ARTICLES_FILE = fileURLToPath(new URL("./sample-articles.jsonl", import.meta.url));
+
+/** The content of SAMPLE_ARTICLES_FILE, as the generator makes it (the ids are left to the server). */
+export function sampleArticlesJsonl(): string {
+  return generateDemoArticles(50, { seed: 42 }).map(({ intendedTopic: _t, id: _id, ...article }) => JSON.stringify(article)).join("\n") + "\n";
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1]) && process.argv.includes("--write")) {
+  writeFileSync(SAMPLE_ARTICLES_FILE, sampleArticlesJsonl());
+  console.log(`wrote ${SAMPLE_ARTICLES_FILE}`);
 }

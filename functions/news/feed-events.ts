@@ -12,9 +12,9 @@
  *
  * Live mode: a cheap poll of the feed head (`LINDEX feed 0`) every
  * SSE_POLL_MS (default 1000) works on every runtime with the @upstash/redis
- * client. When the host injects `env.FEED_NOTIFIER` (the Node worker-host does,
- * over a pub/sub subscription to the bucket's channel), a notification wakes
- * the stream at once and polling slows to a safety net.
+ * client. When the host injects a notifier (`env.NOTIFIER`, functions/notify.ts:
+ * the Node worker-host does), a message on the bucket's channel wakes the
+ * stream at once and polling slows to a safety net.
  *
  * Streams end after SSE_MAX_SECONDS (default 40 when polling, 600 with a
  * notifier); EventSource reconnects with Last-Event-ID and loses nothing. The
@@ -23,24 +23,20 @@
 import { Hono } from "hono";
 import { streamSSE, type SSEStreamingApi } from "hono/streaming";
 import { z } from "zod";
-import { settingsFor } from "./config";
-import { validate } from "./http";
-import { FeedId, UserId, type Keys } from "./keys";
-import { readFeedSince } from "./news/feeds";
-import type { FeedItem } from "./news/schema";
-import { redisFromEnv, type AppEnv, type RedisClient } from "./redis";
+import { settingsFor } from "../config";
+import { validate } from "../http";
+import { FeedId, UserId, type Keys } from "../keys";
+import { notifierFromEnv } from "../notify";
+import { redisFromEnv, type AppEnv, type RedisClient } from "../redis";
+import { newsSettings } from "./config";
+import { readFeedSince } from "./feeds";
+import type { FeedItem } from "./schema";
 
-/** Wakes live SSE streams when fan-out delivers into a bucket (injected by the host). */
-export interface FeedNotifier {
-  /**
-   * Calls `onDelivery` with each notification message published on the
-   * bucket's channel (fan-out.lua: "<feedId> <topic> <uid>,<uid>,...");
-   * returns an unsubscribe function.
-   */
-  subscribe(bucket: number, onDelivery: (message: string) => void): () => void;
-}
-
-/** True when a fan-out notification may concern `uid` (unknown formats count as yes). */
+/**
+ * True when a fan-out notification (fan-out.lua publishes
+ * "<feedId> <topic> <uid>,<uid>,..." on the bucket's channel) may concern
+ * `uid` (unknown formats count as yes).
+ */
 export function notificationConcerns(message: string, uid: string): boolean {
   const uids = message.split(" ")[2];
   return uids === undefined || uids.split(",").includes(uid);
@@ -59,14 +55,6 @@ const HEARTBEAT_MS = 15_000;
 /** Most items one replay sends (a client away longer gets the newest ones). */
 const MAX_REPLAY = 500;
 
-const Tuning = z.object({
-  SSE_POLL_MS: z.coerce.number().int().min(50).max(60_000).default(1000),
-  SSE_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).optional(),
-});
-
-function isNotifier(value: unknown): value is FeedNotifier {
-  return typeof value === "object" && value !== null && typeof (value as FeedNotifier).subscribe === "function";
-}
 
 /** An awaitable pause that `wake()` ends early. */
 function wakeableSleep() {
@@ -123,9 +111,9 @@ export function feedEventsRoutes() {
       const lastEventId = c.req.valid("header")["last-event-id"] ?? c.req.valid("query").after;
       const env = c.env ?? {};
       const { keys } = settingsFor(env);
-      const tuning = Tuning.parse(env);
+      const tuning = newsSettings(env);
       const redis = redisFromEnv(env);
-      const notifier = isNotifier(env.FEED_NOTIFIER) ? env.FEED_NOTIFIER : undefined;
+      const notifier = notifierFromEnv(env);
       const pollMs = notifier ? Math.max(tuning.SSE_POLL_MS, 5000) : tuning.SSE_POLL_MS;
       const maxMs = (tuning.SSE_MAX_SECONDS ?? (notifier ? 600 : 40)) * 1000;
       c.header("X-Accel-Buffering", "no");
@@ -133,7 +121,7 @@ export function feedEventsRoutes() {
       return streamSSE(c, async (stream) => {
         const wakeable = wakeableSleep();
         stream.onAbort(() => wakeable.wake());
-        const unsubscribe = notifier?.subscribe(keys.bucketOf(uid), (message) => {
+        const unsubscribe = notifier?.subscribe(keys.feedChannel(keys.bucketOf(uid)), (message) => {
           if (notificationConcerns(message, uid)) wakeable.wake();
         });
         try {

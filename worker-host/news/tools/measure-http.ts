@@ -12,20 +12,21 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { settingsFor } from "../../functions/config";
-import { randomHex } from "../../functions/envelope";
-import { app, pipeline } from "../../functions/index";
-import type { Pipeline } from "../../functions/pipeline";
-import { redisFromEnv, type AppEnv } from "../../functions/redis";
-import { startRuns } from "../../functions/runs";
-import { loadConfig } from "../config";
-import { startHttpModeStack } from "../http-mode";
-import { startRuntime } from "../runtime";
-import type { Connection } from "../valkey";
-import { launchValkey } from "../valkey-launcher";
-import { buildWorkerBundle } from "../worker-bundle";
+import { settingsFor } from "../../../functions/config";
+import { randomHex } from "../../../functions/envelope";
+import { app, pipeline } from "../../../functions/news/index";
+import type { Pipeline } from "../../../functions/pipeline";
+import { redisFromEnv, type AppEnv } from "../../../functions/redis";
+import { startRuns } from "../../../functions/runs";
+import { loadConfig } from "../../config";
+import { startHttpModeStack } from "../../http-mode";
+import { startRuntime } from "../../runtime";
+import type { Connection } from "../../valkey";
+import { launchValkey } from "../../valkey-launcher";
+import { buildWorkerBundle } from "../../worker-bundle";
 import { waitForRuns } from "../news-check";
 import { prepareSampleWorld, samplePayloads } from "../sample-work";
+import { NewsSettings } from "../../../functions/news/config";
 
 export interface Throughput {
   runs: number;
@@ -72,7 +73,7 @@ async function main(): Promise<void> {
     console.log(`pipeline "${pipeline.name}" (${[...pipeline.stages.keys()].join(" -> ")}), ${count} runs per mode from ${source}, ${server.binary.flavor} ${server.binary.version}`);
     console.log(`worker bundle: ${(bundle.bytes / 1024).toFixed(1)} KiB raw, ${(bundle.gzipBytes / 1024).toFixed(1)} KiB gzip`);
 
-    const inProcessConfig = loadConfig({ ...base, KEY_PREFIX: `mi${randomHex(3)}` });
+    const inProcessConfig = loadConfig({ ...base, KEY_PREFIX: `mi${randomHex(3)}` }, { appSettings: NewsSettings });
     const runtime = await startRuntime({ config: inProcessConfig, pipeline, app, log });
     // A warm-up round first (JIT, script cache, connections), so both modes are measured warm.
     const world = await prepareSampleWorld(pipeline, runtime.env, { users });
@@ -80,7 +81,7 @@ async function main(): Promise<void> {
       .then(() => measureRuns({ env: runtime.env, conn: runtime.conn, pipeline, payloads }))
       .finally(() => runtime.close());
 
-    const httpConfig = loadConfig({ ...base, KEY_PREFIX: `mh${randomHex(3)}`, UPSTASH_REDIS_REST_URL: "http://127.0.0.1:0", UPSTASH_REDIS_REST_TOKEN: randomHex(16) });
+    const httpConfig = loadConfig({ ...base, KEY_PREFIX: `mh${randomHex(3)}`, UPSTASH_REDIS_REST_URL: "http://127.0.0.1:0", UPSTASH_REDIS_REST_TOKEN: randomHex(16) }, { appSettings: NewsSettings });
     const stack = await startHttpModeStack({ config: httpConfig, pipeline, workerd: { kind: "miniflare", scriptPath: bundle.scriptPath }, log });
     await prepareSampleWorld(pipeline, stack.env, { users });
     const http = await measureRuns({ env: stack.env, conn: stack.conn, pipeline, payloads: warmup })

@@ -4,9 +4,9 @@
  * feed with what fan-out must have delivered (read from the run checkpoints).
  * Reads raw values over iovalkey (no JSON deserialization in the way).
  */
-import type { Keys } from "../functions/keys";
-import type { UserProfile } from "../functions/news/users";
-import type { Connection } from "./valkey";
+import type { Keys } from "../../functions/keys";
+import type { UserProfile } from "../../functions/news/users";
+import type { Connection } from "../valkey";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

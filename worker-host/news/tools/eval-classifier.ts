@@ -8,10 +8,10 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { articlesFromCsv } from "../../functions/news/csv";
-import { AG_CLASSES, TOPICS, agLabelOf, classifyTopic, type Topic } from "../../functions/news/classify";
+import { articlesFromCsv } from "../../../functions/news/csv";
+import { AG_CLASSES, TOPICS, agLabelOf, classifyTopic, type Topic } from "../../../functions/news/classify";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 export const DEFAULT_AG_NEWS_PATH = join(root, "..", "shared", "data", "ag_news_test.csv");
 
 export interface ClassifierEvaluation {
