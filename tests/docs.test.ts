@@ -177,7 +177,7 @@ function startStack(stack: Stack): void {
       const m = /listening on (\S+)/.exec(stack.output);
       if (m) resolve(m[1]);
     });
-    child.on("exit", (code) => reject(new Error(`${stack.key} exited with ${code} before listening:\n${stack.output}`)));
+    child.on("close", (code) => reject(new Error(`${stack.key} exited with ${code} before listening:\n${stack.output}`)));
   });
   stack.url.catch(() => undefined);
 }
