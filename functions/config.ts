@@ -6,7 +6,8 @@ import { z } from "zod";
 import { createKeys, type Keys } from "./keys";
 import type { AppEnv } from "./redis";
 
-const Settings = z.object({
+/** The framework settings schema (docs/configuration.md lists its variables). */
+export const Settings = z.object({
   KEY_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]{1,32}$/).default("ep"),
   PARTITIONS: z.coerce.number().int().min(1).max(1024).default(1),
   FEED_BUCKETS: z.coerce.number().int().min(1).max(4096).default(16),
