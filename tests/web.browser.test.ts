@@ -208,7 +208,11 @@ describe("web client in Chromium", () => {
     await shot("runs-list");
     // The dead-lettered classifier run of the test above (redriven, and dead-lettered again).
     await page.getByLabel("Status", { exact: true }).selectOption("dead-lettered");
-    await page.locator("table.runs tbody tr .status.dead-lettered").first().waitFor(WAIT);
+    // The dead-lettered run was already in the unfiltered list: wait for the filtered list to replace it.
+    await page.waitForFunction(() => {
+      const cells = [...document.querySelectorAll("table.runs tbody tr .status")];
+      return cells.length > 0 && cells.every((c) => c.textContent === "dead-lettered");
+    }, undefined, WAIT);
     const statuses = await page.locator("table.runs tbody tr .status").allTextContents();
     expect(new Set(statuses)).toEqual(new Set(["dead-lettered"]));
     await page.getByLabel("Status", { exact: true }).selectOption("skipped");
