@@ -10,7 +10,8 @@ import { z } from "zod";
 import { settingsFor } from "./config";
 import { listDeadLetters, redriveDeadLetters } from "./dead-letters";
 import { apiError, requireApiToken, validate } from "./http";
-import { RunId, StageName } from "./keys";
+import { RunId, StageName, StreamEntryId } from "./keys";
+import { limitApiBodies } from "./body-limit";
 import type { Pipeline } from "./pipeline";
 import { evalScript, redisFromEnv, type AppEnv } from "./redis";
 import { listRuns, readRun, RUN_STATUSES, startRuns } from "./runs";
@@ -51,6 +52,7 @@ export function createApp({ pipeline, apps = [] }: { pipeline: Pipeline; apps?: 
 
   const app = new Hono<AppBindings>()
     .use("/v1/*", apiCors())
+    .use("*", limitApiBodies())
     .get("/health", async (c) => {
       try {
         const redis = redisFromEnv(c.env ?? {});
@@ -112,7 +114,7 @@ export function createApp({ pipeline, apps = [] }: { pipeline: Pipeline; apps?: 
     .post(
       "/v1/dead-letters/redrive",
       requireApiToken(),
-      validate("json", z.object({ stage: KnownStage, ids: z.array(z.string().regex(/^\d+-\d+$/, "stream ids look like 1700000000000-0")).min(1).max(1000).optional() })),
+      validate("json", z.object({ stage: KnownStage, ids: z.array(StreamEntryId).min(1).max(1000).optional() })),
       async (c) => {
         const { stage, ids } = c.req.valid("json");
         const { keys } = settingsFor(c.env);
@@ -130,8 +132,10 @@ export function createApp({ pipeline, apps = [] }: { pipeline: Pipeline; apps?: 
     }
     // Valkey unreachable: a clear 503 to retry later, not a 500 with the client's internals.
     if (isUnavailableError(err)) return apiError(c, 503, "unavailable", "the data store is unreachable right now; retry shortly");
-    console.error(`[app] ${c.req.method} ${new URL(c.req.url).pathname}:`, err);
-    return apiError(c, 500, "internal", err.message);
+    // Details (script SHAs, lines, stacks) go to the log only, under a reference the client can quote.
+    const ref = crypto.randomUUID().slice(0, 8);
+    console.error(`[app] ${c.req.method} ${new URL(c.req.url).pathname} (ref ${ref}):`, err);
+    return apiError(c, 500, "internal", `internal error (ref ${ref}); the server log has the details`);
   });
   Object.defineProperty(app, TAKES_BATCHES_BY_REFERENCE, { value: true });
   return app;

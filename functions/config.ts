@@ -14,6 +14,10 @@ export const Settings = z.object({
   CHECKPOINT_TTL_SECONDS: z.coerce.number().int().min(60).default(7 * 24 * 3600),
   /** Recent-runs index bound per partition (GET /v1/runs lists from it). */
   RECENT_RUNS_MAX: z.coerce.number().int().min(10).max(1_000_000).default(10_000),
+  /** Largest request body of the public API, bytes (413 past it, checked before the body is read). */
+  MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024 * 1024).default(1024 * 1024),
+  /** Largest body of a signed stage call (`POST /stages/:name`), bytes. */
+  STAGE_MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024 * 1024).default(32 * 1024 * 1024),
 });
 export type Settings = z.infer<typeof Settings>;
 

@@ -15,6 +15,7 @@ export type ErrorCode =
   | "unauthorized"
   | "not_found"
   | "payload_too_large"
+  | "too_many_streams"
   | "unavailable"
   | "internal";
 
@@ -25,7 +26,7 @@ export interface ApiIssue {
 }
 
 /** Builds `{ error: { code, message, issues? } }` with the given status. */
-export function apiError(c: Context, status: 400 | 401 | 403 | 404 | 409 | 413 | 422 | 500 | 503, code: ErrorCode, message: string, issues?: ApiIssue[]) {
+export function apiError(c: Context, status: 400 | 401 | 403 | 404 | 409 | 413 | 422 | 429 | 500 | 503, code: ErrorCode, message: string, issues?: ApiIssue[]) {
   return c.json({ error: { code, message, ...(issues ? { issues } : {}) } }, status);
 }
 

@@ -90,6 +90,19 @@ function tagTable(letter: "p" | "b", n: number, prefix: string): (i: number) => 
   return (i) => (table[i] ??= `${prefix}:{${spreadTag(letter, i, n)}}`);
 }
 
+const U64_MAX = 18446744073709551615n;
+
+/**
+ * Stream entry ids as the server accepts them: `<ms>-<seq>`, two unsigned
+ * 64-bit numbers (a larger one would make a script fail on the server).
+ */
+export const StreamEntryId = z
+  .string()
+  .max(41)
+  .regex(/^\d{1,20}-\d{1,20}$/, "stream ids look like 1700000000000-0")
+  // The regex check does not stop the refinement: it guards BigInt itself.
+  .refine((id) => !/^\d{1,20}-\d{1,20}$/.test(id) || id.split("-").every((part) => BigInt(part) <= U64_MAX), "both parts of a stream id are unsigned 64-bit numbers");
+
 /** User ids: 1-64 chars of [A-Za-z0-9_-]. */
 export const UserId = z
   .string()

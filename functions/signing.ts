@@ -121,6 +121,24 @@ export async function verifyStageSignature(
   headers: Record<string, string>,
   now: number = Date.now(),
 ): Promise<SignatureVerdict> {
+  const pre = checkSignatureHeaders(env, headers, now);
+  if (!pre.ok) return pre;
+  const { key, mac, timestamp } = pre;
+  const valid = await crypto.subtle.verify("HMAC", await hmacKey(key.secret), mac, signedText(timestamp, method, path, body));
+  return valid ? { ok: true, kid: key.kid } : { ok: false, reason: "signature does not match (tampered body or path, or wrong secret)" };
+}
+
+/**
+ * Everything of a signature that can be checked without the body: keys
+ * configured, headers present and well-formed, timestamp fresh, key id known.
+ * The stage route runs it before reading the body, so an unsigned or stale
+ * request is refused without buffering a byte of it.
+ */
+export function checkSignatureHeaders(
+  env: AppEnv,
+  headers: Record<string, string>,
+  now: number = Date.now(),
+): { ok: true; key: SigningKey; mac: Uint8Array<ArrayBuffer>; timestamp: string } | { ok: false; reason: string } {
   if (!env.STAGE_SIGNING_KEYS) {
     return { ok: false, reason: "HTTP stage invocations need STAGE_SIGNING_KEYS configured (signed requests only)" };
   }
@@ -142,6 +160,5 @@ export async function verifyStageSignature(
   if (!key) return { ok: false, reason: `unknown signing key id ${parsed.kid.slice(0, 32)}` };
   const mac = fromHex(parsed.mac);
   if (!mac) return { ok: false, reason: "signature must be 64 lowercase hex chars" };
-  const valid = await crypto.subtle.verify("HMAC", await hmacKey(key.secret), mac, signedText(timestamp, method, path, body));
-  return valid ? { ok: true, kid: key.kid } : { ok: false, reason: "signature does not match (tampered body or path, or wrong secret)" };
+  return { ok: true, key, mac, timestamp };
 }

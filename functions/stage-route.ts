@@ -10,7 +10,10 @@ import { apiError, toIssues } from "./http";
 import { StageError, type Pipeline, type StageDef } from "./pipeline";
 import { redisFromEnv, type AppEnv, type RedisClient } from "./redis";
 import { settingsFor } from "./config";
-import { verifyStageSignature } from "./signing";
+import { checkSignatureHeaders, verifyStageSignature } from "./signing";
+import { jsonDepthExceeds, MAX_STAGE_JSON_DEPTH, payloadTooLarge, readBodyLimited } from "./body-limit";
+
+const decoder = new TextDecoder();
 
 function now(): number {
   return performance.now();
@@ -121,11 +124,21 @@ export function stageRoute(pipeline: Pipeline) {
       direct.results = await runStageBatch(pipeline, name, c.env, envelopes);
       return c.body(null, 204);
     }
-    const raw = await c.req.text();
-    if (!c.env?.IN_PROCESS) {
-      const verdict = await verifyStageSignature(c.env ?? {}, c.req.method, new URL(c.req.url).pathname, raw, c.req.header());
+    const env = c.env ?? {};
+    // Headers first (keys, timestamp, key id): an unsigned or stale request is refused before a byte of its body is read.
+    if (!env.IN_PROCESS) {
+      const pre = checkSignatureHeaders(env, c.req.header());
+      if (!pre.ok) return apiError(c, 401, "unauthorized", pre.reason);
+    }
+    const { settings } = settingsFor(env);
+    const read = await readBodyLimited(c.req.raw, settings.STAGE_MAX_BODY_BYTES);
+    if (!read.ok) return payloadTooLarge(c, settings.STAGE_MAX_BODY_BYTES, "STAGE_MAX_BODY_BYTES");
+    const raw = decoder.decode(read.bytes);
+    if (!env.IN_PROCESS) {
+      const verdict = await verifyStageSignature(env, c.req.method, new URL(c.req.url).pathname, raw, c.req.header());
       if (!verdict.ok) return apiError(c, 401, "unauthorized", verdict.reason);
     }
+    if (jsonDepthExceeds(raw, MAX_STAGE_JSON_DEPTH)) return apiError(c, 400, "invalid_json", `JSON nests deeper than ${MAX_STAGE_JSON_DEPTH} levels`);
     let body: unknown;
     try {
       body = JSON.parse(raw);
@@ -138,7 +151,7 @@ export function stageRoute(pipeline: Pipeline) {
     if (mismatched >= 0) {
       return apiError(c, 400, "validation_failed", `envelopes[${mismatched}].stage is ${parsed.data.envelopes[mismatched].stage}, not ${name}`);
     }
-    const results = await runStageBatch(pipeline, name, c.env ?? {}, parsed.data.envelopes);
+    const results = await runStageBatch(pipeline, name, env, parsed.data.envelopes);
     return c.json({ results });
   };
 }

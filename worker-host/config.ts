@@ -40,6 +40,10 @@ export const HostConfig = z.object({
   /** Directory of the built web client served at `/` (`WEB_DIR=`, empty: serve none). */
   WEB_DIR: z.string().optional(),
   FEED_BUCKETS: z.coerce.number().int().min(1).max(4096).default(16),
+  /** Largest request body of the public API, bytes (handed to the app). */
+  MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024 * 1024).default(1024 * 1024),
+  /** Largest body of a signed stage call, bytes (handed to the app). */
+  STAGE_MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024 * 1024).default(32 * 1024 * 1024),
 });
 
 export type HostConfig = z.infer<typeof HostConfig> & {

@@ -233,6 +233,8 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
       PARTITIONS: String(config.PARTITIONS),
       CHECKPOINT_TTL_SECONDS: String(config.CHECKPOINT_TTL_SECONDS),
       FEED_BUCKETS: String(config.FEED_BUCKETS),
+      MAX_BODY_BYTES: String(config.MAX_BODY_BYTES),
+      STAGE_MAX_BODY_BYTES: String(config.STAGE_MAX_BODY_BYTES),
       ...config.appVars,
     };
     const workerVars: Record<string, string> = {

@@ -70,6 +70,8 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
     CHECKPOINT_TTL_SECONDS: String(config.CHECKPOINT_TTL_SECONDS),
     RECENT_RUNS_MAX: String(config.RECENT_RUNS_MAX),
     FEED_BUCKETS: String(config.FEED_BUCKETS),
+    MAX_BODY_BYTES: String(config.MAX_BODY_BYTES),
+    STAGE_MAX_BODY_BYTES: String(config.STAGE_MAX_BODY_BYTES),
     ...config.appVars,
     ...(config.API_TOKEN ? { API_TOKEN: config.API_TOKEN } : {}),
     ...(config.STAGE_SIGNING_KEYS ? { STAGE_SIGNING_KEYS: config.STAGE_SIGNING_KEYS } : {}),

@@ -45,6 +45,9 @@ export const NewsSettings = z.object({
   /** SSE live updates: feed-head poll interval (ms) and stream lifetime before the client reconnects (s). */
   SSE_POLL_MS: z.coerce.number().int().min(50).max(60_000).default(1000),
   SSE_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).optional(),
+  /** Live streams one process (or Workers isolate) holds at once (503 past it) and one user holds (429 past it). */
+  SSE_MAX_STREAMS: z.coerce.number().int().min(1).max(1_000_000).default(1000),
+  SSE_MAX_STREAMS_PER_USER: z.coerce.number().int().min(1).max(10_000).default(8),
   /** How often the Node host polls FEED_URLS (npm start / npm run dev; the Workers cron does it at the edge). */
   FEED_POLL_SECONDS: z.coerce.number().int().min(10).default(300),
   /** Demo on the Node host (off with DEMO=off): users seeded and built-in articles trickled in. */

@@ -24,7 +24,7 @@ import { Hono } from "hono";
 import { streamSSE, type SSEStreamingApi } from "hono/streaming";
 import { z } from "zod";
 import { settingsFor } from "../config";
-import { validate } from "../http";
+import { apiError, validate } from "../http";
 import { FeedId, UserId, type Keys } from "../keys";
 import { notifierFromEnv } from "../notify";
 import { redisFromEnv, type AppEnv, type RedisClient } from "../redis";
@@ -98,6 +98,35 @@ async function feedHead(redis: RedisClient, keys: Keys, uid: string): Promise<st
   return head === null || head === undefined ? null : String(head);
 }
 
+/**
+ * Live streams held by this process (a Workers isolate counts its own), in
+ * total and per user; past either cap a new stream is refused (503 / 429).
+ */
+class StreamSlots {
+  total = 0;
+  private readonly perUser = new Map<string, number>();
+  acquire(uid: string, maxTotal: number, maxPerUser: number): "ok" | "process" | "user" {
+    if (this.total >= maxTotal) return "process";
+    const mine = this.perUser.get(uid) ?? 0;
+    if (mine >= maxPerUser) return "user";
+    this.total++;
+    this.perUser.set(uid, mine + 1);
+    return "ok";
+  }
+  release(uid: string): void {
+    this.total = Math.max(0, this.total - 1);
+    const mine = (this.perUser.get(uid) ?? 1) - 1;
+    if (mine <= 0) this.perUser.delete(uid);
+    else this.perUser.set(uid, mine);
+  }
+}
+const openStreams = new StreamSlots();
+
+/** Live feed streams this process holds right now (tests and the fuzz harness read it). */
+export function openFeedStreams(): number {
+  return openStreams.total;
+}
+
 /** The SSE sub-app, mounted at `/v1/feeds`. */
 export function feedEventsRoutes() {
   return new Hono<{ Bindings: AppEnv }>().get(
@@ -117,6 +146,24 @@ export function feedEventsRoutes() {
       const pollMs = notifier ? Math.max(tuning.SSE_POLL_MS, 5000) : tuning.SSE_POLL_MS;
       const maxMs = (tuning.SSE_MAX_SECONDS ?? (notifier ? 600 : 40)) * 1000;
       c.header("X-Accel-Buffering", "no");
+      // HEAD: the headers a stream would have, and no stream, subscription or poll behind them.
+      if (c.req.method === "HEAD") {
+        return c.body(null, 200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+      }
+      const slot = openStreams.acquire(uid, tuning.SSE_MAX_STREAMS, tuning.SSE_MAX_STREAMS_PER_USER);
+      if (slot === "process") {
+        c.header("Retry-After", "5");
+        return apiError(c, 503, "too_many_streams", `this server holds its limit of ${tuning.SSE_MAX_STREAMS} live streams (SSE_MAX_STREAMS); retry shortly`);
+      }
+      if (slot === "user") {
+        c.header("Retry-After", "5");
+        return apiError(c, 429, "too_many_streams", `user ${uid} already holds ${tuning.SSE_MAX_STREAMS_PER_USER} live streams (SSE_MAX_STREAMS_PER_USER)`);
+      }
+      let released = false;
+      const release = () => {
+        if (!released) openStreams.release(uid);
+        released = true;
+      };
 
       return streamSSE(c, async (stream) => {
         const wakeable = wakeableSleep();
@@ -155,7 +202,11 @@ export function feedEventsRoutes() {
           }
         } finally {
           unsubscribe?.();
+          release();
         }
+      }, async (err) => {
+        release();
+        console.error(`[sse] feed ${uid}:`, err);
       });
     },
   );
