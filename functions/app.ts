@@ -14,7 +14,7 @@ import { RunId, StageName, StreamEntryId } from "./keys";
 import { limitApiBodies } from "./body-limit";
 import type { Pipeline } from "./pipeline";
 import { evalScript, redisFromEnv, type AppEnv } from "./redis";
-import { listRuns, readRun, RUN_STATUSES, startRuns } from "./runs";
+import { BackpressureError, listRuns, readRun, RUN_STATUSES, startRuns } from "./runs";
 import { readStats } from "./stats";
 import { stageRoute, TAKES_BATCHES_BY_REFERENCE } from "./stage-route";
 import { LUA } from "./lua.generated";
@@ -85,7 +85,14 @@ export function createApp({ pipeline, apps = [] }: { pipeline: Pipeline; apps?: 
       async (c) => {
         const { stage, payloads } = c.req.valid("json");
         const { keys, settings } = settingsFor(c.env);
-        const runIds = await startRuns(redisFromEnv(c.env ?? {}), payloads, { keys, pipeline, stage, ttlSeconds: settings.CHECKPOINT_TTL_SECONDS, recentRunsMax: settings.RECENT_RUNS_MAX });
+        const runIds = await startRuns(redisFromEnv(c.env ?? {}), payloads, {
+          keys,
+          pipeline,
+          stage,
+          ttlSeconds: settings.CHECKPOINT_TTL_SECONDS,
+          recentRunsMax: settings.RECENT_RUNS_MAX,
+          maxBacklog: settings.BACKPRESSURE_MAX_LAG,
+        });
         return c.json({ accepted: runIds.length, runIds }, 202);
       },
     )
@@ -129,6 +136,11 @@ export function createApp({ pipeline, apps = [] }: { pipeline: Pipeline; apps?: 
     if (err instanceof HTTPException && err.status < 500) {
       const code = /JSON/i.test(err.message) ? "invalid_json" : "bad_request";
       return apiError(c, err.status as 400, code, err.message);
+    }
+    // A stage is behind: nothing of the batch was written; the producer waits and sends it again.
+    if (err instanceof BackpressureError) {
+      c.header("Retry-After", String(err.retryAfterSeconds));
+      return c.json({ error: { code: "backpressure", message: err.message, stage: err.stage, backlog: err.backlog, limit: err.limit } }, 429);
     }
     // Valkey unreachable: a clear 503 to retry later, not a 500 with the client's internals.
     if (isUnavailableError(err)) return apiError(c, 503, "unavailable", "the data store is unreachable right now; retry shortly");

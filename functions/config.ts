@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { createKeys, type Keys } from "./keys";
 import type { AppEnv } from "./redis";
+import { BACKPRESSURE_MAX_LAG } from "./runs";
 
 /** The framework settings schema (docs/configuration.md lists its variables). */
 export const Settings = z.object({
@@ -18,6 +19,8 @@ export const Settings = z.object({
   MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024 * 1024).default(1024 * 1024),
   /** Largest body of a signed stage call (`POST /stages/:name`), bytes. */
   STAGE_MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024 * 1024).default(32 * 1024 * 1024),
+  /** Ingest answers 429 while the entry stage's backlog (pending + undelivered) is at least this; 0 = off. */
+  BACKPRESSURE_MAX_LAG: z.coerce.number().int().min(0).default(BACKPRESSURE_MAX_LAG),
 });
 export type Settings = z.infer<typeof Settings>;
 

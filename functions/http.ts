@@ -16,6 +16,7 @@ export type ErrorCode =
   | "not_found"
   | "payload_too_large"
   | "too_many_streams"
+  | "backpressure"
   | "unavailable"
   | "internal";
 

@@ -15,7 +15,7 @@ export { createApp, parseServerInfo, type App, type AppBindings } from "./app";
 export { createKeys, fnv1a, StageName, RunId, UserId, FeedId, type Keys, type KeyOptions } from "./keys";
 export { settingsFor, type Settings } from "./config";
 export { redisFromEnv, evalScript, type AppEnv, type RedisClient, type ScriptName } from "./redis";
-export { startRuns, readRun, type StartRunsOptions } from "./runs";
+export { startRuns, readRun, BackpressureError, type StartRunsOptions } from "./runs";
 export { apiError, validate, requireApiToken, toIssues, type ApiIssue, type ErrorCode } from "./http";
 export { notifierFromEnv, type ChannelNotifier } from "./notify";
 export { readStats, renderPrometheus, type PipelineStats, type StageStats } from "./stats";

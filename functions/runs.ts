@@ -17,6 +17,35 @@ export interface StartRunsOptions {
   runIds?: string[];
   /** Recent-runs index bound per partition (settings RECENT_RUNS_MAX). */
   recentRunsMax?: number;
+  /**
+   * Backpressure (settings BACKPRESSURE_MAX_LAG): refuse the batch with a
+   * BackpressureError when the stage's backlog (pending + undelivered) is at
+   * or above this. 0 or omitted: no check.
+   */
+  maxBacklog?: number;
+}
+
+/** Default backlog limit of ingest (settings BACKPRESSURE_MAX_LAG). */
+export const BACKPRESSURE_MAX_LAG = 10_000;
+
+/** Seconds a refused producer is told to wait (the Retry-After of a 429). */
+export const BACKPRESSURE_RETRY_AFTER_SECONDS = 1;
+
+/**
+ * A batch refused because its stage is behind: nothing of it was written.
+ * Ingest routes answer it with 429 and Retry-After.
+ */
+export class BackpressureError extends Error {
+  readonly retryAfterSeconds = BACKPRESSURE_RETRY_AFTER_SECONDS;
+  constructor(
+    readonly stage: string,
+    /** Entries waiting (pending + undelivered), counted at least up to the limit. */
+    readonly backlog: number,
+    readonly limit: number,
+  ) {
+    super(`stage ${stage} is behind: ${backlog} entries wait (limit ${limit}, BACKPRESSURE_MAX_LAG); nothing of this batch was accepted, retry after ${BACKPRESSURE_RETRY_AFTER_SECONDS} s`);
+    this.name = "BackpressureError";
+  }
 }
 
 /** Default bound of each partition's recent-runs index. */
@@ -28,7 +57,7 @@ export const RECENT_RUNS_MAX = 10_000;
  * recent-runs index, one script call per partition.
  * Returns the run ids in input order.
  */
-export async function startRuns(redis: RedisClient, payloads: unknown[], { keys, pipeline, stage = pipeline.entry, ttlSeconds = 7 * 24 * 3600, runIds, recentRunsMax = RECENT_RUNS_MAX }: StartRunsOptions): Promise<string[]> {
+export async function startRuns(redis: RedisClient, payloads: unknown[], { keys, pipeline, stage = pipeline.entry, ttlSeconds = 7 * 24 * 3600, runIds, recentRunsMax = RECENT_RUNS_MAX, maxBacklog = 0 }: StartRunsOptions): Promise<string[]> {
   if (!pipeline.stages.has(stage)) throw new Error(`unknown stage ${stage}`);
   const now = Date.now();
   const envelopes: Envelope[] = payloads.map((payload, i) => newEnvelope(stage, payload, { now, ...(runIds ? { runId: runIds[i] } : {}) }));
@@ -39,18 +68,39 @@ export async function startRuns(redis: RedisClient, payloads: unknown[], { keys,
     list.push(e);
     byPartition.set(p, list);
   }
-  await Promise.all(
+  // One partition: the script checks the backlog and writes atomically. Several (one
+  // script call each, in different slots): each is checked first and the batch is
+  // then written unchecked, so it is never half accepted; concurrent batches may
+  // overshoot the limit by their own size.
+  let limit = maxBacklog;
+  if (maxBacklog > 0 && byPartition.size > 1) {
+    await Promise.all([...byPartition.keys()].map((p) => checkBacklog(redis, keys, stage, p, maxBacklog, payloads.length)));
+    limit = 0;
+  }
+  const replies = await Promise.all(
     [...byPartition].map(([p, list]) => {
       const scriptKeys = [keys.stream(stage, p), keys.stageStats(stage, p), keys.recentRuns(p)];
-      const args: Array<string | number> = [stage, now, ttlSeconds, pipeline.triggerStep ?? "", recentRunsMax, list.length];
+      const args: Array<string | number> = [stage, now, ttlSeconds, pipeline.triggerStep ?? "", recentRunsMax, keys.group(stage), limit, list.length];
       for (const e of list) {
         scriptKeys.push(keys.run(e.runId), keys.runLog(e.runId));
         args.push(scriptKeys.length - 1, scriptKeys.length, JSON.stringify(e), e.runId);
       }
-      return evalScript(redis, "enqueueRuns", scriptKeys, args);
+      return evalScript<unknown[]>(redis, "enqueueRuns", scriptKeys, args);
     }),
   );
+  for (const reply of replies) if (Number(reply[0]) === -1) throw new BackpressureError(stage, Number(reply[1]), maxBacklog);
   return envelopes.map((e) => e.runId);
+}
+
+/** The pre-check of a batch over several partitions (counts the refusal as the script would). */
+async function checkBacklog(redis: RedisClient, keys: Keys, stage: string, p: number, limit: number, runs: number): Promise<void> {
+  const [length, pending, lag] = (await evalScript<[number, number, number]>(redis, "streamBacklog", [keys.stream(stage, p)], [keys.group(stage), limit])).map(Number);
+  // No group yet: nothing was ever delivered, every entry waits.
+  const waiting = lag < 0 ? length : pending + lag;
+  if (waiting < limit) return;
+  await redis.hincrby(keys.stageStats(stage, p), "throttled", 1);
+  await redis.hincrby(keys.stageStats(stage, p), "throttled_runs", runs);
+  throw new BackpressureError(stage, waiting, limit);
 }
 
 export type RunStatus = "running" | "completed" | "failed" | "dead-lettered" | "skipped";

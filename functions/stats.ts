@@ -28,6 +28,9 @@ export interface StageStats {
   redeliveredAfterCommit: number;
   /** @deprecated The same count as `redeliveredAfterCommit` (the old, misleading name: it counts redeliveries, not duplicate payloads); kept until the next major version. */
   duplicates: number;
+  /** Ingest calls refused by backpressure (each answered 429), and the runs they carried. */
+  throttled: number;
+  throttledRuns: number;
   pending: number;
   lag: number;
   streamLength: number;
@@ -91,6 +94,8 @@ export async function readStats(redis: RedisClient, keys: Keys, pipeline: Pipeli
         // The scripts' hash field keeps its old name, so counts stored before the rename still add up.
         redeliveredAfterCommit: sum("duplicates"),
         duplicates: sum("duplicates"),
+        throttled: sum("throttled"),
+        throttledRuns: sum("throttled_runs"),
         pending: perPartition.reduce((s, x) => s + num(x.backlog?.[1]), 0),
         lag: perPartition.reduce((s, x) => s + Math.max(0, num(x.backlog?.[2])), 0),
         streamLength: perPartition.reduce((s, x) => s + num(x.backlog?.[0]), 0),
@@ -136,6 +141,8 @@ export function renderPrometheus(stats: PipelineStats): string {
   counter("stage_redelivered_after_commit_total", "Redelivered envelopes whose step was already committed (acked, handler not run again).", "counter", (s) => s.redeliveredAfterCommit);
   counter("stage_duplicates_total", "Deprecated: the same count as edgepipe_stage_redelivered_after_commit_total.", "counter", (s) => s.duplicates);
   counter("stage_ingested_total", "Runs started at this stage.", "counter", (s) => s.ingested);
+  counter("stage_throttled_total", "Ingest calls refused by backpressure (answered 429 with Retry-After).", "counter", (s) => s.throttled);
+  counter("stage_throttled_runs_total", "Runs in ingest calls refused by backpressure.", "counter", (s) => s.throttledRuns);
   counter("stage_pending", "Entries delivered but not yet acknowledged.", "gauge", (s) => s.pending);
   counter("stage_lag", "Entries not yet delivered to the stage's group.", "gauge", (s) => s.lag);
   counter("stage_stream_length", "Length of the stage's input stream(s).", "gauge", (s) => s.streamLength);

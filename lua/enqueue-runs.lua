@@ -8,6 +8,16 @@ per call (not per run): to the newest ARGV[5] entries and to the checkpoint
 TTL, so it never outgrows the runs it points at (and the whole index expires
 with them when no run starts for a TTL).
 
+Backpressure: with ARGV[7] > 0 the batch is refused as a whole, before
+anything is written, when the entry stage's backlog (entries of the stream its
+group has not acknowledged: pending plus not yet delivered) is at or above
+ARGV[7]. The lag comes from XINFO GROUPS when the server reports it; Redis 7.0
+reports nil after an AOF reload, and then it is counted as in
+stream-backlog.lua, stopping as soon as the backlog is known to reach the
+limit (so the scan is bounded by the limit). A stream without the group
+(no worker ever read it) counts every entry as waiting. A refusal counts
+"throttled" (calls) and "throttled_runs" in the stats hash.
+
 KEYS[1]    entry stage stream
 KEYS[2]    stats hash of the entry stage (counts "ingested")
 KEYS[3]    recent-runs index of the partition (sorted set runId -> created ms)
@@ -20,17 +30,81 @@ ARGV[3]    checkpoint/log TTL, seconds
 ARGV[4]    trigger step name ('' = none): written as a completed step
            `step:<name>` into each checkpoint
 ARGV[5]    recent-runs bound: the index keeps at most this many newest runs
-ARGV[6]    N: number of runs, followed per run by
+ARGV[6]    consumer group of the entry stage
+ARGV[7]    backlog limit (0 = no check)
+ARGV[8]    N: number of runs, followed per run by
            runKeyIdx, logKeyIdx, envelopeJson, runId
 
-Returns    the stream ids of the added entries, in order
+Returns    the stream ids of the added entries, in order; when refused,
+           { -1, backlog } (backlog: at least the limit, as far as counted)
 ]]
 local stage, now, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local trigger = ARGV[4]
 local recentMax = tonumber(ARGV[5])
-local n = tonumber(ARGV[6])
+local group, limit = ARGV[6], tonumber(ARGV[7])
+local n = tonumber(ARGV[8])
+
+-- The entry stage's backlog, counted only as far as the limit needs.
+local function backlog()
+  local stream = KEYS[1]
+  if redis.call('EXISTS', stream) == 0 then return 0 end
+  local len = redis.call('XLEN', stream)
+  local found = false
+  local pending, lag, last = 0, nil, nil
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local info = {}
+    for k = 1, #g, 2 do info[g[k]] = g[k + 1] end
+    if info['name'] == group then
+      found = true
+      pending = info['pending']
+      lag = info['lag']
+      last = info['last-delivered-id']
+    end
+  end
+  if not found then return len end
+  if type(lag) == 'number' then return pending + lag end
+
+  local function parse(id)
+    local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+    return tonumber(ms), tonumber(seq)
+  end
+  local function after(a, b)
+    local am, as = parse(a)
+    local bm, bs = parse(b)
+    if am ~= bm then return am > bm end
+    return as > bs
+  end
+  local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
+  if newest == nil or not after(newest[1], last) then return pending end
+  local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+  if after(oldest[1], last) then return pending + len end
+  local chunk = 1000
+  local undelivered, delivered = 0, 0
+  local aheadFrom, behindFrom = '(' .. last, '-'
+  while true do
+    local ahead = redis.call('XRANGE', stream, aheadFrom, '+', 'COUNT', chunk)
+    undelivered = undelivered + #ahead
+    if #ahead < chunk then return pending + undelivered end
+    if pending + undelivered >= limit then return pending + undelivered end
+    aheadFrom = '(' .. ahead[#ahead][1]
+    local behind = redis.call('XRANGE', stream, behindFrom, last, 'COUNT', chunk)
+    delivered = delivered + #behind
+    if #behind < chunk then return pending + len - delivered end
+    behindFrom = '(' .. behind[#behind][1]
+  end
+end
+
+if limit > 0 then
+  local waiting = backlog()
+  if waiting >= limit then
+    redis.call('HINCRBY', KEYS[2], 'throttled', 1)
+    redis.call('HINCRBY', KEYS[2], 'throttled_runs', n)
+    return { -1, waiting }
+  end
+end
+
 local ids = {}
-local i = 7
+local i = 9
 local triggerStep = cjson.encode({ status = 'completed', ms = 0, at = tonumber(now), result = { entry = stage } })
 -- One variadic ZADD per 500 runs (all share the score `now`), below unpack()'s stack limit.
 local recent = {}

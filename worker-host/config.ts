@@ -33,6 +33,8 @@ export const HostConfig = z.object({
   CHECKPOINT_TTL_SECONDS: z.coerce.number().int().min(60).default(7 * 24 * 3600),
   /** Recent-runs index bound per partition (GET /v1/runs). */
   RECENT_RUNS_MAX: z.coerce.number().int().min(10).max(1_000_000).default(10_000),
+  /** Ingest answers 429 while the entry stage's backlog (pending + undelivered) is at least this; 0 = off. */
+  BACKPRESSURE_MAX_LAG: z.coerce.number().int().min(0).default(10_000),
   /** Origins allowed to call write endpoints from a browser (comma-separated); reads allow any origin. */
   CORS_ORIGINS: z.string().optional(),
   /** `off` restricts GETs to CORS_ORIGINS too. */

@@ -235,6 +235,8 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
       FEED_BUCKETS: String(config.FEED_BUCKETS),
       MAX_BODY_BYTES: String(config.MAX_BODY_BYTES),
       STAGE_MAX_BODY_BYTES: String(config.STAGE_MAX_BODY_BYTES),
+      RECENT_RUNS_MAX: String(config.RECENT_RUNS_MAX),
+      BACKPRESSURE_MAX_LAG: String(config.BACKPRESSURE_MAX_LAG),
       ...config.appVars,
     };
     const workerVars: Record<string, string> = {

@@ -69,6 +69,7 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
     PARTITIONS: String(config.PARTITIONS),
     CHECKPOINT_TTL_SECONDS: String(config.CHECKPOINT_TTL_SECONDS),
     RECENT_RUNS_MAX: String(config.RECENT_RUNS_MAX),
+    BACKPRESSURE_MAX_LAG: String(config.BACKPRESSURE_MAX_LAG),
     FEED_BUCKETS: String(config.FEED_BUCKETS),
     MAX_BODY_BYTES: String(config.MAX_BODY_BYTES),
     STAGE_MAX_BODY_BYTES: String(config.STAGE_MAX_BODY_BYTES),

@@ -13,10 +13,15 @@ import { newsPipeline } from "./pipeline";
 import { ArticleInput, MAX_ARTICLES_PER_CALL } from "./schema";
 
 /** Starts one run per article (in order); returns the run ids. Articles must be validated. */
-export async function ingestArticles(redis: RedisClient, keys: Keys, articles: ArticleInput[], { ttlSeconds, recentRunsMax }: { ttlSeconds?: number; recentRunsMax?: number } = {}): Promise<string[]> {
+export async function ingestArticles(
+  redis: RedisClient,
+  keys: Keys,
+  articles: ArticleInput[],
+  { ttlSeconds, recentRunsMax, maxBacklog }: { ttlSeconds?: number; recentRunsMax?: number; maxBacklog?: number } = {},
+): Promise<string[]> {
   const runIds: string[] = [];
   for (let i = 0; i < articles.length; i += MAX_ARTICLES_PER_CALL) {
-    runIds.push(...(await startRuns(redis, articles.slice(i, i + MAX_ARTICLES_PER_CALL), { keys, pipeline: newsPipeline, ttlSeconds, recentRunsMax })));
+    runIds.push(...(await startRuns(redis, articles.slice(i, i + MAX_ARTICLES_PER_CALL), { keys, pipeline: newsPipeline, ttlSeconds, recentRunsMax, maxBacklog })));
   }
   return runIds;
 }
@@ -62,7 +67,9 @@ export async function ingestFeedUrls(env: AppEnv, urls: string[], { fetchImpl }:
           ...(fetchImpl ? { fetchImpl } : {}),
         });
         const inputs = toArticleInputs(articles);
-        if (inputs.length > 0) await ingestArticles(redis, keys, inputs, { ttlSeconds: settings.CHECKPOINT_TTL_SECONDS, recentRunsMax: settings.RECENT_RUNS_MAX });
+        if (inputs.length > 0) {
+          await ingestArticles(redis, keys, inputs, { ttlSeconds: settings.CHECKPOINT_TTL_SECONDS, recentRunsMax: settings.RECENT_RUNS_MAX, maxBacklog: settings.BACKPRESSURE_MAX_LAG });
+        }
         return { url, articles: inputs.length, cacheHit: hit };
       } catch (err) {
         return { url, articles: 0, error: (err as Error).message };

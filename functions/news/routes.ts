@@ -21,7 +21,11 @@ export const newsRoutes = new Hono<{ Bindings: AppEnv }>()
   .post("/v1/articles", requireApiToken(), validate("json", IngestRequest, { tooLargePath: "articles" }), async (c) => {
     const { articles } = c.req.valid("json");
     const { keys, settings } = settingsFor(c.env);
-    const runIds = await ingestArticles(redisFromEnv(c.env ?? {}), keys, articles, { ttlSeconds: settings.CHECKPOINT_TTL_SECONDS, recentRunsMax: settings.RECENT_RUNS_MAX });
+    const runIds = await ingestArticles(redisFromEnv(c.env ?? {}), keys, articles, {
+      ttlSeconds: settings.CHECKPOINT_TTL_SECONDS,
+      recentRunsMax: settings.RECENT_RUNS_MAX,
+      maxBacklog: settings.BACKPRESSURE_MAX_LAG,
+    });
     return c.json({ accepted: runIds.length, runIds }, 202);
   })
   .put("/v1/users/:uid", requireApiToken(), validate("param", UidParam), validate("json", z.object({ interests: Interests })), async (c) => {

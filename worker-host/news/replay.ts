@@ -75,6 +75,7 @@ export async function replay({ articles, rate = 0, url = "http://127.0.0.1:8787"
   } else {
     const endpoint = `${url.replace(/\/+$/, "")}/v1/articles`;
     send = async (batch) => {
+      let throttledMs = 0;
       for (let attempt = 1; ; attempt++) {
         const res = await fetch(endpoint, {
           method: "POST",
@@ -83,6 +84,14 @@ export async function replay({ articles, rate = 0, url = "http://127.0.0.1:8787"
         });
         const body = (await res.json().catch(() => ({}))) as { runIds?: string[]; error?: { message?: string } };
         if (res.status === 202 && body.runIds) return body.runIds;
+        // Backpressure: the pipeline is behind and nothing was accepted; wait as told (at most 10 min in all).
+        if (res.status === 429 && throttledMs < 600_000) {
+          const wait = Math.max(1, Number(res.headers.get("retry-after")) || 1) * 1000;
+          throttledMs += wait;
+          attempt--;
+          await sleep(wait);
+          continue;
+        }
         if (res.status < 500 || attempt >= 5) throw new Error(`POST ${endpoint} answered ${res.status}: ${body.error?.message ?? "no message"}`);
         await sleep(200 * 2 ** attempt);
       }
