@@ -93,7 +93,7 @@ function newsChainSteps(redis: RedisClient, keys: Keys, env: Record<string, unkn
   const stages = [...newsPipeline.stages.values()] as StageDef[];
   return stages.map((stage) => async (job: { runId: string; payload: unknown }) => {
     const input = stage.input.parse(job.payload);
-    const outcome = await stage.handle(input, { runId: job.runId, stage: stage.name, attempt: 1, traceId: randomHex(16), redis, keys, env });
+    const outcome = await stage.handle(input, { runId: job.runId, stage: stage.name, attempt: 1, traceId: randomHex(16), redis, keys, env, reportCost: () => {} });
     const next = outcome.emit?.[0];
     return next ? { runId: job.runId, payload: next.payload } : undefined;
   });

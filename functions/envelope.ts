@@ -67,6 +67,8 @@ export const StageSuccess = z.object({
   result: z.unknown().optional(),
   /** Handler time for this envelope, milliseconds. */
   ms: z.number().nonnegative(),
+  /** Cost the handler reported with ctx.reportCost (budgets correct their estimate by it). */
+  cost: z.number().nonnegative().optional(),
 });
 export type StageSuccess = z.infer<typeof StageSuccess>;
 
@@ -75,6 +77,7 @@ export const StageFailure = z.object({
   ok: z.literal(false),
   error: z.object({ message: z.string(), retryable: z.boolean() }),
   ms: z.number().nonnegative(),
+  cost: z.number().nonnegative().optional(),
 });
 export type StageFailure = z.infer<typeof StageFailure>;
 

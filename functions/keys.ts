@@ -103,6 +103,21 @@ export const StreamEntryId = z
   // The regex check does not stop the refinement: it guards BigInt itself.
   .refine((id) => !/^\d{1,20}-\d{1,20}$/.test(id) || id.split("-").every((part) => BigInt(part) <= U64_MAX), "both parts of a stream id are unsigned 64-bit numbers");
 
+/** Flow keys used as they are in key names (a hashed one stays as it is); any other key is hashed (see flowKeyPart). */
+const FLOW_KEY_PATTERN = /^(?:[A-Za-z0-9_.-]{1,64}|~[0-9a-f]{1,8})$/;
+
+/**
+ * A flow key (a stage's `concurrency.key(...)` etc., e.g. a tenant id) as it
+ * appears in key names: itself when short and plain, else `~` and its FNV-1a
+ * hex, so user input never names an arbitrary key or breaks a hash tag.
+ */
+export function flowKeyPart(key: string): string {
+  return FLOW_KEY_PATTERN.test(key) ? key : `~${fnv1a(key).toString(16)}`;
+}
+
+/** The limits a stage can declare (see StageDef in pipeline.ts). */
+export type FlowKind = "concurrency" | "rate" | "budget";
+
 /** User ids: 1-64 chars of [A-Za-z0-9_-]. */
 export const UserId = z
   .string()
@@ -233,6 +248,18 @@ export function createKeys({ prefix = "ep", partitions = 1, feedBuckets = 16 }: 
     toolLock: (tool: string, argsHash: string) => `${prefix}:tool:lock:${stageOrTool(tool)}:${hex(argsHash)}`,
     /** Token bucket of a tool's rate limiter. */
     toolRate: (tool: string) => `${prefix}:tool:rate:${stageOrTool(tool)}`,
+    /**
+     * Flow limiter of one stage, limit kind and flow key (a zset of slot leases
+     * for concurrency, a token bucket for rate and budget). Tagged by the flow
+     * key itself: one limiter is one slot, and many keys spread over a cluster.
+     */
+    flowLimiter: (name: string, kind: FlowKind, flowKey: string) => `${prefix}:{fl:${stage(name)}:${kind}:${flowKeyPart(flowKey)}}`,
+    /** Ready set of a stage in partition `p`: zset "<kind>:<flow key part>" -> when its parked entries may be readmitted. */
+    flowReady: (name: string, p: number) => `${tag(p)}:fr:${stage(name)}`,
+    /** Prefix of the waiting lists of a stage in partition `p` (`flowWaitingPrefix + readyMember` is the list). */
+    flowWaitingPrefix: (name: string, p: number) => `${tag(p)}:fw:${stage(name)}:`,
+    /** Waiting list (parked entries, oldest first) of one limit kind and flow key of a stage in partition `p`. */
+    flowWaiting: (name: string, p: number, kind: FlowKind, flowKey: string) => `${tag(p)}:fw:${stage(name)}:${kind}:${flowKeyPart(flowKey)}`,
     /** Consumer group name of a stage (one group per stage stream). */
     group: (name: string) => stage(name),
   };

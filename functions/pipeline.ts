@@ -28,6 +28,47 @@ export interface StageContext {
   keys: Keys;
   /** Platform bindings / configuration (read-only). */
   env: Record<string, unknown>;
+  /**
+   * Reports what this call actually cost against the stage's `budget` (e.g.
+   * the LLM tokens a response says it used). The worker-host charged the
+   * budget's estimate before the call and corrects it by the difference; calls
+   * add up. Without a report the estimate stands. No-op without a budget.
+   */
+  reportCost: (amount: number) => void;
+}
+
+/** What a flow key function sees besides the (validated) payload. */
+export interface FlowKeyContext {
+  runId: string;
+  stage: string;
+  /** The host's app environment (settings), read-only. */
+  env: Record<string, unknown>;
+}
+
+/** A flow key: entries with the same key share a limit; other keys are not held up by it. */
+export type FlowKeyFn<P> = (payload: P, ctx: FlowKeyContext) => string;
+/** A limit given as a number, or read from the app's settings. */
+export type FlowNumber = number | ((env: Record<string, unknown>) => number);
+
+/**
+ * Flow limits of a stage, enforced by the worker-host before dispatch, with
+ * all state in Valkey (they hold across hosts and restarts). An entry over a
+ * limit is parked in a waiting list of its key (acked from the stream: no
+ * delivery attempt is spent, it is never dead-lettered for waiting) and put
+ * back on the stream when its key has room, round-robin across keys, so other
+ * keys keep flowing. See docs/writing-stages.md, "Flow control".
+ */
+export interface FlowLimits<P> {
+  /** At most `limit` entries of one key in handlers at once (slot leases expire, so a killed host leaks nothing for long). */
+  concurrency?: { key: FlowKeyFn<P>; limit: FlowNumber };
+  /** At most `perSecond` entries of one key start per second, `burst` at once after a pause (default: perSecond, at least 1). */
+  rateLimit?: { key: FlowKeyFn<P>; perSecond: FlowNumber; burst?: FlowNumber };
+  /**
+   * A cost budget per key and minute (e.g. LLM tokens): an entry is charged
+   * `estimate(payload)` before its call and corrected by what the handler
+   * reports with `ctx.reportCost`; a key out of budget waits for it to refill.
+   */
+  budget?: { key: FlowKeyFn<P>; tokensPerMinute: FlowNumber; estimate: (payload: P, ctx: FlowKeyContext) => number; burst?: FlowNumber };
 }
 
 /** One envelope to emit: to a named next stage, or the stage's only `next`. */
@@ -54,6 +95,10 @@ export interface StageDef<S extends z.ZodType = z.ZodType> {
   /** Stages this one may emit to; the first is the default target. */
   next: readonly string[];
   handle: (payload: z.infer<S>, ctx: StageContext) => Promise<StageOutcome> | StageOutcome;
+  /** Per-key flow limits (see FlowLimits); a stage without them costs nothing extra. */
+  concurrency?: FlowLimits<z.infer<S>>["concurrency"];
+  rateLimit?: FlowLimits<z.infer<S>>["rateLimit"];
+  budget?: FlowLimits<z.infer<S>>["budget"];
 }
 
 /**

@@ -26,6 +26,10 @@ async function runOne(stage: StageDef, pipeline: Pipeline, env: AppEnv, redis: R
     const detail = toIssues(input.error as z.ZodError).map((i) => `${i.path || "(root)"}: ${i.message}`).join("; ");
     return { ok: false, error: { message: `invalid payload for stage ${stage.name}: ${detail}`, retryable: false }, ms: msSince(started) };
   }
+  let cost: number | undefined;
+  const reportCost = (amount: number) => {
+    if (Number.isFinite(amount) && amount >= 0) cost = (cost ?? 0) + amount;
+  };
   try {
     const { keys } = settingsFor(env);
     const outcome = await stage.handle(input.data, {
@@ -36,6 +40,7 @@ async function runOne(stage: StageDef, pipeline: Pipeline, env: AppEnv, redis: R
       redis,
       keys,
       env,
+      reportCost,
     });
     const createdAt = Date.now();
     const emits = outcome.emit;
@@ -62,11 +67,12 @@ async function runOne(stage: StageDef, pipeline: Pipeline, env: AppEnv, redis: R
       outputs,
       result: outcome.skipped ? { skipped: outcome.skipped, ...(isObject(outcome.result) ? outcome.result : {}) } : outcome.result,
       ms: msSince(started),
+      ...(cost !== undefined ? { cost } : {}),
     };
   } catch (err) {
     const retryable = err instanceof StageError ? err.retryable : true;
     const message = err instanceof Error ? err.message : String(err);
-    return { ok: false, error: { message, retryable }, ms: msSince(started) };
+    return { ok: false, error: { message, retryable }, ms: msSince(started), ...(cost !== undefined ? { cost } : {}) };
   }
 }
 

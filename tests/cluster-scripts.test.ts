@@ -32,7 +32,8 @@ import { LUA } from "../functions/lua.generated";
 import { articlesFromCsv } from "../functions/news/csv";
 import { generateDemoArticles } from "../functions/news/demo-feed";
 import { seedDemoUsers } from "../functions/news/users";
-import { StageError, type Pipeline } from "../functions/pipeline";
+import { z } from "zod";
+import { definePipeline, defineStage, StageError, type Pipeline } from "../functions/pipeline";
 import type { AppEnv, RedisClient } from "../functions/redis";
 import { listRuns, startRuns } from "../functions/runs";
 import { redriveDeadLetters } from "../functions/dead-letters";
@@ -63,6 +64,11 @@ const CALLERS: Record<ScriptName, string> = {
   enqueueRuns: "functions/runs.ts startRuns (POST /v1/runs, /v1/articles)",
   extendLease: "worker-host/stage-worker.ts extendLeases",
   fanOut: "functions/news/fan-out.ts fanOutBucketCall",
+  flowAcquire: "worker-host/flow-control.ts admit, readmitOnce",
+  flowPark: "worker-host/flow-control.ts park",
+  flowReadmit: "worker-host/flow-control.ts readmitOnce",
+  flowReady: "worker-host/flow-control.ts readmitOnce",
+  flowRelease: "worker-host/flow-control.ts giveBack, extendLeases",
   listRuns: "functions/runs.ts listRuns (GET /v1/runs)",
   mintFeedId: "functions/news/stages/fetcher.ts",
   pruneConsumers: "worker-host/host.ts pruneConsumers",
@@ -103,7 +109,7 @@ function recordScripts(conn: Connection, sink: ScriptCall[]): void {
 function tagShape(key: string): string {
   const tag = hashTag(key);
   if (tag === undefined) return "(no tag)";
-  return `{${tag.replace(/^([pb])\d+(-\d+)?$/, "$1<N>")}}`;
+  return `{${tag.replace(/^([pb])\d+(-\d+)?$/, "$1<N>").replace(/^fl:.*$/, "fl:<stage>:<kind>:<flow key>")}}`;
 }
 
 const SLOT_ERROR = /CROSSSLOT|do not hash to the same slot|non local key|Too many Cluster redirections/;
@@ -183,6 +189,31 @@ async function runFailures(): Promise<void> {
   await createGroups(keys, pipeline);
 }
 
+/** Flow control (concurrency, rate limit, budget: parks, readmits, releases, leases) on the single server, 12 partitions. */
+async function runFlow(): Promise<void> {
+  const keys = createKeys({ prefix: `l${randomHex(3)}`, partitions: CLUSTER_KEY_DEFAULTS.partitions });
+  const limited = defineStage({
+    name: "limited",
+    input: z.object({ tenant: z.string(), n: z.number() }),
+    next: [],
+    concurrency: { key: (p) => p.tenant, limit: 1 },
+    rateLimit: { key: (p) => p.tenant, perSecond: 50, burst: 2 },
+    budget: { key: (p) => p.tenant, tokensPerMinute: 60_000, estimate: () => 20 },
+    handle: async ({ n }, ctx) => {
+      await sleep(n % 3 === 0 ? 250 : 5); // some outlast a lease period: flow leases are extended
+      ctx.reportCost(10);
+      return { result: { n } };
+    },
+  });
+  const pipeline = definePipeline({ name: "flow", stages: [limited] });
+  const { host } = makeHost({ pipeline, keys, conn: v.conn, redis: v.redis, tuning: { visibilityMs: 400 } });
+  await host.run();
+  const runIds = await startRuns(v.redis, Array.from({ length: 30 }, (_, n) => ({ tenant: `t${n % 3}`, n })), { keys, pipeline });
+  await eventually(async () => (await Promise.all(runIds.map((id) => v.conn.hget(keys.run(id), "status")))).every((s) => s === "completed"), { timeoutMs: 30_000 });
+  await host.close();
+  await createGroups(keys, pipeline);
+}
+
 /** The exported functions that are not on the news handlers' path, called on the cluster. */
 async function runOnCluster(): Promise<void> {
   await startRuns(clusterRedis, Array.from({ length: 40 }, (_, n) => ({ title: `t${n}`, body: "b" })), { keys: newsKeys, pipeline: newsPipeline });
@@ -208,6 +239,7 @@ beforeAll(async () => {
   ) as unknown as RedisClient;
   await runNews();
   await runFailures();
+  await runFlow();
   await runOnCluster();
 }, 90_000);
 

@@ -6,6 +6,7 @@ import { hostname } from "node:os";
 import { randomHex } from "../functions/envelope";
 import type { Keys } from "../functions/keys";
 import type { Pipeline } from "../functions/pipeline";
+import { flowControlFor } from "./flow-control";
 import type { Invoker } from "./invoker";
 import { StageWorker, type StageHealth, type StageWorkerOptions } from "./stage-worker";
 import { isConnectionError, runScript, withTimeout, type Connection } from "./valkey";
@@ -34,6 +35,8 @@ export interface WorkerHostOptions {
   /** Consumers with nothing pending and idle this long are deleted from their group. */
   pruneConsumersIdleMs?: number;
   log?: (line: string) => void;
+  /** The app's environment (settings): flow key functions and limits given as functions read it. */
+  env?: Record<string, unknown>;
 }
 
 export class WorkerHost {
@@ -46,7 +49,11 @@ export class WorkerHost {
     const { pipeline, keys, conn, invoker, tuning = {}, log = () => {} } = options;
     this.consumer = options.consumer ?? `${hostname()}:${process.pid}:${randomHex(3)}`;
     const stages = options.stages ?? [...pipeline.stages.keys()];
-    this.workers = stages.map((stage) => new StageWorker({ ...tuning, stage, keys, conn, invoker, consumer: this.consumer, log }));
+    this.workers = stages.map((stage) => {
+      const visibilityMs = tuning.visibilityMs ?? 30_000;
+      const flow = flowControlFor(pipeline.stages.get(stage), { stage, keys, conn, env: options.env, leaseMs: visibilityMs, recheckMs: Math.min(1000, visibilityMs), log });
+      return new StageWorker({ ...tuning, stage, keys, conn, invoker, consumer: this.consumer, log, ...(flow ? { flow } : {}) });
+    });
   }
 
   /** Creates groups and starts every stage's loops. */

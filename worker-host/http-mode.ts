@@ -267,6 +267,7 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
         invoker,
         streamMaxLen: config.STREAM_MAXLEN,
         tuning: workerTuning(config),
+        env,
         log,
       });
       await host.run();

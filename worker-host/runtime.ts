@@ -88,6 +88,7 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
     invoker: invoker ?? new InProcessInvoker(app, env),
     streamMaxLen: config.STREAM_MAXLEN,
     tuning: workerTuning(config),
+    env,
     log,
   });
   await host.run();

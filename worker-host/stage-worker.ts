@@ -23,6 +23,7 @@ import { Envelope, checkEnvelope } from "../functions/envelope";
 import type { StageItemResult } from "../functions/envelope";
 import type { Keys } from "../functions/keys";
 import { latencyField } from "../functions/stats";
+import type { FlowControl, FlowTicket } from "./flow-control";
 import type { Invoker } from "./invoker";
 import { StageProgress, type StageProgressSnapshot } from "./stage-progress";
 import { encodeCommand, isConnectionError, openBlockingConnection, runScript, sendAbandonable, withTimeout, type AbandonableCommand, type Connection } from "./valkey";
@@ -55,6 +56,8 @@ export interface StageWorkerOptions {
   /** close() gives in-flight batches this long to commit; what is left stays pending for reclaim. */
   closeTimeoutMs?: number;
   log?: (line: string) => void;
+  /** The stage's flow limits (flow-control.ts); absent for a stage without limits, which then pays nothing for them. */
+  flow?: FlowControl;
 }
 
 /** A stream entry as read from Valkey. */
@@ -70,6 +73,17 @@ interface ParsedEntry extends RawEntry {
   envelope?: Envelope;
   /** Why the entry is malformed (dead-lettered at once). */
   invalid?: string;
+  /** Room a flow limit reserved for this entry when it readmitted it (field "r"). */
+  reservation?: string;
+}
+
+/**
+ * Deliveries an entry had before flow control parked it (field "d" of a
+ * readmitted entry), so waiting never costs an attempt: 0 for any other entry.
+ */
+function priorDeliveries(fields: string[]): number {
+  for (let i = 2; i < fields.length; i += 2) if (fields[i] === "d") return Number(fields[i + 1]) || 0;
+  return 0;
 }
 
 type XReadReply = Array<[string, Array<[string, string[]]>]> | null;
@@ -131,7 +145,8 @@ export class StageWorker {
   readonly stage: string;
   /** Checkpoint field of this stage's step (a branch adds `#branch`). */
   private readonly plainStepField: string;
-  private readonly o: Required<Omit<StageWorkerOptions, "log">> & { log: (line: string) => void };
+  private readonly o: Required<Omit<StageWorkerOptions, "log" | "flow">> & { log: (line: string) => void };
+  private readonly flow: FlowControl | undefined;
   private blocking: Connection | undefined;
   private blockingId: number | undefined;
   private running = false;
@@ -176,6 +191,7 @@ export class StageWorker {
       log: () => {},
       ...options,
     };
+    this.flow = options.flow;
     this.progress = new StageProgress(this.stage, this.o.log);
   }
 
@@ -204,6 +220,7 @@ export class StageWorker {
     this.closeDeadline = undefined;
     this.readLoop = this.mainLoop();
     this.reclaimLoop = this.reclaimIdleLoop();
+    this.flow?.start();
     // Leases of batches whose handlers outlast a third of the visibility timeout are extended.
     this.leaseTimer = setInterval(() => void this.extendLeases(), this.leaseEveryMs);
     this.leaseTimer.unref?.();
@@ -237,6 +254,7 @@ export class StageWorker {
     if (!(await settlesWithin(Promise.all(this.inFlight), left()))) {
       this.o.log(`[${this.stage}] close: ${this.inFlight.size} batch(es) not committed within ${this.o.closeTimeoutMs} ms; their entries stay pending and are reclaimed after the visibility timeout`);
     }
+    if (this.flow && !(await settlesWithin(this.flow.stop(), left()))) this.o.log(`[${this.stage}] flow readmit loop still busy at close`);
     clearTimeout(this.watchdogTimer);
     clearInterval(this.leaseTimer);
     this.watchdogTimer = undefined;
@@ -428,7 +446,7 @@ export class StageWorker {
       this.cursors.set(p, next);
       if (list.length === 0) continue;
       claimed += list.length;
-      const entries = list.map(([id, fields, deliveries]) => ({ partition: p, id, fields: fields ?? [], deliveries: Number(deliveries) }));
+      const entries = list.map(([id, fields, deliveries]) => ({ partition: p, id, fields: fields ?? [], deliveries: Number(deliveries) + priorDeliveries(fields ?? []) }));
       const exhausted = entries.filter((e) => e.deliveries > this.o.maxDeliveries);
       const retry = entries.filter((e) => e.deliveries <= this.o.maxDeliveries);
       if (exhausted.length > 0) {
@@ -443,6 +461,12 @@ export class StageWorker {
     const fields = entry.fields;
     let raw: string | undefined;
     for (let i = 0; i < fields.length; i += 2) if (fields[i] === "e") raw = fields[i + 1];
+    // Entries put back by flow control carry their earlier deliveries and reservation.
+    let reservation: string | undefined;
+    if (fields.length > 2) {
+      for (let i = 2; i < fields.length; i += 2) if (fields[i] === "r") reservation = fields[i + 1];
+      if (entry.deliveries === 1) entry = { ...entry, deliveries: 1 + priorDeliveries(fields) };
+    }
     if (raw === undefined) {
       const asObject: Record<string, string> = {};
       for (let i = 0; i < fields.length; i += 2) asObject[fields[i]] = fields[i + 1];
@@ -468,6 +492,7 @@ export class StageWorker {
       return { ...entry, raw, invalid: `run ${envelope.runId} belongs to partition ${this.o.keys.partitionOf(envelope.runId)}, found on partition ${entry.partition}` };
     }
     envelope.attempt = entry.deliveries;
+    if (reservation !== undefined) return { partition: entry.partition, id: entry.id, fields: entry.fields, deliveries: entry.deliveries, raw, envelope, reservation };
     return { partition: entry.partition, id: entry.id, fields: entry.fields, deliveries: entry.deliveries, raw, envelope };
   }
 
@@ -505,6 +530,25 @@ export class StageWorker {
       valid = valid.filter((e) => !done.has(e));
     }
 
+    // Entries over a flow limit are parked here (acked into waiting lists); the rest go on.
+    let ticket: FlowTicket | undefined;
+    if (this.flow && valid.length > 0) {
+      // Not retried here: on a connection error the batch stays pending and is reclaimed.
+      const gate = await this.flow.admit(valid);
+      valid = gate.admitted as ParsedEntry[];
+      ticket = gate.ticket;
+    }
+    if (!ticket) return this.dispatchAndSettle(malformed, alreadyDone, valid);
+    const ran = new Map<ParsedEntry, StageItemResult>();
+    try {
+      await this.dispatchAndSettle(malformed, alreadyDone, valid, ran);
+    } finally {
+      await this.flow!.release(ticket, ran).catch((err) => this.o.log(`[${this.stage}] flow release failed (slots free when their leases end): ${(err as Error).message}`));
+    }
+  }
+
+  /** Dispatches the valid entries and commits, retries or dead-letters each; `ran` collects the results (flow control corrects budgets by them). */
+  private async dispatchAndSettle(malformed: ParsedEntry[], alreadyDone: ParsedEntry[], valid: ParsedEntry[], ran?: Map<ParsedEntry, StageItemResult>): Promise<void> {
     let results: StageItemResult[] = [];
     if (valid.length > 0) {
       const envelopes: Envelope[] = new Array(valid.length);
@@ -521,6 +565,7 @@ export class StageWorker {
         const message = `dispatch failed: ${(err as Error).message}`;
         results = valid.map(() => ({ ok: false as const, error: { message, retryable: true }, ms: 0 }));
       }
+      if (ran) for (let k = 0; k < valid.length; k++) ran.set(valid[k], results[k]);
     }
 
     const commits: Array<{ entry: ParsedEntry; result: Extract<StageItemResult, { ok: true }> | null }> = alreadyDone.map((entry) => ({ entry, result: null }));

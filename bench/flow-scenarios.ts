@@ -1,0 +1,130 @@
+/**
+ * Flow-control scenarios, measured on the real WorkerHost against a real
+ * server: used reduced by tests/flow-control.test.ts and in full by
+ * `npm run flow:fairness` (bench/flow.ts).
+ *
+ * fairness  one tenant floods N entries, then nine tenants send M each,
+ *           through a stage limited to 2 concurrent entries per tenant: per
+ *           tenant the p99 and last completion time (from the start of the
+ *           enqueue to the end of the handler), the most entries of one
+ *           tenant seen in handlers at once, attempts seen by handlers, and
+ *           the stage's dead letters.
+ */
+import { z } from "zod";
+import { createApp } from "../functions/app";
+import type { Keys } from "../functions/keys";
+import { definePipeline, defineStage, type Pipeline } from "../functions/pipeline";
+import type { AppEnv } from "../functions/redis";
+import { startRuns } from "../functions/runs";
+import { readStats, type StageStats } from "../functions/stats";
+import { WorkerHost, type WorkerTuning } from "../worker-host/host";
+import { InProcessInvoker } from "../worker-host/invoker";
+import { upstashOverValkey, type Connection } from "../worker-host/valkey";
+import { quantiles } from "./stats";
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export interface TenantFigures {
+  tenant: string;
+  entries: number;
+  /** Completion times of the tenant's entries, ms since the enqueue started. */
+  p50Ms: number;
+  p99Ms: number;
+  lastMs: number;
+  /** Most of the tenant's entries in handlers at once. */
+  maxInHandlers: number;
+}
+
+export interface FairnessResult {
+  tenants: TenantFigures[];
+  /** Attempts handlers saw other than 1 (a waiting entry that lost a delivery attempt shows here). */
+  attemptsAbove1: number;
+  /** Handler calls in all (more than the entries means some ran twice). */
+  calls: number;
+  stats: StageStats;
+  totalMs: number;
+}
+
+/** The fairness scenario on hosts over `conns` (one WorkerHost per connection, all sharing the stage). */
+export async function fairnessScenario({
+  conns,
+  keys,
+  flood = 10_000,
+  tenants = 9,
+  each = 100,
+  limit = 2,
+  handlerMs = 20,
+  tuning = {},
+  timeoutMs = 600_000,
+}: {
+  conns: Connection[];
+  keys: Keys;
+  flood?: number;
+  tenants?: number;
+  each?: number;
+  limit?: number;
+  handlerMs?: number;
+  tuning?: WorkerTuning;
+  timeoutMs?: number;
+}): Promise<FairnessResult> {
+  const done = new Map<string, number[]>();
+  const active = new Map<string, number>();
+  const maxActive = new Map<string, number>();
+  let attemptsAbove1 = 0;
+  let calls = 0;
+  let t0 = 0;
+  const work = defineStage({
+    name: "work",
+    input: z.object({ tenant: z.string(), i: z.number().int() }),
+    next: [],
+    concurrency: { key: (p) => p.tenant, limit },
+    handle: async ({ tenant }, ctx) => {
+      calls++;
+      if (ctx.attempt !== 1) attemptsAbove1++;
+      const now = (active.get(tenant) ?? 0) + 1;
+      active.set(tenant, now);
+      maxActive.set(tenant, Math.max(maxActive.get(tenant) ?? 0, now));
+      await sleep(handlerMs);
+      active.set(tenant, (active.get(tenant) ?? 1) - 1);
+      let list = done.get(tenant);
+      if (!list) done.set(tenant, (list = []));
+      list.push(performance.now() - t0);
+      return { result: { tenant } };
+    },
+  });
+  const pipeline: Pipeline = definePipeline({ name: "fairness", stages: [work] });
+  const hosts = conns.map((conn, k) => {
+    const app = createApp({ pipeline });
+    const env: AppEnv = { REDIS: upstashOverValkey(conn), KEY_PREFIX: keys.prefix, PARTITIONS: String(keys.partitions) };
+    return new WorkerHost({ pipeline, keys, conn, invoker: new InProcessInvoker(app, env), consumer: `fair-${k}`, env, tuning: { batchSize: 100, concurrency: 4, ...tuning }, log: (l) => process.stderr.write(`${l}\n`) });
+  });
+  await Promise.all(hosts.map((h) => h.run()));
+  const redis = upstashOverValkey(conns[0]);
+  t0 = performance.now();
+  try {
+    for (let s = 0; s < flood; s += 1000) {
+      await startRuns(redis, Array.from({ length: Math.min(1000, flood - s) }, (_, i) => ({ tenant: "flood", i: s + i })), { keys, pipeline });
+    }
+    for (let t = 1; t <= tenants; t++) {
+      await startRuns(redis, Array.from({ length: each }, (_, i) => ({ tenant: `t${t}`, i })), { keys, pipeline });
+    }
+    const total = flood + tenants * each;
+    const deadline = Date.now() + timeoutMs;
+    let stats: StageStats;
+    for (;;) {
+      stats = (await readStats(redis, keys, pipeline)).stages[0];
+      if (stats.processed + stats.deadLettered >= total) break;
+      if (Date.now() > deadline) throw new Error(`fairness scenario: ${stats.processed}/${total} processed after ${timeoutMs} ms`);
+      await sleep(50);
+    }
+    const totalMs = performance.now() - t0;
+    const figures: TenantFigures[] = [...done].map(([tenant, times]) => {
+      const q = quantiles(times);
+      return { tenant, entries: times.length, p50Ms: Math.round(q.p50 ?? 0), p99Ms: Math.round(q.p99 ?? 0), lastMs: Math.round(q.max ?? 0), maxInHandlers: maxActive.get(tenant) ?? 0 };
+    });
+    figures.sort((a, b) => (a.tenant === "flood" ? -1 : b.tenant === "flood" ? 1 : a.tenant.localeCompare(b.tenant, "en", { numeric: true })));
+    return { tenants: figures, attemptsAbove1, calls, stats: stats!, totalMs };
+  } finally {
+    await Promise.all(hosts.map((h) => h.close()));
+  }
+}

@@ -1,0 +1,91 @@
+--[[
+flow-acquire: take room in one flow limiter (one stage, one limit kind, one
+flow key) for a list of members, in order. The limiter's keys carry the flow
+key's own tag, so one call touches one slot; limits hold across hosts.
+
+Kinds:
+  concurrency  a sorted set member -> lease deadline (ms). Expired leases are
+               removed first, so a host killed -9 leaks its slots only until
+               their deadline. A member already holding a slot keeps it (a
+               redelivered entry re-takes its own slot); a reservation member
+               (taken by flow-readmit for a parked entry) is swapped for the
+               entry's member without a second check.
+  rate, budget a token bucket hash (tokens, at) refilled continuously; an item
+               takes `amount` tokens (1 for rate, the cost estimate for a
+               budget). An item larger than the whole bucket passes when the
+               bucket is full (it then goes into debt), so it is never stuck.
+               A reserved item was charged when it was readmitted: it passes.
+
+KEYS[1]    the limiter key (zset for concurrency, hash for rate/budget)
+
+ARGV[1]    kind: "concurrency" | "rate" | "budget"
+ARGV[2]    now, epoch ms
+ARGV[3]    concurrency: slot limit; rate/budget: bucket capacity (tokens)
+ARGV[4]    concurrency: lease length, ms; rate/budget: refill, tokens per ms
+ARGV[5]    stop at the first denial (1: reservations take a prefix), else 0
+ARGV[6]    N items, followed per item by member, amount, reservation ("" none)
+
+Returns    { granted flags (1/0 per item, in order), waitMs }: waitMs is when
+           a denied item may pass at the earliest (rate/budget), 0 otherwise
+]]
+local kind, now = ARGV[1], tonumber(ARGV[2])
+local limit, param = tonumber(ARGV[3]), tonumber(ARGV[4])
+local prefixOnly = ARGV[5] == '1'
+local n = tonumber(ARGV[6])
+local flags, waitMs, denied = {}, 0, false
+if kind == 'concurrency' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  local used = redis.call('ZCARD', KEYS[1])
+  local deadline = now + param
+  for k = 1, n do
+    local b = 4 + 3 * k
+    local member, reservation = ARGV[b], ARGV[b + 2]
+    local ok = 0
+    if not (denied and prefixOnly) then
+      if reservation ~= '' and redis.call('ZSCORE', KEYS[1], reservation) then
+        redis.call('ZREM', KEYS[1], reservation)
+        redis.call('ZADD', KEYS[1], deadline, member)
+        ok = 1
+      elseif redis.call('ZSCORE', KEYS[1], member) then
+        redis.call('ZADD', KEYS[1], deadline, member)
+        ok = 1
+      elseif used < limit then
+        redis.call('ZADD', KEYS[1], deadline, member)
+        used = used + 1
+        ok = 1
+      end
+    end
+    if ok == 0 then denied = true end
+    flags[k] = ok
+  end
+  redis.call('PEXPIRE', KEYS[1], param + 60000)
+else
+  local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+  local tokens = tonumber(state[1]) or limit
+  local at = tonumber(state[2]) or now
+  if now > at then
+    tokens = math.min(limit, tokens + (now - at) * param)
+    at = now
+  end
+  for k = 1, n do
+    local b = 4 + 3 * k
+    local amount, reservation = tonumber(ARGV[b + 1]), ARGV[b + 2]
+    local ok = 0
+    if not (denied and prefixOnly) then
+      if reservation ~= '' then
+        ok = 1
+      elseif tokens >= math.min(amount, limit) then
+        tokens = tokens - amount
+        ok = 1
+      end
+    end
+    if ok == 0 then
+      if not denied then waitMs = math.ceil((math.min(amount, limit) - tokens) / param) end
+      denied = true
+    end
+    flags[k] = ok
+  end
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', at)
+  redis.call('PEXPIRE', KEYS[1], math.ceil(limit / param) + 60000)
+end
+return { flags, waitMs }

@@ -1,0 +1,35 @@
+--[[
+flow-release: give back or adjust room in one flow limiter (see
+flow-acquire.lua for the kinds and the limiter's layout).
+
+KEYS[1]    the limiter key
+
+ARGV[1]    op: "release" (concurrency: remove the members' slots),
+           "extend" (concurrency: push the deadline of members still held),
+           "adjust" (rate/budget: add ARGV[4..] token deltas to the bucket; a
+           negative delta charges a cost reported after the call, a positive
+           one refunds an estimate that was too high; the bucket never holds
+           more than its capacity and may go into debt)
+ARGV[2]    now, epoch ms
+ARGV[3]    extend: lease length, ms; adjust: bucket capacity
+ARGV[4..]  release/extend: members; adjust: deltas
+
+Returns    release: slots held after the call; extend: members extended;
+           adjust: tokens in the bucket after the call (floored)
+]]
+local op, now, param = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+if op == 'release' then
+  for k = 4, #ARGV do redis.call('ZREM', KEYS[1], ARGV[k]) end
+  return redis.call('ZCARD', KEYS[1])
+elseif op == 'extend' then
+  local n = 0
+  for k = 4, #ARGV do n = n + redis.call('ZADD', KEYS[1], 'XX', 'CH', now + param, ARGV[k]) end
+  if n > 0 then redis.call('PEXPIRE', KEYS[1], param + 60000) end
+  return n
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens')) or param
+for k = 4, #ARGV do tokens = tokens + tonumber(ARGV[k]) end
+if tokens > param then tokens = param end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens))
+return math.floor(tokens)

@@ -1,0 +1,467 @@
+/**
+ * Flow control of one stage (its `concurrency`, `rateLimit` and `budget`):
+ * the gate a stage worker passes a batch through before dispatch, and the
+ * loop that readmits parked entries. All state is in Valkey (limiters tagged
+ * by their flow key, waiting lists and ready sets by partition), so limits
+ * hold across hosts and restarts; only hints live here.
+ *
+ *   admit    per limit kind, one flow-acquire call per flow key in the batch;
+ *            entries denied room are parked (flow-park.lua: XACK + waiting
+ *            list + ready set), so they spend no delivery attempt and hold no
+ *            batch slot, and the other keys of the batch go on.
+ *   release  after the batch: concurrency slots freed (flow-release.lua),
+ *            budget estimates corrected by the cost handlers reported.
+ *   readmit  a loop over the partitions' ready sets (flow-ready.lua): for
+ *            each due key it reserves room (flow-acquire, prefix only) and
+ *            moves that many parked entries back onto the stream
+ *            (flow-readmit.lua), each carrying its reservation and earlier
+ *            deliveries. Keys are served in turn, so no key blocks another.
+ *
+ * A stage without limits gets no FlowControl at all (see flowControlFor).
+ */
+import { randomHex, type Envelope, type StageItemResult } from "../functions/envelope";
+import { flowKeyPart, type FlowKind, type Keys } from "../functions/keys";
+import type { FlowKeyContext, FlowNumber, StageDef } from "../functions/pipeline";
+import { runScript, type Connection } from "./valkey";
+
+/** The fields of a stage worker's parsed entry that flow control uses. */
+export interface FlowEntry {
+  partition: number;
+  id: string;
+  raw: string;
+  deliveries: number;
+  envelope?: Envelope;
+  /** "<kind>:<token>" when flow-readmit put the entry back with room reserved for it. */
+  reservation?: string;
+}
+
+interface Limiter {
+  kind: FlowKind;
+  key: (payload: unknown, ctx: FlowKeyContext) => string;
+  /** Concurrency: slots; rate/budget: bucket capacity. */
+  cap: number;
+  /** Concurrency: lease ms; rate/budget: refill tokens per ms. */
+  param: number;
+  amount: (payload: unknown, ctx: FlowKeyContext) => number;
+}
+
+/** One admitted entry's holdings, released after its batch. */
+interface Held {
+  entry: FlowEntry;
+  /** Per limiter (same order as the stage's limiters): limiter key and amount taken. */
+  taken: Array<{ limiter: string; amount: number } | undefined>;
+  member: string;
+}
+
+/** Admitted entries of one batch and what they hold. */
+export interface FlowTicket {
+  held: Held[];
+}
+
+export interface FlowControlOptions {
+  stage: string;
+  keys: Keys;
+  conn: Connection;
+  env?: Record<string, unknown>;
+  /** Concurrency slot lease; extended while the handler runs (default 30 s). */
+  leaseMs?: number;
+  /** Lease of room reserved for a readmitted entry until it is read again (default 60 s). */
+  reserveMs?: number;
+  /** A key parked for concurrency is looked at again after this long even without a release seen here (default 1 s). */
+  recheckMs?: number;
+  /** Longest sleep of the readmit loop (default 1 s): it also finds entries parked by other hosts. */
+  sweepMs?: number;
+  log?: (line: string) => void;
+}
+
+/** Figures of this host's flow control, for /health and tests. */
+export interface FlowCounters {
+  admitted: number;
+  parked: number;
+  readmitted: number;
+}
+
+const num = (v: FlowNumber | undefined, env: Record<string, unknown>, fallback: number): number => {
+  const n = typeof v === "function" ? v(env) : v;
+  return typeof n === "number" && Number.isFinite(n) && n > 0 ? n : fallback;
+};
+
+/** The stage's FlowControl, or undefined when it declares no limits (then nothing extra runs). */
+export function flowControlFor(def: StageDef | undefined, options: FlowControlOptions): FlowControl | undefined {
+  if (!def || (!def.concurrency && !def.rateLimit && !def.budget)) return undefined;
+  return new FlowControl(def, options);
+}
+
+export class FlowControl {
+  readonly limiters: Limiter[];
+  readonly counters: FlowCounters = { admitted: 0, parked: 0, readmitted: 0 };
+  private readonly o: Required<FlowControlOptions>;
+  /** Concurrency slots held by entries in handlers here: limiter key -> members (leases extended). */
+  private readonly holding = new Map<string, Map<string, number>>();
+  /** Ready members whose room this host just freed, per partition-independent member: looked at first. */
+  private readonly forced = new Set<string>();
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private kicked = false;
+  private extendTimer: ReturnType<typeof setInterval> | undefined;
+  /** Parked entries were seen lately (here or by a sweep): releases then kick the readmit loop. */
+  private busyUntil = 0;
+
+  constructor(private readonly def: StageDef, options: FlowControlOptions) {
+    this.o = { env: {}, leaseMs: 30_000, reserveMs: 60_000, recheckMs: 1000, sweepMs: 1000, log: () => {}, ...options };
+    const env = this.o.env;
+    const one = () => 1;
+    const limiters: Limiter[] = [];
+    if (def.concurrency) {
+      limiters.push({ kind: "concurrency", key: def.concurrency.key, cap: Math.floor(num(def.concurrency.limit, env, 1)), param: this.o.leaseMs, amount: one });
+    }
+    if (def.rateLimit) {
+      const perSecond = num(def.rateLimit.perSecond, env, 1);
+      limiters.push({ kind: "rate", key: def.rateLimit.key, cap: num(def.rateLimit.burst, env, Math.max(1, perSecond)), param: perSecond / 1000, amount: one });
+    }
+    if (def.budget) {
+      const perMinute = num(def.budget.tokensPerMinute, env, 1);
+      const estimate = def.budget.estimate;
+      limiters.push({
+        kind: "budget",
+        key: def.budget.key,
+        cap: num(def.budget.burst, env, perMinute),
+        param: perMinute / 60_000,
+        amount: (payload, ctx) => {
+          const n = Number(estimate(payload, ctx));
+          return Number.isFinite(n) && n > 0 ? n : 0;
+        },
+      });
+    }
+    this.limiters = limiters;
+  }
+
+  /** Starts the readmit loop and the lease extension. */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.busyUntil = Date.now() + 5000;
+    this.loop = this.readmitLoop();
+    this.extendTimer = setInterval(() => void this.extendLeases(), Math.max(50, Math.floor(this.o.leaseMs / 3)));
+    this.extendTimer.unref?.();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    clearInterval(this.extendTimer);
+    this.wake?.();
+    await this.loop;
+  }
+
+  /** Flow key, member and amount of one entry for one limiter; undefined when its payload does not parse (the handler dead-letters it). */
+  private context(e: FlowEntry): { payload: unknown; ctx: FlowKeyContext } | undefined {
+    const env = e.envelope!;
+    const parsed = this.def.input.safeParse(env.payload);
+    if (!parsed.success) return undefined;
+    return { payload: parsed.data, ctx: { runId: env.runId, stage: this.o.stage, env: this.o.env } };
+  }
+
+  /**
+   * Lets through the entries that have room under every limit and parks the
+   * rest. Entries whose payload or key function fails pass unlimited (the
+   * handler rejects an invalid payload; a throwing key is reported once here).
+   */
+  async admit(entries: FlowEntry[]): Promise<{ admitted: FlowEntry[]; ticket: FlowTicket }> {
+    const { keys, stage } = this.o;
+    const now = Date.now();
+    const held: Held[] = [];
+    let live: Array<{ h: Held; payload: unknown; ctx: FlowKeyContext }> = [];
+    const admitted: FlowEntry[] = [];
+    for (const entry of entries) {
+      const c = this.context(entry);
+      const h: Held = { entry, taken: [], member: memberOf(entry.envelope!) };
+      if (!c) {
+        admitted.push(entry);
+        held.push(h);
+        continue;
+      }
+      live.push({ h, ...c });
+    }
+    const park: Array<{ h: Held; kind: FlowKind; flowKey: string; dueAt: number }> = [];
+    for (let li = 0; li < this.limiters.length && live.length > 0; li++) {
+      const lim = this.limiters[li];
+      const groups = new Map<string, { flowKey: string; items: typeof live; amounts: number[] }>();
+      for (const item of live) {
+        let flowKey: string;
+        let amount: number;
+        try {
+          flowKey = String(lim.key(item.payload, item.ctx));
+          amount = lim.amount(item.payload, item.ctx);
+        } catch (err) {
+          this.o.log(`[${stage}] ${lim.kind} key/estimate failed for run ${item.ctx.runId} (let through unlimited): ${(err as Error).message}`);
+          continue;
+        }
+        const limiter = keys.flowLimiter(stage, lim.kind, flowKey);
+        let g = groups.get(limiter);
+        if (!g) groups.set(limiter, (g = { flowKey, items: [], amounts: [] }));
+        g.items.push(item);
+        g.amounts.push(amount);
+      }
+      const denied = new Set<Held>();
+      await Promise.all(
+        [...groups].map(async ([limiter, g]) => {
+          const args: Array<string | number> = [lim.kind, now, lim.cap, lim.param, 0, g.items.length];
+          for (let k = 0; k < g.items.length; k++) {
+            const r = g.items[k].h.entry.reservation;
+            const reserved = r !== undefined && r.startsWith(`${lim.kind}:`) ? (lim.kind === "concurrency" ? r.slice(lim.kind.length + 1) : "1") : "";
+            args.push(g.items[k].h.member, g.amounts[k], reserved);
+          }
+          const [flags, waitMs] = await runScript<[number[], number]>(this.o.conn, "flowAcquire", [limiter], args);
+          for (let k = 0; k < g.items.length; k++) {
+            const h = g.items[k].h;
+            if (Number(flags[k]) === 1) h.taken[li] = { limiter, amount: g.amounts[k] };
+            else {
+              denied.add(h);
+              const dueAt = lim.kind === "concurrency" ? now + this.o.recheckMs : now + Math.max(1, Number(waitMs));
+              park.push({ h, kind: lim.kind, flowKey: g.flowKey, dueAt });
+            }
+          }
+        }),
+      );
+      if (denied.size > 0) live = live.filter((item) => !denied.has(item.h));
+    }
+    for (const item of live) {
+      admitted.push(item.h.entry);
+      held.push(item.h);
+    }
+    if (park.length > 0) {
+      // What the parked entries took under earlier limits goes back first.
+      await this.giveBack(park.map((p) => p.h), new Map());
+      await this.park(park);
+    }
+    for (const h of held) {
+      for (const t of h.taken) {
+        if (!t || !t.limiter.includes(":concurrency:")) continue;
+        let members = this.holding.get(t.limiter);
+        if (!members) this.holding.set(t.limiter, (members = new Map()));
+        members.set(h.member, (members.get(h.member) ?? 0) + 1);
+      }
+    }
+    this.counters.admitted += admitted.length;
+    return { admitted, ticket: { held } };
+  }
+
+  /** Frees the batch's concurrency slots and corrects budget estimates by the costs reported. */
+  async release(ticket: FlowTicket, results: ReadonlyMap<FlowEntry, StageItemResult>): Promise<void> {
+    for (const h of ticket.held) {
+      for (const t of h.taken) {
+        const members = t && this.holding.get(t.limiter);
+        if (!members) continue;
+        const n = (members.get(h.member) ?? 1) - 1;
+        if (n > 0) members.set(h.member, n);
+        else members.delete(h.member);
+        if (members.size === 0) this.holding.delete(t!.limiter);
+      }
+    }
+    const freed = await this.giveBack(ticket.held, results);
+    if (freed > 0 && Date.now() < this.busyUntil) this.kick();
+  }
+
+  /**
+   * Gives back what `held` entries took: concurrency slots are released;
+   * budget tokens are refunded in full without a result (the entry did not
+   * run) or corrected by its reported cost. Returns the slots freed.
+   */
+  private async giveBack(held: Held[], results: ReadonlyMap<FlowEntry, StageItemResult>): Promise<number> {
+    const byLimiter = new Map<string, { li: number; values: Array<string | number> }>();
+    for (const h of held) {
+      h.taken.forEach((t, li) => {
+        if (!t) return;
+        const kind = this.limiters[li].kind;
+        let value: string | number | undefined;
+        if (kind === "concurrency") value = h.member;
+        else if (kind === "budget") {
+          const r = results.get(h.entry);
+          const actual = r ? r.cost : 0;
+          if (actual !== undefined && actual !== t.amount) value = t.amount - actual;
+        } else if (!results.has(h.entry)) value = t.amount;
+        if (value === undefined) return;
+        let g = byLimiter.get(t.limiter);
+        if (!g) byLimiter.set(t.limiter, (g = { li, values: [] }));
+        g.values.push(value);
+        if (kind === "concurrency") this.forced.add(`concurrency:${t.limiter.slice(t.limiter.lastIndexOf(":") + 1, -1)}`);
+      });
+      h.taken = [];
+    }
+    let freed = 0;
+    const now = Date.now();
+    await Promise.all(
+      [...byLimiter].map(async ([limiter, { li, values }]) => {
+        const lim = this.limiters[li];
+        if (lim.kind === "concurrency") {
+          await runScript(this.o.conn, "flowRelease", [limiter], ["release", now, 0, ...values]);
+          freed += values.length;
+        } else {
+          await runScript(this.o.conn, "flowRelease", [limiter], ["adjust", now, lim.cap, ...values]);
+        }
+      }),
+    );
+    return freed;
+  }
+
+  private async park(items: Array<{ h: Held; kind: FlowKind; flowKey: string; dueAt: number }>): Promise<void> {
+    const { keys, stage } = this.o;
+    const byPartition = new Map<number, typeof items>();
+    for (const item of items) {
+      const p = item.h.entry.partition;
+      const list = byPartition.get(p) ?? [];
+      list.push(item);
+      byPartition.set(p, list);
+    }
+    this.busyUntil = Date.now() + 5000;
+    await Promise.all(
+      [...byPartition].map(async ([p, list]) => {
+        const keyList = [keys.stream(stage, p), keys.stageStats(stage, p), keys.flowReady(stage, p)];
+        const index = new Map<string, number>();
+        const args: Array<string | number> = [keys.group(stage), list.length];
+        for (const { h, kind, flowKey, dueAt } of list) {
+          const waiting = keys.flowWaiting(stage, p, kind, flowKey);
+          let idx = index.get(waiting);
+          if (idx === undefined) {
+            keyList.push(waiting);
+            index.set(waiting, (idx = keyList.length));
+          }
+          // This delivery does not count: the record keeps only the earlier ones.
+          args.push(h.entry.id, idx, `${kind}:${flowKeyPart(flowKey)}`, `${h.entry.deliveries - 1}|${h.entry.raw}`, dueAt);
+        }
+        this.counters.parked += Number(await runScript(this.o.conn, "flowPark", keyList, args));
+      }),
+    );
+  }
+
+  /** Wakes the readmit loop now (room was freed here). */
+  kick(): void {
+    this.kicked = true;
+    this.wake?.();
+  }
+
+  private async readmitLoop(): Promise<void> {
+    let failures = 0;
+    while (this.running) {
+      let delay = this.o.sweepMs;
+      try {
+        this.kicked = false;
+        const next = await this.readmitOnce();
+        failures = 0;
+        if (next >= 0) delay = Math.min(delay, Math.max(1, next - Date.now()));
+      } catch (err) {
+        failures++;
+        if (failures === 1) this.o.log(`[${this.o.stage}] readmitting parked entries failed: ${(err as Error).message}`);
+      }
+      if (!this.running) break;
+      if (this.kicked) continue;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, delay);
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.wake = done;
+      });
+      this.wake = undefined;
+    }
+  }
+
+  /**
+   * One pass over every partition: readmits what the limiters have room for.
+   * Returns the earliest time a parked key becomes due (-1: none known).
+   */
+  async readmitOnce(): Promise<number> {
+    const { keys, stage } = this.o;
+    const forced = [...this.forced];
+    this.forced.clear();
+    let nextDue = -1;
+    let found = false;
+    for (const p of keys.allPartitions) {
+      const now = Date.now();
+      const reply = await runScript<Array<[string, number, string[]] | number>>(this.o.conn, "flowReady", [keys.flowReady(stage, p)], [keys.flowWaitingPrefix(stage, p), now, 256, 64, ...forced]);
+      const due = Number(reply[reply.length - 1]);
+      if (due >= 0 && (nextDue < 0 || due < nextDue)) nextDue = due;
+      const ready = reply.slice(0, -1) as Array<[string, number, string[]]>;
+      if (ready.length === 0) continue;
+      found = true;
+      const groups: Array<{ member: string; limiter: string; li: number; count: number; tokens: string[]; nextDue: number }> = [];
+      await Promise.all(
+        ready.map(async ([member, length, heads]) => {
+          const kind = member.slice(0, member.indexOf(":")) as FlowKind;
+          const li = this.limiters.findIndex((l) => l.kind === kind);
+          if (li < 0) return; // a limit the stage no longer declares: left parked (see docs)
+          const lim = this.limiters[li];
+          const flowKey = member.slice(kind.length + 1);
+          const limiter = keys.flowLimiter(stage, kind, flowKey);
+          const wanted = Math.min(Number(length), heads.length);
+          const amounts = heads.slice(0, wanted).map((record) => (kind === "budget" ? this.estimateRecord(record) : 1));
+          const tokens = amounts.map(() => (kind === "concurrency" ? `r:${randomHex(6)}` : "1"));
+          const args: Array<string | number> = [kind, now, lim.cap, kind === "concurrency" ? this.o.reserveMs : lim.param, 1, wanted];
+          for (let k = 0; k < wanted; k++) args.push(tokens[k], amounts[k], "");
+          const [flags, waitMs] = await runScript<[number[], number]>(this.o.conn, "flowAcquire", [limiter], args);
+          const granted = flags.filter((f) => Number(f) === 1).length;
+          const later = kind === "concurrency" ? now + this.o.recheckMs : now + Math.max(1, Number(waitMs) || 1);
+          if (granted === 0) {
+            groups.push({ member, limiter, li, count: 0, tokens: [], nextDue: later });
+            return;
+          }
+          // More than the heads wait: look again soon (the room may not be used up).
+          const again = granted === wanted && Number(length) > granted ? now : later;
+          groups.push({ member, limiter, li, count: granted, tokens: tokens.slice(0, granted).map((t) => (kind === "concurrency" ? `concurrency:${t}` : `${kind}:1`)), nextDue: again });
+        }),
+      );
+      if (groups.length === 0) continue;
+      const keyList = [keys.stream(stage, p), keys.stageStats(stage, p), keys.flowReady(stage, p)];
+      const args: Array<string | number> = [groups.length];
+      for (const g of groups) {
+        keyList.push(keys.flowWaitingPrefix(stage, p) + g.member);
+        args.push(keyList.length, g.member, g.nextDue, g.count, ...g.tokens);
+        if (nextDue < 0 || g.nextDue < nextDue) nextDue = g.nextDue;
+      }
+      const moved = await runScript<number[]>(this.o.conn, "flowReadmit", keyList, args);
+      await Promise.all(
+        groups.map(async (g, k) => {
+          const m = Number(moved[k]);
+          this.counters.readmitted += m;
+          if (m >= g.count) return;
+          // Another host readmitted these first: free the room reserved for nothing.
+          const lim = this.limiters[g.li];
+          const rest = g.tokens.slice(m).map((t) => t.slice(t.indexOf(":") + 1));
+          if (lim.kind === "concurrency") await runScript(this.o.conn, "flowRelease", [g.limiter], ["release", Date.now(), 0, ...rest]);
+        }),
+      );
+    }
+    if (found) this.busyUntil = Date.now() + 5000;
+    return nextDue;
+  }
+
+  /** A budget's estimate for a parked record ("<deliveries>|<envelope json>"); 1 when it cannot be read. */
+  private estimateRecord(record: string): number {
+    const lim = this.limiters.find((l) => l.kind === "budget")!;
+    try {
+      const envelope = JSON.parse(record.slice(record.indexOf("|") + 1)) as Envelope;
+      const c = this.context({ partition: 0, id: "0-0", raw: "", deliveries: 1, envelope });
+      return c ? lim.amount(c.payload, c.ctx) : 1;
+    } catch {
+      return 1;
+    }
+  }
+
+  /** Pushes the lease deadline of the concurrency slots held by entries still in handlers here. */
+  async extendLeases(): Promise<void> {
+    if (this.holding.size === 0) return;
+    const now = Date.now();
+    try {
+      await Promise.all([...this.holding].map(([limiter, members]) => runScript(this.o.conn, "flowRelease", [limiter], ["extend", now, this.o.leaseMs, ...members.keys()])));
+    } catch (err) {
+      this.o.log(`[${this.o.stage}] extending flow leases failed: ${(err as Error).message}`);
+    }
+  }
+}
+
+/** The identity an entry holds a slot under: its run and branch (one envelope per run and branch reaches a stage). */
+function memberOf(envelope: Envelope): string {
+  return envelope.branch ? `${envelope.runId}#${envelope.branch}` : envelope.runId;
+}
