@@ -17,6 +17,7 @@ export type ErrorCode =
   | "payload_too_large"
   | "too_many_streams"
   | "backpressure"
+  | "replayed"
   | "unavailable"
   | "internal";
 

@@ -260,6 +260,11 @@ export function createKeys({ prefix = "ep", partitions = 1, feedBuckets = 16 }: 
     flowWaitingPrefix: (name: string, p: number) => `${tag(p)}:fw:${stage(name)}:`,
     /** Waiting list (parked entries, oldest first) of one limit kind and flow key of a stage in partition `p`. */
     flowWaiting: (name: string, p: number, kind: FlowKind, flowKey: string) => `${tag(p)}:fw:${stage(name)}:${kind}:${flowKeyPart(flowKey)}`,
+    /**
+     * Nonce of a signed stage request, remembered for the signature window so
+     * a replay is refused. Touched alone (SET NX PX), so no tag.
+     */
+    stageNonce: (nonce: string) => `${prefix}:nonce:${hex(nonce)}`,
     /** Consumer group name of a stage (one group per stage stream). */
     group: (name: string) => stage(name),
   };

@@ -1,10 +1,15 @@
 /**
  * Signed stage invocations: HMAC-SHA-256 (WebCrypto, so it runs in Workers and
- * Node alike) over `timestamp + "\n" + METHOD + "\n" + path + "\n" + rawBody`.
+ * Node alike) over `"v2\n" + timestamp + "\n" + nonce + "\n" + METHOD + "\n" + path + "\n" + rawBody`.
  *
  * Headers:
  *   x-edgepipe-timestamp: <unix seconds>
- *   x-edgepipe-signature: v1=<hex hmac>,kid=<key id>
+ *   x-edgepipe-signature: v2=<hex hmac>,kid=<key id>,nonce=<32 hex>
+ *
+ * The nonce makes each request usable once: the stage route remembers it in
+ * Valkey for the whole signature window (SET NX PX), so a captured request
+ * replayed within its 5 minutes is refused (409) and runs nothing. v1
+ * signatures (no nonce) are refused for that reason.
  *
  * `STAGE_SIGNING_KEYS` is `kid:secret` or `kidNew:secretNew,kidOld:secretOld`.
  * The worker-host signs with the first key; handlers accept any listed key, so a
@@ -13,19 +18,23 @@
  * endpoint that runs handlers is never the default. In-process dispatch does
  * not come through here.
  */
+import { randomHex } from "./envelope";
 import type { AppEnv } from "./redis";
 
 export const TIMESTAMP_HEADER = "x-edgepipe-timestamp";
 export const SIGNATURE_HEADER = "x-edgepipe-signature";
 /** Largest accepted clock difference between signer and verifier, either way. */
 export const MAX_SKEW_SECONDS = 300;
+/** How long a nonce is remembered: a request stays acceptable for MAX_SKEW_SECONDS either side of its timestamp. */
+export const NONCE_TTL_MS = 2 * MAX_SKEW_SECONDS * 1000;
+const NONCE = /^[0-9a-f]{32}$/;
 
 export interface SigningKey {
   kid: string;
   secret: string;
 }
 
-export type SignatureVerdict = { ok: true; kid: string } | { ok: false; reason: string };
+export type SignatureVerdict = { ok: true; kid: string; nonce: string } | { ok: false; reason: string };
 
 const KID = /^[A-Za-z0-9_.-]{1,32}$/;
 const MIN_SECRET_LENGTH = 16;
@@ -67,8 +76,8 @@ function hmacKey(secret: string): Promise<CryptoKey> {
   return key;
 }
 
-function signedText(timestamp: string, method: string, path: string, body: string): Uint8Array<ArrayBuffer> {
-  return encoder.encode(`${timestamp}\n${method.toUpperCase()}\n${path}\n${body}`);
+function signedText(timestamp: string, nonce: string, method: string, path: string, body: string): Uint8Array<ArrayBuffer> {
+  return encoder.encode(`v2\n${timestamp}\n${nonce}\n${method.toUpperCase()}\n${path}\n${body}`);
 }
 
 function toHex(bytes: ArrayBuffer): string {
@@ -90,22 +99,24 @@ function fromHex(hex: string): Uint8Array<ArrayBuffer> | null {
  * const [key] = parseSigningKeys(process.env.STAGE_SIGNING_KEYS!);
  * const headers = await signStageRequest(key, "POST", "/stages/fetcher", body);
  */
-export async function signStageRequest(key: SigningKey, method: string, path: string, body: string, now: number = Date.now()): Promise<Record<string, string>> {
+export async function signStageRequest(key: SigningKey, method: string, path: string, body: string, now: number = Date.now(), nonce: string = randomHex(16)): Promise<Record<string, string>> {
   const timestamp = String(Math.floor(now / 1000));
-  const mac = await crypto.subtle.sign("HMAC", await hmacKey(key.secret), signedText(timestamp, method, path, body));
-  return { [TIMESTAMP_HEADER]: timestamp, [SIGNATURE_HEADER]: `v1=${toHex(mac)},kid=${key.kid}` };
+  const mac = await crypto.subtle.sign("HMAC", await hmacKey(key.secret), signedText(timestamp, nonce, method, path, body));
+  return { [TIMESTAMP_HEADER]: timestamp, [SIGNATURE_HEADER]: `v2=${toHex(mac)},kid=${key.kid},nonce=${nonce}` };
 }
 
-function parseSignatureHeader(value: string): { mac: string; kid: string } | null {
+function parseSignatureHeader(value: string): { mac: string; kid: string; nonce: string } | { v1: true } | null {
   const fields = new Map<string, string>();
   for (const part of value.split(",")) {
     const at = part.indexOf("=");
     if (at <= 0) return null;
     fields.set(part.slice(0, at).trim(), part.slice(at + 1).trim());
   }
-  const mac = fields.get("v1");
+  const mac = fields.get("v2");
   const kid = fields.get("kid");
-  return mac && kid ? { mac, kid } : null;
+  const nonce = fields.get("nonce");
+  if (!mac && fields.has("v1")) return { v1: true };
+  return mac && kid && nonce ? { mac, kid, nonce } : null;
 }
 
 /**
@@ -123,9 +134,9 @@ export async function verifyStageSignature(
 ): Promise<SignatureVerdict> {
   const pre = checkSignatureHeaders(env, headers, now);
   if (!pre.ok) return pre;
-  const { key, mac, timestamp } = pre;
-  const valid = await crypto.subtle.verify("HMAC", await hmacKey(key.secret), mac, signedText(timestamp, method, path, body));
-  return valid ? { ok: true, kid: key.kid } : { ok: false, reason: "signature does not match (tampered body or path, or wrong secret)" };
+  const { key, mac, timestamp, nonce } = pre;
+  const valid = await crypto.subtle.verify("HMAC", await hmacKey(key.secret), mac, signedText(timestamp, nonce, method, path, body));
+  return valid ? { ok: true, kid: key.kid, nonce } : { ok: false, reason: "signature does not match (tampered body or path, or wrong secret)" };
 }
 
 /**
@@ -138,7 +149,7 @@ export function checkSignatureHeaders(
   env: AppEnv,
   headers: Record<string, string>,
   now: number = Date.now(),
-): { ok: true; key: SigningKey; mac: Uint8Array<ArrayBuffer>; timestamp: string } | { ok: false; reason: string } {
+): { ok: true; key: SigningKey; mac: Uint8Array<ArrayBuffer>; timestamp: string; nonce: string } | { ok: false; reason: string } {
   if (!env.STAGE_SIGNING_KEYS) {
     return { ok: false, reason: "HTTP stage invocations need STAGE_SIGNING_KEYS configured (signed requests only)" };
   }
@@ -155,10 +166,12 @@ export function checkSignatureHeaders(
   const skew = Math.abs(Math.floor(now / 1000) - Number(timestamp));
   if (skew > MAX_SKEW_SECONDS) return { ok: false, reason: `stale signature: timestamp is ${skew} s away from now (max ${MAX_SKEW_SECONDS} s)` };
   const parsed = parseSignatureHeader(signature);
-  if (!parsed) return { ok: false, reason: `${SIGNATURE_HEADER} must look like v1=<hex>,kid=<key id>` };
+  if (parsed && "v1" in parsed) return { ok: false, reason: "v1 signatures carry no nonce and could be replayed; this handler takes v2 (upgrade the worker-host)" };
+  if (!parsed) return { ok: false, reason: `${SIGNATURE_HEADER} must look like v2=<hex>,kid=<key id>,nonce=<32 hex>` };
   const key = keys.find((k) => k.kid === parsed.kid);
   if (!key) return { ok: false, reason: `unknown signing key id ${parsed.kid.slice(0, 32)}` };
   const mac = fromHex(parsed.mac);
   if (!mac) return { ok: false, reason: "signature must be 64 lowercase hex chars" };
-  return { ok: true, key, mac, timestamp };
+  if (!NONCE.test(parsed.nonce)) return { ok: false, reason: "nonce must be 32 lowercase hex chars" };
+  return { ok: true, key, mac, timestamp, nonce: parsed.nonce };
 }

@@ -10,7 +10,7 @@ import { apiError, toIssues } from "./http";
 import { StageError, type Pipeline, type StageDef } from "./pipeline";
 import { redisFromEnv, type AppEnv, type RedisClient } from "./redis";
 import { settingsFor } from "./config";
-import { checkSignatureHeaders, verifyStageSignature } from "./signing";
+import { checkSignatureHeaders, NONCE_TTL_MS, verifyStageSignature } from "./signing";
 import { jsonDepthExceeds, MAX_STAGE_JSON_DEPTH, payloadTooLarge, readBodyLimited } from "./body-limit";
 
 const decoder = new TextDecoder();
@@ -136,13 +136,16 @@ export function stageRoute(pipeline: Pipeline) {
       const pre = checkSignatureHeaders(env, c.req.header());
       if (!pre.ok) return apiError(c, 401, "unauthorized", pre.reason);
     }
-    const { settings } = settingsFor(env);
-    const read = await readBodyLimited(c.req.raw, settings.STAGE_MAX_BODY_BYTES);
-    if (!read.ok) return payloadTooLarge(c, settings.STAGE_MAX_BODY_BYTES, "STAGE_MAX_BODY_BYTES");
+    const settings = settingsFor(env);
+    const read = await readBodyLimited(c.req.raw, settings.settings.STAGE_MAX_BODY_BYTES);
+    if (!read.ok) return payloadTooLarge(c, settings.settings.STAGE_MAX_BODY_BYTES, "STAGE_MAX_BODY_BYTES");
     const raw = decoder.decode(read.bytes);
     if (!env.IN_PROCESS) {
       const verdict = await verifyStageSignature(env, c.req.method, new URL(c.req.url).pathname, raw, c.req.header());
       if (!verdict.ok) return apiError(c, 401, "unauthorized", verdict.reason);
+      // First use of this nonce within the signature window, or a replay: then nothing runs.
+      const fresh = await redisFromEnv(env).set(settings.keys.stageNonce(verdict.nonce), verdict.kid, { nx: true, px: NONCE_TTL_MS });
+      if (fresh === null) return apiError(c, 409, "replayed", "this signed request was already received (its nonce is spent); the worker-host signs every request afresh");
     }
     if (jsonDepthExceeds(raw, MAX_STAGE_JSON_DEPTH)) return apiError(c, 400, "invalid_json", `JSON nests deeper than ${MAX_STAGE_JSON_DEPTH} levels`);
     let body: unknown;

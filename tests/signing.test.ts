@@ -130,9 +130,60 @@ describe("signed stage invocations", () => {
     expect(() => parseSigningKeys("a:0123456789abcdef,a:0123456789abcdefg")).toThrow(/differ/);
     expect(parseSigningKeys(" a:0123456789abcdef , b:fedcba9876543210 ")).toEqual([{ kid: "a", secret: "0123456789abcdef" }, { kid: "b", secret: "fedcba9876543210" }]);
     const headers = await signStageRequest(newKey, "POST", "/stages/touch", "{}", 1_700_000_000_000);
-    expect(headers[SIGNATURE_HEADER]).toMatch(/^v1=[0-9a-f]{64},kid=k2026$/);
-    expect(await verifyStageSignature({ STAGE_SIGNING_KEYS: keysText(newKey) }, "POST", "/stages/touch", "{}", headers, 1_700_000_100_000)).toEqual({ ok: true, kid: "k2026" });
+    expect(headers[SIGNATURE_HEADER]).toMatch(/^v2=[0-9a-f]{64},kid=k2026,nonce=[0-9a-f]{32}$/);
+    const nonce = /nonce=([0-9a-f]{32})/.exec(headers[SIGNATURE_HEADER])![1];
+    expect(await verifyStageSignature({ STAGE_SIGNING_KEYS: keysText(newKey) }, "POST", "/stages/touch", "{}", headers, 1_700_000_100_000)).toEqual({ ok: true, kid: "k2026", nonce });
     expect((await verifyStageSignature({ STAGE_SIGNING_KEYS: "broken" }, "POST", "/stages/touch", "{}", headers, 1_700_000_000_000)).ok).toBe(false);
+  });
+});
+
+describe("replay protection", () => {
+  const env = () => envWith(keysText(newKey));
+
+  it("a replayed signed request is refused with 409 and runs nothing, within the whole window", async () => {
+    const before = await ran();
+    const payload = body(1);
+    const headers = await signStageRequest(newKey, "POST", "/stages/touch", payload);
+    const first = await call(env(), { payload, headers });
+    expect(first.status).toBe(200);
+    // The same bytes again, from another handler instance sharing the database (a fresh env object).
+    for (let i = 0; i < 3; i++) {
+      const replay = await call(env(), { payload, headers });
+      expect(replay.status).toBe(409);
+      expect(replay.json.error.code).toBe("replayed");
+    }
+    expect(await ran()).toBe(before + 1);
+    // The nonce is remembered in the app's namespace for the signature window (2 x 300 s).
+    const nonce = /nonce=([0-9a-f]{32})/.exec(headers[SIGNATURE_HEADER])![1];
+    const ttl = await valkey.conn.pttl(`sig:nonce:${nonce}`);
+    expect(ttl).toBeGreaterThan(590_000);
+    expect(ttl).toBeLessThanOrEqual(600_000);
+  });
+
+  it("a request signed 4 minutes ago and replayed now is still refused; a new signature of the same body runs", async () => {
+    const before = await ran();
+    const payload = body(1);
+    const old = await signStageRequest(newKey, "POST", "/stages/touch", payload, Date.now() - 240_000);
+    expect((await call(env(), { payload, headers: old })).status).toBe(200);
+    expect((await call(env(), { payload, headers: old })).status).toBe(409);
+    expect((await call(env(), { payload, headers: await signStageRequest(newKey, "POST", "/stages/touch", payload) })).status).toBe(200);
+    expect(await ran()).toBe(before + 2);
+  });
+
+  it("a bad signature spends no nonce; v1 signatures and malformed nonces are refused", async () => {
+    const before = await ran();
+    const payload = body(100);
+    const good = await signStageRequest(newKey, "POST", "/stages/touch", payload);
+    // Tampered body with the good headers: 401, and the genuine request still runs afterwards.
+    expect((await call(env(), { payload: body(1000), headers: good })).status).toBe(401);
+    const v1 = { ...good, [SIGNATURE_HEADER]: good[SIGNATURE_HEADER].replace(/^v2=/, "v1=").replace(/,nonce=.*$/, "") };
+    const v1res = await call(env(), { payload, headers: v1 });
+    expect(v1res.status).toBe(401);
+    expect(v1res.json.error.message).toMatch(/v1 signatures/);
+    const badNonce = await signStageRequest(newKey, "POST", "/stages/touch", payload, Date.now(), "not-hex");
+    expect((await call(env(), { payload, headers: badNonce })).json.error.message).toMatch(/nonce/);
+    expect((await call(env(), { payload, headers: good })).status).toBe(200);
+    expect(await ran()).toBe(before + 100);
   });
 });
 

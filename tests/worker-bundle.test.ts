@@ -83,12 +83,13 @@ describe("deploy bundle in Miniflare", () => {
     expect(forged.status).toBe(401);
     expect(await keysWritten()).toBe(before);
 
-    const signed = await mf.dispatchFetch(`http://edge/stages/${stage}`, {
-      method: "POST",
-      headers: { "content-type": "application/json", ...(await signStageRequest(signingKey, "POST", `/stages/${stage}`, body)) },
-      body,
-    });
+    const signedHeaders = { "content-type": "application/json", ...(await signStageRequest(signingKey, "POST", `/stages/${stage}`, body)) };
+    const signed = await mf.dispatchFetch(`http://edge/stages/${stage}`, { method: "POST", headers: signedHeaders, body });
     const answer = (await signed.json()) as any;
+    // The same signed request again: its nonce is spent (remembered in Valkey through the bridge), nothing runs.
+    const replayed = await mf.dispatchFetch(`http://edge/stages/${stage}`, { method: "POST", headers: signedHeaders, body });
+    expect(replayed.status).toBe(409);
+    expect(((await replayed.json()) as any).error.code).toBe("replayed");
     expect(signed.status, JSON.stringify(answer)).toBe(200);
     expect(answer.results[0], JSON.stringify(answer)).toMatchObject({ ok: true, status: "completed" });
     const next = pipeline.stages.get(stage)!.next;
