@@ -111,7 +111,7 @@ export interface RunView {
   step: string;
   createdAt?: number;
   updatedAt?: number;
-  steps: Array<{ stage: string; status: string; result?: unknown; ms?: number; attempt?: number; error?: string; at?: number }>;
+  steps: Array<{ stage: string; status: string; result?: unknown; ms?: number; attempt?: number; error?: string; at?: number; /** The consumer (worker-host) that committed the step. */ by?: string }>;
   log: Array<{ id: string; stage: string; event: string; at: number; [k: string]: unknown }>;
 }
 
@@ -139,7 +139,7 @@ export async function readRun(redis: RedisClient, keys: Keys, pipeline: Pipeline
     const failed = hash[`failed:${stage}`];
     if (done !== undefined) {
       const d = parseJson(done);
-      steps.push({ stage, status: String(d.status ?? "completed"), result: d.result, ms: d.ms as number, attempt: d.attempt as number, at: d.at as number });
+      steps.push({ stage, status: String(d.status ?? "completed"), result: d.result, ms: d.ms as number, attempt: d.attempt as number, at: d.at as number, ...(typeof d.by === "string" ? { by: d.by } : {}) });
     } else if (failed !== undefined) {
       const f = parseJson(failed);
       steps.push({ stage, status: "dead-lettered", error: String(f.error ?? ""), attempt: f.attempts as number, at: f.at as number });

@@ -662,7 +662,8 @@ export class StageWorker {
       const nOut = outputs ? outputs.length : 0;
       const status = result?.status ?? "completed";
       const runStatus = nOut > 0 ? "running" : status === "skipped" ? "skipped" : "completed";
-      const stepJson = JSON.stringify({ status, result: result?.result, ms: result?.ms ?? 0, attempt: env.attempt, at: now });
+      // `by` names the consumer (host) that committed the step, for the run view and fault drills.
+      const stepJson = JSON.stringify({ status, result: result?.result, ms: result?.ms ?? 0, attempt: env.attempt, at: now, by: this.o.consumer });
       args.push(entry.id, table.ref(keys.run(env.runId)), table.ref(keys.runLog(env.runId)), this.stepField(env), status, runStatus, stepJson, nOut);
       for (let o = 0; o < nOut; o++) {
         const out = outputs![o];

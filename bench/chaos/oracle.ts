@@ -1,0 +1,231 @@
+/**
+ * The chaos oracle: after a run's faults, waits for the work to drain, then
+ * reads every run, every user's whole feed and the dead letters over the
+ * public API and checks that
+ * - every accepted article's run completed, and every subscriber of its topic
+ *   has it in the feed exactly once, as that article (nothing lost, nothing
+ *   duplicated, nothing overwritten);
+ * - every poison article is dead-lettered with its reason, every malformed
+ *   stream entry too, and nothing else is dead-lettered;
+ * - no run completed more than RECOVERY_BOUND_MS after the end of the last
+ *   fault that overlapped it (or after it was accepted, when none did).
+ * Runs that a simulated power loss under everysec took away after their 202
+ * are counted apart (`everysecLost`): that is what everysec may lose.
+ */
+import type { Keys } from "../../functions/keys";
+import type { Connection } from "../../worker-host/valkey";
+import type { FaultRecord, TrackedRun } from "./harness";
+import { RECOVERY_BOUND_MS } from "./harness";
+import type { ChaosHost } from "./hosts";
+import type { Fsync } from "./server";
+
+export interface OracleReport {
+  runs: number;
+  completed: number;
+  /** Accepted runs that never completed, plus feed deliveries missing. */
+  lost: number;
+  lostDetail: string[];
+  /** Feed entries beyond the first per (user, article). */
+  duplicated: number;
+  /** Dead-lettered runs that were not poison. */
+  deadLettered: number;
+  poison: { injected: number; deadLetteredWithReason: number; malformedInjected: number; malformedDeadLettered: number };
+  /** Accepted (202) runs gone after a simulated power loss under everysec. */
+  everysecLost: number;
+  /** Feed items showing another article than the run they name (an overwritten feed id). */
+  wrongItems: number;
+  maxDelayMs: number;
+  delayed: number;
+  feedEntries: number;
+  violations: string[];
+}
+
+interface CheckInput {
+  hosts: ChaosHost[];
+  tracked: TrackedRun[];
+  users: Array<{ uid: string; interests: string[] }>;
+  faults: FaultRecord[];
+  malformed: Array<{ marker: string; fields: string[]; reason: RegExp }>;
+  fsync: Fsync;
+  ambiguous: number;
+  apiUrl: () => string | undefined;
+  log: (line: string) => void;
+  admin: Connection;
+  keys: Keys;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** GET of a path from a live host (another one on each retry). */
+async function getJson(base: () => string, path: string): Promise<{ status: number; json: any }> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const res = await fetch(`${base()}${path}`, { signal: AbortSignal.timeout(15_000) });
+      return { status: res.status, json: await res.json() };
+    } catch (err) {
+      if (attempt >= 4) throw err;
+      await sleep(500);
+    }
+  }
+}
+
+/** Runs `fn` over `items`, `n` at a time. */
+async function pool<T, R>(items: T[], n: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(n, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await fn(items[i]);
+      }
+    }),
+  );
+  return out;
+}
+
+export async function checkRun(input: CheckInput): Promise<OracleReport> {
+  const { tracked, users, faults, keys, admin } = input;
+  const violations: string[] = [];
+  const url = () => {
+    const u = input.apiUrl();
+    if (!u) throw new Error("no live host to read from");
+    return u;
+  };
+
+  // Drain: every run terminal (or gone), bounded.
+  const lastEnd = Math.max(Date.now(), ...faults.map((f) => f.endedAt));
+  const drainUntil = lastEnd + 90_000;
+  let open = tracked.map((t) => t.runId);
+  while (open.length > 0 && Date.now() < drainUntil) {
+    const statuses = await Promise.all(open.map((id) => admin.hget(keys.run(id), "status").catch(() => "running")));
+    open = open.filter((_, i) => statuses[i] === "running");
+    if (open.length > 0) await sleep(500);
+  }
+  const drainedMs = Date.now() - lastEnd;
+  if (open.length > 0) input.log(`  oracle: ${open.length} run(s) still running ${(drainedMs / 1000).toFixed(0)} s after the last fault`);
+
+  // Every run over the public API.
+  const views = await pool(tracked, 16, async (t) => ({ t, ...(await getJson(url, `/v1/runs/${t.runId}`)) }));
+  const cuts = faults.filter((f) => (f.cutBytes ?? 0) > 0);
+  let completed = 0;
+  let lostRuns = 0;
+  let everysecLost = 0;
+  let deadLettered = 0;
+  let maxDelayMs = 0;
+  let delayed = 0;
+  const lostDetail: string[] = [];
+  /** runId -> { topic, url } of completed article runs. */
+  const done = new Map<string, { topic: string; url: string }>();
+  const poisonRuns = tracked.filter((t) => t.kind === "poison-reject" || t.kind === "poison-retry");
+  for (const { t, status, json } of views) {
+    const isPoison = t.kind === "poison-reject" || t.kind === "poison-retry";
+    if (status === 404) {
+      // Accepted, then gone: a simulated power loss under everysec that followed the 202 within its window may take it.
+      const cut = cuts.find((f) => t.acceptedAt <= f.startedAt && t.acceptedAt >= f.startedAt - 3000);
+      if (cut) everysecLost++;
+      else {
+        lostRuns++;
+        lostDetail.push(`${t.runId} (${t.kind}) unknown after its 202`);
+      }
+      continue;
+    }
+    if (isPoison) continue;
+    if (json.status === "completed") {
+      completed++;
+      const fanout = (json.steps as Array<{ stage: string; result?: { topic?: string } }>).find((s) => s.stage === "fanout");
+      done.set(t.runId, { topic: String(fanout?.result?.topic ?? ""), url: t.article.url });
+      const completedAt = Number(json.updatedAt ?? 0);
+      const overlapping = faults.filter((f) => f.startedAt <= completedAt && f.endedAt >= t.acceptedAt).map((f) => f.endedAt);
+      const from = Math.max(t.acceptedAt, ...overlapping);
+      const delay = completedAt - from;
+      maxDelayMs = Math.max(maxDelayMs, delay);
+      if (delay > RECOVERY_BOUND_MS) {
+        delayed++;
+        if (delayed <= 3) violations.push(`run ${t.runId} completed ${(delay / 1000).toFixed(1)} s after ${overlapping.length ? "the fault that delayed it ended" : "it was accepted"}`);
+      }
+    } else if (json.status === "dead-lettered") {
+      deadLettered++;
+      if (deadLettered <= 3) violations.push(`run ${t.runId} (${t.kind}) dead-lettered: ${JSON.stringify((json.steps as Array<{ error?: string }>).find((s) => s.error)?.error ?? "")}`);
+    } else {
+      lostRuns++;
+      lostDetail.push(`${t.runId} (${t.kind}) ended ${json.status} at ${json.step}`);
+    }
+  }
+
+  // Dead letters, per stage, with their reasons.
+  const dead = (await getJson(url, `/v1/dead-letters?limit=1000`)).json.items as Array<{ id: string; stage: string; error: string; attempts: number; envelope: unknown }>;
+  let poisonOk = 0;
+  for (const p of poisonRuns) {
+    const view = views.find((v) => v.t.runId === p.runId)!;
+    if (view.status === 404) continue; // counted under everysecLost / lost above
+    const letter = dead.find((d) => JSON.stringify(d.envelope ?? "").includes(p.runId));
+    const want = p.kind === "poison-reject" ? /chaos poison \(rejected\)/ : /chaos poison \(fails every delivery\)/;
+    if (view.json.status === "dead-lettered" && letter && want.test(letter.error)) poisonOk++;
+    else violations.push(`poison ${p.runId} (${p.kind}) is ${view.json.status}${letter ? ` with dead letter "${letter.error}"` : ", no dead letter"}`);
+  }
+  let malformedOk = 0;
+  for (const m of input.malformed) {
+    const letter = dead.find((d) => JSON.stringify(d.envelope ?? "").includes(m.marker));
+    if (letter && m.reason.test(letter.error)) malformedOk++;
+    else violations.push(`malformed entry ${JSON.stringify(m.fields)} not dead-lettered with its reason${letter ? ` (found "${letter.error}")` : ""}`);
+  }
+
+  // Every feed, whole, over the public API.
+  const byTopic = new Map<string, string[]>();
+  for (const [runId, d] of done) byTopic.set(d.topic, [...(byTopic.get(d.topic) ?? []), runId]);
+  let missing = 0;
+  let duplicated = 0;
+  let wrongItems = 0;
+  let feedEntries = 0;
+  await pool(users, 8, async (u) => {
+    const seen = new Map<string, number>();
+    let cursor: string | null = null;
+    for (let page = 0; page < 1000; page++) {
+      const q: string = `/v1/feeds/${u.uid}?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`;
+      const { status, json } = await getJson(url, q);
+      if (status !== 200) throw new Error(`GET feed of ${u.uid} answered ${status}`);
+      for (const item of json.items as Array<{ runId: string; url?: string; topic: string }>) {
+        feedEntries++;
+        seen.set(item.runId, (seen.get(item.runId) ?? 0) + 1);
+        const d = done.get(item.runId);
+        if (d && item.url !== undefined && item.url !== d.url) {
+          wrongItems++;
+          if (wrongItems <= 3) violations.push(`feed of ${u.uid}: item of run ${item.runId} shows ${item.url}, not its article ${d.url}`);
+        }
+      }
+      cursor = json.nextCursor;
+      if (!cursor) break;
+    }
+    for (const [runId, n] of seen) if (n > 1) duplicated += n - 1;
+    for (const topic of u.interests) {
+      for (const runId of byTopic.get(topic) ?? []) {
+        if (!seen.has(runId)) {
+          missing++;
+          if (missing <= 3) lostDetail.push(`feed of ${u.uid} lacks run ${runId} (${topic})`);
+        }
+      }
+    }
+  });
+
+  const lost = lostRuns + missing;
+  if (lost > 0) violations.push(`lost: ${lostRuns} run(s), ${missing} feed deliveries; e.g. ${lostDetail.slice(0, 3).join("; ")}`);
+  if (duplicated > 0) violations.push(`duplicated: ${duplicated} feed entries`);
+  for (const h of input.hosts) violations.push(...h.crashes);
+  for (const f of faults) if (f.stalled.length > 0) violations.push(`after ${f.kind} (${f.detail}): stalled ${f.stalled.join("; ")}`);
+  return {
+    runs: tracked.length,
+    completed,
+    lost,
+    lostDetail,
+    duplicated,
+    deadLettered,
+    poison: { injected: poisonRuns.length, deadLetteredWithReason: poisonOk, malformedInjected: input.malformed.length, malformedDeadLettered: malformedOk },
+    everysecLost,
+    wrongItems,
+    maxDelayMs,
+    delayed,
+    feedEntries,
+    violations,
+  };
+}
