@@ -281,7 +281,7 @@ export async function runChaos(o: ChaosOptions): Promise<RunResult> {
     }
 
     const { articles, source } = uniqueArticles(o.articles, o.seed);
-    o.log(`  ${articles.length} articles (${source}), ${users.length} users, ${o.hosts} host(s), ${o.fsync}, ${server.binary.flavor} ${server.binary.version}, stages ${o.stages}`);
+    o.log(`  ${articles.length} articles (${source}), ${users.length} users, ${o.hosts} host(s), ${o.fsync}, ${server.binary.flavor} ${server.binary.version}, stages ${o.stages}; up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
     /** POSTs articles until some host answers 202 (a 503 or a dropped answer is retried: the fetcher drops exact repeats). */
     let ambiguous = 0;
@@ -454,8 +454,10 @@ export async function runChaos(o: ChaosOptions): Promise<RunResult> {
       await sleep(between(500, 3000));
     }
     await ingesting;
+    const checkStarted = Date.now();
     const check = () => checkRun({ hosts, tracked, users, faults, malformed, fsync: o.fsync, ambiguous, apiUrl, log: o.log, admin: admin!, keys });
     const report = await check();
+    o.log(`  oracle: drained and checked in ${((Date.now() - checkStarted) / 1000).toFixed(1)} s`);
     let tampered: OracleReport | undefined;
     if (o.selfTest) {
       const fed = [];

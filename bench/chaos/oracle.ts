@@ -32,6 +32,8 @@ export interface OracleReport {
   poison: { injected: number; deadLetteredWithReason: number; malformedInjected: number; malformedDeadLettered: number };
   /** Accepted (202) runs gone after a simulated power loss under everysec. */
   everysecLost: number;
+  /** Articles whose POST was retried after its answer was lost (the first POST's run stands for them). */
+  retried: number;
   /** Feed items showing another article than the run they name (an overwritten feed id). */
   wrongItems: number;
   maxDelayMs: number;
@@ -118,6 +120,18 @@ export async function checkRun(input: CheckInput): Promise<OracleReport> {
   /** runId -> { topic, url } of completed article runs. */
   const done = new Map<string, { topic: string; url: string }>();
   const poisonRuns = tracked.filter((t) => t.kind === "poison-reject" || t.kind === "poison-retry");
+  /** A retry of a POST whose answer was lost: the runs of the first, unanswered, POST stand for the article. */
+  let retried = 0;
+  for (const view of views) {
+    if (view.status !== 200 || view.json.status !== "skipped") continue;
+    const fetcher = (view.json.steps as Array<{ stage: string; result?: { duplicateOf?: string } }>).find((s) => s.stage === "fetcher");
+    const first = fetcher?.result?.duplicateOf;
+    if (!first || tracked.some((t) => t.runId === first)) continue;
+    const original = await getJson(url, `/v1/runs/${first}`);
+    if (original.status !== 200) continue;
+    retried++;
+    Object.assign(view, { status: original.status, json: original.json, t: { ...view.t, runId: first } });
+  }
   for (const { t, status, json } of views) {
     const isPoison = t.kind === "poison-reject" || t.kind === "poison-retry";
     if (status === 404) {
@@ -222,6 +236,7 @@ export async function checkRun(input: CheckInput): Promise<OracleReport> {
     deadLettered,
     poison: { injected: poisonRuns.length, deadLetteredWithReason: poisonOk, malformedInjected: input.malformed.length, malformedDeadLettered: malformedOk },
     everysecLost,
+    retried,
     wrongItems,
     maxDelayMs,
     delayed,
