@@ -7,7 +7,7 @@ import { Redis } from "@upstash/redis";
 import type { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomHex } from "../functions/envelope";
-import { startRestBridge, bridgeSettingsFromEnv, refusalOf, type RestBridge } from "../worker-host/rest-bridge";
+import { ALLOWED_COMMANDS, startRestBridge, bridgeSettingsFromEnv, refusalOf, type RestBridge } from "../worker-host/rest-bridge";
 import { startTestValkey, type TestValkey } from "./helpers/valkey";
 import { bundleWorker, startWorker } from "./helpers/workerd";
 
@@ -135,9 +135,15 @@ describe("REST bridge with the unmodified @upstash/redis client (Node)", () => {
     const results = await redis.multi().incr(counter).incrby(counter, 10).get(counter).exec();
     expect(results).toEqual([1, 11, 11]);
     const marker = k("marker");
-    const discarded = await post("/multi-exec", [["SET", marker, "1"], ["NOSUCHCOMMAND", "x"]]);
+    // GET without its key: rejected by the server while queueing, so EXEC aborts.
+    const discarded = await post("/multi-exec", [["SET", marker, "1"], ["GET"]]);
     expect(discarded.status).toBe(400);
     expect(discarded.json.error).toMatch(/EXECABORT/);
+    expect(await valkey.conn.exists(marker)).toBe(0);
+    // An unknown command never reaches the server: the bridge refuses the whole transaction.
+    const unknown = await post("/multi-exec", [["SET", marker, "1"], ["NOSUCHCOMMAND", "x"]]);
+    expect(unknown.status).toBe(400);
+    expect(unknown.json.error).toMatch(/NOSUCHCOMMAND is not allowed/);
     expect(await valkey.conn.exists(marker)).toBe(0);
     // A runtime error inside EXEC is per entry; the transaction still committed.
     const mixed = await post("/multi-exec", [["SET", marker, "1"], ["HGET", marker, "f"]]);
@@ -198,6 +204,49 @@ describe("REST bridge with the unmodified @upstash/redis client (Node)", () => {
     expect(piped.json).toEqual([{ result: "PONG" }, { error: expect.stringMatching(/blocking/) }]);
     const tx = await post("/multi-exec", [["PING"], ["WATCH", "k"]]);
     expect(tx.status).toBe(400);
+  });
+
+  it("runs only allow-listed data commands: every other command of the server is refused, and nothing it would do happens", async () => {
+    const sentinel = k("sentinel");
+    await valkey.conn.set(sentinel, "still here");
+    const passBefore = await valkey.conn.call("CONFIG", "GET", "requirepass");
+    // The ones an attacker holding the bridge token would try first, named so the list is explicit.
+    const mustRefuse = [
+      ["FLUSHALL"], ["FLUSHDB", "ASYNC"], ["CONFIG", "SET", "requirepass", "owned"], ["CONFIG", "GET", "*"], ["CONFIG", "REWRITE"],
+      ["ACL", "SETUSER", "evil", "on", ">pw", "~*", "+@all"], ["ACL", "LIST"], ["KEYS", "*"], ["SWAPDB", "0", "1"], ["MOVE", sentinel, "1"],
+      ["MIGRATE", "127.0.0.1", "1", sentinel, "0", "1000"], ["DEBUG", "SLEEP", "0"], ["SHUTDOWN", "NOSAVE"], ["MODULE", "LOAD", "/tmp/x.so"],
+      ["SCRIPT", "FLUSH"], ["SCRIPT", "KILL"], ["FUNCTION", "FLUSH"], ["FUNCTION", "LOAD", "#!lua name=x\n"], ["FCALL", "f", "0"], ["MONITOR"],
+      ["REPLICAOF", "127.0.0.1", "1"], ["SLAVEOF", "NO", "ONE"], ["BGSAVE"], ["SAVE"], ["BGREWRITEAOF"], ["LASTSAVE"], ["INFO"], ["CLIENT", "LIST"],
+      ["OBJECT", "ENCODING", sentinel], ["DUMP", sentinel], ["RESTORE", k("r"), "0", "x"], ["SORT", sentinel], ["RANDOMKEY"], ["WAIT", "0", "0"],
+      ["LATENCY", "RESET"], ["SLOWLOG", "RESET"], ["MEMORY", "DOCTOR"], ["CLUSTER", "INFO"], ["FAILOVER"], ["PSYNC", "?", "-1"], ["SYNC"], ["LOLWUT"],
+      ["COPY", sentinel, k("c"), "DB", "1"], ["SELECT", "1"], ["AUTH", "x"], ["HELLO", "3", "AUTH", "default", "x"], ["PUBSUB", "CHANNELS"],
+    ];
+    for (const command of mustRefuse) {
+      const res = await post("/", command);
+      expect(res.status, command.join(" ")).toBe(400);
+      expect(res.json.error, command.join(" ")).toMatch(/^ERR .*(not allowed through the REST bridge|blocking command|changes connection state)/);
+    }
+    // Every command the server knows that is not on the allow-list, sent with a harmless argument.
+    // Every command and subcommand the server knows (COMMAND LIST names them as config|set) that is not allow-listed.
+    const listed = ((await valkey.conn.call("COMMAND", "LIST")) as string[]).map((c) => c.toUpperCase().split("|"));
+    const refused = listed.filter((parts) => refusalOf(parts) !== undefined);
+    for (const parts of refused) {
+      const res = await post("/", parts.length === 1 ? [parts[0], "x"] : parts);
+      expect(res.status, parts.join(" ")).toBe(400);
+      expect(res.json.error, parts.join(" ")).toMatch(/not allowed through the REST bridge|blocking command|changes connection state/);
+    }
+    const topLevel = listed.filter((p) => p.length === 1);
+    const refusedTop = refused.filter((p) => p.length === 1);
+    // The allow-list names only commands a client needs, each refused or run the same in a pipeline and a transaction.
+    const piped = await post("/pipeline", [["FLUSHALL"], ["GET", sentinel], ["SCRIPT", "FLUSH"], ["SCRIPT", "EXISTS", "0000000000000000000000000000000000000000"]]);
+    expect(piped.json).toEqual([{ error: expect.stringMatching(/not allowed/) }, { result: "still here" }, { error: expect.stringMatching(/SCRIPT FLUSH is not allowed/) }, { result: [0] }]);
+    const tx = await post("/multi-exec", [["SET", sentinel, "changed"], ["FLUSHDB"]]);
+    expect(tx.status).toBe(400);
+    expect(await valkey.conn.get(sentinel)).toBe("still here");
+    expect(await valkey.conn.call("CONFIG", "GET", "requirepass")).toEqual(passBefore);
+    expect(await valkey.conn.call("ACL", "USERS")).toEqual(["default"]);
+    console.log(`[rest-bridge] refuses ${refused.length} of the server's ${listed.length} commands and subcommands (${refusedTop.length} of ${topLevel.length} commands); ${ALLOWED_COMMANDS.size} allow-listed`);
+    expect(refusedTop.length).toBeGreaterThan(50);
   });
 
   it("invalid bodies answer 400 with a reason", async () => {

@@ -13,8 +13,10 @@
  * - `Authorization: Bearer <token>` on every request (401 otherwise)
  *
  * Commands run over iovalkey with upper-cased names (no reply transformers) and
- * `callBuffer`, so values are byte-exact. Blocking and connection-state commands
- * are refused: one HTTP request must never hold or change a shared connection.
+ * `callBuffer`, so values are byte-exact. Only data commands run (ALLOWED_COMMANDS):
+ * a holder of the token cannot flush, reconfigure or administer the server.
+ * Blocking and connection-state commands are refused too: one HTTP request
+ * must never hold or change a shared connection.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -28,7 +30,49 @@ export const DEFAULT_BRIDGE_URL = "http://127.0.0.1:8079";
 
 const BLOCKING = new Set(["BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE", "MONITOR", "SYNC", "PSYNC"]);
 const CONNECTION_STATE = new Set(["SELECT", "AUTH", "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "CLIENT", "QUIT", "HELLO", "RESET", "READONLY", "READWRITE"]);
-const SERVER_ADMIN = new Set(["SHUTDOWN", "DEBUG", "REPLICAOF", "SLAVEOF"]);
+
+/**
+ * The data commands the bridge runs: what users of the `@upstash/redis`
+ * client need for data (strings, hashes, lists, sets, sorted sets, streams,
+ * HyperLogLog, geo, key expiry and SCAN, scripts by EVAL/EVALSHA, PUBLISH).
+ * Everything else is refused: server administration (FLUSHALL, CONFIG, ACL,
+ * SHUTDOWN, DEBUG, MODULE, REPLICAOF...), keyspace-wide or cross-database
+ * commands (KEYS, SWAPDB, MOVE, MIGRATE), FUNCTION, MONITOR, and the rest.
+ */
+export const ALLOWED_COMMANDS: ReadonlySet<string> = new Set([
+  // strings
+  "GET", "SET", "SETNX", "SETEX", "PSETEX", "GETSET", "GETDEL", "GETEX", "MGET", "MSET", "MSETNX", "APPEND", "STRLEN",
+  "INCR", "INCRBY", "INCRBYFLOAT", "DECR", "DECRBY", "GETRANGE", "SETRANGE", "SUBSTR", "LCS",
+  "GETBIT", "SETBIT", "BITCOUNT", "BITPOS", "BITOP", "BITFIELD", "BITFIELD_RO",
+  // keys, expiry, iteration
+  "DEL", "UNLINK", "EXISTS", "TYPE", "TOUCH", "RENAME", "RENAMENX", "SCAN", "DBSIZE",
+  "EXPIRE", "EXPIREAT", "PEXPIRE", "PEXPIREAT", "EXPIRETIME", "PEXPIRETIME", "TTL", "PTTL", "PERSIST",
+  // hashes
+  "HDEL", "HEXISTS", "HGET", "HGETALL", "HINCRBY", "HINCRBYFLOAT", "HKEYS", "HLEN", "HMGET", "HMSET", "HSET", "HSETNX",
+  "HSTRLEN", "HVALS", "HSCAN", "HRANDFIELD",
+  "HEXPIRE", "HPEXPIRE", "HEXPIREAT", "HPEXPIREAT", "HTTL", "HPTTL", "HEXPIRETIME", "HPEXPIRETIME", "HPERSIST",
+  // lists
+  "LPUSH", "RPUSH", "LPUSHX", "RPUSHX", "LPOP", "RPOP", "LLEN", "LRANGE", "LINDEX", "LSET", "LINSERT", "LREM", "LTRIM",
+  "LPOS", "LMOVE", "RPOPLPUSH", "LMPOP",
+  // sets
+  "SADD", "SREM", "SMEMBERS", "SISMEMBER", "SMISMEMBER", "SCARD", "SPOP", "SRANDMEMBER", "SMOVE", "SSCAN",
+  "SINTER", "SINTERSTORE", "SINTERCARD", "SUNION", "SUNIONSTORE", "SDIFF", "SDIFFSTORE",
+  // sorted sets
+  "ZADD", "ZREM", "ZCARD", "ZCOUNT", "ZINCRBY", "ZSCORE", "ZMSCORE", "ZRANK", "ZREVRANK", "ZLEXCOUNT", "ZSCAN", "ZRANDMEMBER",
+  "ZRANGE", "ZRANGEBYSCORE", "ZRANGEBYLEX", "ZREVRANGE", "ZREVRANGEBYSCORE", "ZREVRANGEBYLEX", "ZRANGESTORE",
+  "ZPOPMIN", "ZPOPMAX", "ZMPOP", "ZREMRANGEBYRANK", "ZREMRANGEBYSCORE", "ZREMRANGEBYLEX",
+  "ZUNION", "ZUNIONSTORE", "ZINTER", "ZINTERSTORE", "ZINTERCARD", "ZDIFF", "ZDIFFSTORE",
+  // streams (XREAD/XREADGROUP without BLOCK)
+  "XADD", "XRANGE", "XREVRANGE", "XLEN", "XDEL", "XTRIM", "XREAD", "XREADGROUP", "XACK", "XCLAIM", "XAUTOCLAIM",
+  "XPENDING", "XINFO", "XGROUP", "XSETID",
+  // HyperLogLog, geo
+  "PFADD", "PFCOUNT", "PFMERGE",
+  "GEOADD", "GEODIST", "GEOHASH", "GEOPOS", "GEOSEARCH", "GEOSEARCHSTORE",
+  // scripts (SCRIPT: LOAD and EXISTS only), pub/sub publishing, liveness
+  "EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "SCRIPT", "PUBLISH", "PING", "ECHO", "TIME",
+]);
+/** SCRIPT subcommands the bridge runs (SCRIPT FLUSH and SCRIPT KILL are refused). */
+const SCRIPT_SUBCOMMANDS = new Set(["LOAD", "EXISTS"]);
 
 /** Why a command may not run through the bridge, or undefined when it may. */
 export function refusalOf(command: readonly unknown[]): string | undefined {
@@ -38,8 +82,17 @@ export function refusalOf(command: readonly unknown[]): string | undefined {
     return `ERR ${name} with BLOCK is a blocking command; the REST bridge does not run blocking commands`;
   }
   if (CONNECTION_STATE.has(name)) return `ERR ${name} changes connection state; the REST bridge shares its connection, use /multi-exec for transactions`;
-  if (SERVER_ADMIN.has(name)) return `ERR ${name} is not allowed through the REST bridge`;
+  if (!ALLOWED_COMMANDS.has(name)) return `ERR command ${printable(name)} is not allowed through the REST bridge (it runs data commands only)`;
+  if (name === "SCRIPT") {
+    const sub = String(command[1] ?? "").toUpperCase();
+    if (!SCRIPT_SUBCOMMANDS.has(sub)) return `ERR SCRIPT ${printable(sub)} is not allowed through the REST bridge (SCRIPT LOAD and SCRIPT EXISTS are)`;
+  }
   return undefined;
+}
+
+/** A command name as it may appear in an error: at most 64 printable characters. */
+function printable(name: string): string {
+  return name.replace(/[^\x21-\x7e]/g, "?").slice(0, 64);
 }
 
 const Arg = z.union([z.string(), z.number(), z.boolean()]);
