@@ -7,9 +7,10 @@
 /**
  * Messages of errors that mean the server could not be reached or stopped
  * answering (iovalkey's, the Node host's own, and a fetch to the REST bridge
- * failing), as opposed to an error reply to a command.
+ * failing; on a cluster a failover or slot migration under way), as opposed
+ * to an error reply to a command.
  */
-const UNAVAILABLE = /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|Connection is closed|Stream isn't writeable|max retries per request|no reply from the server|did not settle|no connection within|no answer within|fetch failed|network connection lost|LOADING|MASTERDOWN/i;
+const UNAVAILABLE = /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|Connection is closed|Stream isn't writeable|max retries per request|no reply from the server|did not settle|no connection within|no answer within|fetch failed|network connection lost|LOADING|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|Too many Cluster redirections|Cluster isn.t ready|Failed to refresh slots cache/i;
 
 /** True when `err` says Valkey is unreachable or not answering (worth a 503 and a retry). */
 export function isUnavailableError(err: unknown): boolean {

@@ -15,8 +15,9 @@
  *   `#!lua` script: unlike a plain EVAL, which may touch another slot of the
  *   same node unnoticed, a shebang script fails on any key outside its slot.
  *
- * One call site cannot be single-slot today and is pinned separately: a commit
- * whose output carries another run's id (only an HTTP handler can send one).
+ * A commit whose output carries another run's id (only an HTTP handler can
+ * send one) would span two partitions: the stage worker dead-letters that
+ * entry with the reason instead (pinned at the end).
  */
 import { readFileSync, existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -316,8 +317,8 @@ describe("every script call touches one slot", () => {
   });
 });
 
-describe("known gap: a call that cannot be single-slot today", () => {
-  it("a commit whose output carries another run's id (an HTTP handler may send one) spans two partitions: CROSSSLOT on a cluster", async () => {
+describe("a commit whose output belongs to another partition", () => {
+  it("is not committed across slots: the entry is dead-lettered with the reason, its run marked, the commit never sent", async () => {
     const keys = createKeys({ prefix: `g${randomHex(3)}`, partitions: CLUSTER_KEY_DEFAULTS.partitions });
     const pipeline = countingPipeline();
     // An invoker standing in for a remote handler that answers with an output for another run.
@@ -335,10 +336,14 @@ describe("known gap: a call that cannot be single-slot today", () => {
     recordScripts(conn, sink);
     const { host } = makeHost({ pipeline, keys, conn, redis: v.redis, invoker: foreign, tuning: {} });
     await host.run();
-    await startRuns(v.redis, [{ n: 1 }], { keys, pipeline });
-    const commit = await eventually(() => sink.find((c) => c.script === "commitStage"));
+    const [runId] = await startRuns(v.redis, [{ n: 1 }], { keys, pipeline });
+    const p = keys.partitionOf(runId);
+    const dead = await eventually(async () => (await v.conn.xrange(keys.deadLetters("first", p), "-", "+"))[0]);
     await host.close();
-    expect(new Set(commit.keys.map(keySlot)).size).toBe(2);
-    await expect(t.client.eval(LUA.commitStage.source, commit.keys.length, ...commit.keys, ...commit.args)).rejects.toThrow(/CROSSSLOT/);
+    expect(sink.filter((c) => c.script === "commitStage")).toEqual([]);
+    const deadCall = sink.find((c) => c.script === "deadLetter")!;
+    expect(new Set(deadCall.keys.map(keySlot)).size).toBe(1);
+    expect(dead[1].join(" ")).toMatch(/cannot be committed with run .* one commit touches one partition/);
+    expect(await v.conn.hget(keys.run(runId), "status")).toBe("dead-lettered");
   });
 });

@@ -27,8 +27,8 @@ import { ensureWebBuild, WEB_DIST_DIR } from "./static-files";
 import { buildWorkerBundle } from "./worker-bundle";
 import { writeWorkerProject } from "./worker-project";
 
-const USAGE = `usage: edgepipe <start|dev|build|reset> [--pipeline ./pipeline.ts] [--reset] [--outdir dist/worker]
-  start   run the pipeline on the embedded server (npm start)
+const USAGE = `usage: edgepipe <start|dev|build|reset> [--pipeline ./pipeline.ts] [--cluster 3] [--reset] [--outdir dist/worker]
+  start   run the pipeline on the embedded server (npm start); --cluster N: on an embedded N-master cluster
   dev     run its handlers in workerd with wrangler dev (npm run dev)
   build   build its Worker bundle offline into --outdir (default dist/worker)
   reset   delete the embedded server's data (VALKEY_DATA_DIR, default .data/valkey)
@@ -114,7 +114,8 @@ async function start(loaded: LoadedApp, config: HostConfig, { resetFirst }: { re
     await runtime.close();
   });
   console.log(describe(loaded));
-  console.log(`valkey: ${runtime.valkeyUrl}${runtime.valkey ? ` (embedded; data in ${config.VALKEY_DATA_DIR} is kept between starts, npm run reset deletes it)` : ""}`);
+  if (runtime.mode === "cluster") console.log(`valkey cluster: ${runtime.valkeyUrl}${runtime.cluster ? ` (embedded, ${runtime.cluster.masters.length} masters; data in ${runtime.cluster.dataDir} is kept between starts)` : ""}`);
+  else console.log(`valkey: ${runtime.valkeyUrl}${runtime.valkey ? ` (embedded; data in ${config.VALKEY_DATA_DIR} is kept between starts, npm run reset deletes it)` : ""}`);
   console.log(`listening on ${runtime.url}`);
   printUrls(runtime.url, app, { web, metrics: true });
   tasks = startAppTasks(app, { env: runtime.env, url: runtime.url, demo: config.DEMO, log: console.log });
@@ -158,12 +159,15 @@ async function main(argv: string[]): Promise<void> {
     allowPositionals: true,
     options: {
       pipeline: { type: "string" },
+      cluster: { type: "string" },
       reset: { type: "boolean", default: false },
       outdir: { type: "string", default: "dist/worker" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   const [command = "start"] = positionals;
+  // --cluster N: an embedded local cluster of N masters (the same as VALKEY_CLUSTER=N).
+  if (values.cluster !== undefined) process.env.VALKEY_CLUSTER = values.cluster;
   if (values.help || command === "help") return console.log(USAGE);
   if (!["start", "dev", "build", "reset"].includes(command)) throw new Error(`unknown command ${command}\n${USAGE}`);
   if (command === "reset") return reset(loadConfig());

@@ -12,6 +12,10 @@ export const HostConfig = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8787),
   HOST: z.string().default("127.0.0.1"),
   VALKEY_URL: z.string().regex(/^rediss?:\/\//, "VALKEY_URL must start with redis:// or rediss://").optional(),
+  /** Seed nodes of a Valkey Cluster (`host:port,...`): cluster mode; user, password and TLS as in VALKEY_URL. */
+  VALKEY_CLUSTER_NODES: z.string().regex(/^\s*[^,\s]+:\d{1,5}(\s*,\s*[^,\s]+:\d{1,5})*\s*$/, "VALKEY_CLUSTER_NODES must be host:port,host:port,...").optional(),
+  /** Start an embedded local cluster of this many masters (`npm start -- --cluster 3`). */
+  VALKEY_CLUSTER: z.coerce.number().int().min(3, "VALKEY_CLUSTER needs at least 3 masters (a failover needs a majority)").max(32).optional(),
   VALKEY_SERVER: z.string().optional(),
   VALKEY_DATA_DIR: z.string().default(".data/valkey"),
   VALKEY_PORT: z.coerce.number().int().min(0).max(65535).default(0),
@@ -53,6 +57,8 @@ export type HostConfig = z.infer<typeof HostConfig> & {
   appVars: Record<string, string>;
   /** `WEB_DIR=` was given empty: serve no web client. */
   webDisabled: boolean;
+  /** The host variables that were set (the rest are defaults; cluster mode picks its own PARTITIONS and FEED_BUCKETS). */
+  given: ReadonlySet<string>;
 };
 
 export interface LoadConfigOptions {
@@ -75,7 +81,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, { appSettings }
   }
   const appVars: Record<string, string> = {};
   for (const k of Object.keys(appSettings?.shape ?? {})) if (present[k] !== undefined) appVars[k] = present[k];
-  return { ...parsed.data, appVars, webDisabled: env.WEB_DIR === "" };
+  const given = new Set(Object.keys(HostConfig.shape).filter((k) => present[k] !== undefined));
+  return { ...parsed.data, appVars, webDisabled: env.WEB_DIR === "", given };
 }
 
 /** The stage-worker tuning a host config asks for (shared by npm start and npm run dev). */

@@ -5,14 +5,15 @@
  * imports iovalkey. Apps pick the channels (the news app: a feed bucket's).
  */
 import type { ChannelNotifier } from "../functions/notify";
-import { closeConnection, connectValkey, type Connection } from "./valkey";
+import { closeConnection, type Connection } from "./valkey";
 
 export class ValkeyNotifier implements ChannelNotifier {
   private readonly listeners = new Map<string, Set<(message: string) => void>>();
   private conn: Connection | undefined;
 
+  /** `open` makes the subscriber connection (on a cluster, a Cluster client whose subscriber sits on one node). */
   constructor(
-    private readonly url: string,
+    private readonly open: () => Connection,
     private readonly log: (line: string) => void = console.log,
   ) {}
 
@@ -46,7 +47,7 @@ export class ValkeyNotifier implements ChannelNotifier {
     if (this.conn) return this.conn;
     // A subscribed connection can run no other commands, so it gets its own.
     // Trouble is logged once per outage; iovalkey resubscribes on reconnect.
-    const conn = connectValkey(this.url, { name: "edgepipe-notifier", log: this.log });
+    const conn = this.open();
     conn.on("message", (channel: string, message: string) => {
       for (const onMessage of this.listeners.get(channel) ?? []) onMessage(message);
     });

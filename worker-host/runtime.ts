@@ -4,13 +4,16 @@
  * Tests use it too, so what they exercise is what users run.
  */
 import { settingsFor } from "../functions/config";
+import { CLUSTER_KEY_DEFAULTS } from "../functions/keys";
 import type { Pipeline } from "../functions/pipeline";
 import type { AppEnv } from "../functions/redis";
 import { workerTuning, type HostConfig } from "./config";
 import { WorkerHost } from "./host";
 import { InProcessInvoker, type Invoker } from "./invoker";
 import { serveHttp, type HttpServer } from "./server";
-import { closeConnection, connectValkey, upstashOverValkey, withTimeout, type Connection } from "./valkey";
+import { launchCluster, type RunningCluster } from "./cluster-launcher";
+import { connectDataStore, parseSeedNodes, upstashFor, type SeedNode } from "./data-store";
+import { asCluster, closeConnection, connectValkey, withTimeout, type Connection } from "./valkey";
 import { ValkeyNotifier } from "./notifier";
 import { WEB_DIST_DIR } from "./static-files";
 import { findServerBinary, launchValkey, type RunningValkey } from "./valkey-launcher";
@@ -21,8 +24,13 @@ interface FetchApp {
 
 export interface Runtime {
   url: string;
+  /** The server's URL, or on a cluster its seed list (host:port,...). */
   valkeyUrl: string;
+  /** One server, or a Valkey Cluster (VALKEY_CLUSTER_NODES, a cluster node's VALKEY_URL, or VALKEY_CLUSTER). */
+  mode: "standalone" | "cluster";
   valkey?: RunningValkey;
+  /** The embedded local cluster (VALKEY_CLUSTER / --cluster N). */
+  cluster?: RunningCluster;
   conn: Connection;
   env: AppEnv;
   host: WorkerHost;
@@ -47,30 +55,48 @@ export interface RuntimeOptions {
 /** Starts everything `npm start` runs and resolves once it is serving. */
 export async function startRuntime({ config, pipeline, app, invoker, log = console.log }: RuntimeOptions): Promise<Runtime> {
   let valkey: RunningValkey | undefined;
-  if (!config.VALKEY_URL) {
+  let cluster: RunningCluster | undefined;
+  let seeds: SeedNode[] | undefined = config.VALKEY_CLUSTER_NODES ? parseSeedNodes(config.VALKEY_CLUSTER_NODES) : undefined;
+  const embedded = !config.VALKEY_URL && !seeds;
+  if (embedded) {
     const binary = findServerBinary(config.VALKEY_SERVER ? { ...process.env, VALKEY_SERVER: config.VALKEY_SERVER } : process.env);
-    log(`starting embedded ${binary.flavor} ${binary.version} (${binary.path}), data dir ${config.VALKEY_DATA_DIR}`);
-    valkey = await launchValkey({ dataDir: config.VALKEY_DATA_DIR, port: config.VALKEY_PORT, binary, log });
+    if (config.VALKEY_CLUSTER) {
+      const dataDir = `${config.VALKEY_DATA_DIR}-cluster`;
+      log(`starting an embedded ${config.VALKEY_CLUSTER}-master ${binary.flavor} ${binary.version} cluster (${binary.path}), data dir ${dataDir}`);
+      cluster = await launchCluster({ masters: config.VALKEY_CLUSTER, dataDir, binary, log });
+      seeds = cluster.startupNodes;
+    } else {
+      log(`starting embedded ${binary.flavor} ${binary.version} (${binary.path}), data dir ${config.VALKEY_DATA_DIR}`);
+      valkey = await launchValkey({ dataDir: config.VALKEY_DATA_DIR, port: config.VALKEY_PORT, binary, log });
+    }
   }
-  const valkeyUrl = config.VALKEY_URL ?? valkey!.url;
-  const conn = connectValkey(valkeyUrl, { name: "edgepipe-host", log });
+  const url = config.VALKEY_URL ?? valkey?.url;
+  let conn: Connection;
+  let mode: Runtime["mode"];
+  let valkeyUrl: string;
   try {
-    await withTimeout(new Promise((resolve) => (conn.status === "ready" ? resolve(undefined) : conn.once("ready", resolve))), 10_000, `connecting to ${valkeyUrl}`);
+    // A VALKEY_URL that names a cluster node is detected here (INFO cluster) and reconnected as a cluster.
+    const store = await connectDataStore({ url: seeds && !config.VALKEY_CLUSTER_NODES ? undefined : url, seeds, name: "edgepipe-host", log });
+    ({ conn, mode, target: valkeyUrl } = store);
   } catch (err) {
-    conn.disconnect();
     await valkey?.stop();
-    throw new Error(`cannot reach Valkey at ${valkeyUrl}: ${(err as Error).message}`);
+    await cluster?.stop();
+    throw err;
   }
+  // On a cluster, partitions and buckets spread over the masters unless set (docs/cluster.md, sizing).
+  const partitions = mode === "cluster" && !config.given.has("PARTITIONS") ? CLUSTER_KEY_DEFAULTS.partitions : config.PARTITIONS;
+  const feedBuckets = mode === "cluster" && !config.given.has("FEED_BUCKETS") ? CLUSTER_KEY_DEFAULTS.feedBuckets : config.FEED_BUCKETS;
+  if (mode === "cluster") log(`cluster mode: ${asCluster(conn).nodes("master").length} masters, ${partitions} partitions, ${feedBuckets} feed buckets`);
   const env: AppEnv = {
-    REDIS: upstashOverValkey(conn),
+    REDIS: upstashFor(conn),
     CORS_PUBLIC_READS: config.CORS_PUBLIC_READS ? "on" : "off",
     ...(config.CORS_ORIGINS ? { CORS_ORIGINS: config.CORS_ORIGINS } : {}),
     KEY_PREFIX: config.KEY_PREFIX,
-    PARTITIONS: String(config.PARTITIONS),
+    PARTITIONS: String(partitions),
     CHECKPOINT_TTL_SECONDS: String(config.CHECKPOINT_TTL_SECONDS),
     RECENT_RUNS_MAX: String(config.RECENT_RUNS_MAX),
     BACKPRESSURE_MAX_LAG: String(config.BACKPRESSURE_MAX_LAG),
-    FEED_BUCKETS: String(config.FEED_BUCKETS),
+    FEED_BUCKETS: String(feedBuckets),
     MAX_BODY_BYTES: String(config.MAX_BODY_BYTES),
     STAGE_MAX_BODY_BYTES: String(config.STAGE_MAX_BODY_BYTES),
     ...config.appVars,
@@ -79,7 +105,9 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
   };
   const { keys } = settingsFor(env);
   // Live streams (e.g. SSE) wake on pub/sub notifications instead of polling.
-  const notifier = new ValkeyNotifier(valkeyUrl, log);
+  // On a cluster: classic SUBSCRIBE on one node (iovalkey's cluster subscriber, moved when its node goes):
+  // fan-out's PUBLISH reaches every node over the cluster bus.
+  const notifier = new ValkeyNotifier(mode === "cluster" ? () => asCluster(conn).duplicate() as unknown as Connection : () => connectValkey(url!, { name: "edgepipe-notifier", log }), log);
   env.NOTIFIER = notifier;
   const host = new WorkerHost({
     pipeline,
@@ -97,7 +125,9 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
   return {
     url: server.url,
     valkeyUrl,
+    mode,
     valkey,
+    cluster,
     conn,
     env,
     host,
@@ -108,7 +138,7 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
           ["http server", () => withTimeout(server.close(), 1000, "http server close")],
           ["worker-host", () => host.close()],
           ["connections", () => Promise.all([notifier.close(), closeConnection(conn, 500)])],
-          ["embedded valkey", async () => valkey?.stop()],
+          ["embedded valkey", async () => Promise.all([valkey?.stop(), cluster?.stop()])],
         ];
         for (const [name, step] of steps) {
           try {

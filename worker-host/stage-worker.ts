@@ -26,7 +26,9 @@ import { latencyField } from "../functions/stats";
 import type { FlowControl, FlowTicket } from "./flow-control";
 import type { Invoker } from "./invoker";
 import { StageProgress, type StageProgressSnapshot } from "./stage-progress";
-import { encodeCommand, isConnectionError, openBlockingConnection, runScript, sendAbandonable, withTimeout, type AbandonableCommand, type Connection } from "./valkey";
+import { keySlot } from "../functions/key-slot";
+import { asCluster, encodeCommand, isClusterConnection, isConnectionError, openBlockingConnection, runScript, sendAbandonable, withTimeout, type AbandonableCommand, type Connection } from "./valkey";
+import { commandConnectionTo, openBlockingConnectionToSlot } from "./data-store";
 
 export interface StageWorkerOptions {
   stage: string;
@@ -99,6 +101,28 @@ function settlesWithin(p: Promise<unknown> | undefined, ms: number): Promise<boo
 /** The server answered the command with an error: the connection itself is fine. */
 const isReplyError = (err: unknown) => err instanceof Error && err.name === "ReplyError";
 
+/**
+ * One blocking read loop: on one server a single reader covers every
+ * partition (one XREADGROUP over all streams); on a cluster each partition
+ * has its own (XREADGROUP cannot span slots), connected to the master that
+ * owns the partition's slot and moved when that changes.
+ */
+interface Reader {
+  partitions: number[];
+  streams: string[];
+  /** Cluster: the slot of its partition's keys (its connection goes to that slot's master). */
+  slot?: number;
+  conn?: Connection;
+  /** CLIENT ID of `conn`, for CLIENT UNBLOCK. */
+  id?: number;
+  /** Cluster: host:port of the master `conn` reaches. */
+  node?: string;
+  /** The blocking read outstanding now (the watchdog and close() may abandon it). */
+  pending?: AbandonableCommand;
+  /** One timer per reader, refreshed per read (see readOnce). */
+  watchdog?: ReturnType<typeof setTimeout>;
+}
+
 /** Health of one stage worker, for the host's /health. */
 export interface StageHealth extends StageProgressSnapshot {
   /** Batches read and not yet committed. */
@@ -147,8 +171,8 @@ export class StageWorker {
   private readonly plainStepField: string;
   private readonly o: Required<Omit<StageWorkerOptions, "log" | "flow">> & { log: (line: string) => void };
   private readonly flow: FlowControl | undefined;
-  private blocking: Connection | undefined;
-  private blockingId: number | undefined;
+  /** The blocking read loops (one, or one per partition on a cluster). */
+  private readers: Reader[] = [];
   private running = false;
   /** Set by close(): connection retries stop at this time. */
   private closeDeadline: number | undefined;
@@ -159,10 +183,6 @@ export class StageWorker {
   private readonly cursors = new Map<number, string>();
   /** Wakes every pause() early (close() calls them). */
   private readonly sleepers = new Set<() => void>();
-  /** One timer per worker, refreshed per read (see readOnce). */
-  private watchdogTimer: ReturnType<typeof setTimeout> | undefined;
-  /** The blocking read outstanding now (the watchdog and close() may abandon it). */
-  private pendingRead: AbandonableCommand | undefined;
   readonly progress: StageProgress;
   /** Batches whose handlers are running (read time, entries): their leases are extended. */
   private readonly leases = new Set<{ since: number; entries: ParsedEntry[] }>();
@@ -215,10 +235,14 @@ export class StageWorker {
   async run(): Promise<void> {
     if (this.running) return;
     await this.ensureGroups();
-    await this.openBlocking();
+    const streams = this.streams;
+    this.readers = isClusterConnection(this.o.conn)
+      ? streams.map((stream, p) => ({ partitions: [p], streams: [stream], slot: keySlot(stream) }))
+      : [{ partitions: this.o.keys.allPartitions, streams }];
+    await Promise.all(this.readers.map((r) => this.openBlocking(r)));
     this.running = true;
     this.closeDeadline = undefined;
-    this.readLoop = this.mainLoop();
+    this.readLoop = this.readers.length === 1 ? this.mainLoop(this.readers[0]) : Promise.all(this.readers.map((r) => this.mainLoop(r))).then(() => undefined);
     this.reclaimLoop = this.reclaimIdleLoop();
     this.flow?.start();
     // Leases of batches whose handlers outlast a third of the visibility timeout are extended.
@@ -240,14 +264,8 @@ export class StageWorker {
     for (const wake of [...this.sleepers]) wake();
     // CLIENT UNBLOCK ends the read with no entries, so nothing is left delivered and unread;
     // when the server does not answer quickly, the read is abandoned instead.
-    if (this.pendingRead && this.blockingId !== undefined) {
-      try {
-        await withTimeout(this.o.conn.client("UNBLOCK", this.blockingId), 500, "CLIENT UNBLOCK");
-      } catch (err) {
-        this.o.log(`[${this.stage}] unblock failed: ${(err as Error).message}`);
-      }
-    }
-    if (!(await settlesWithin(this.readLoop, 500))) this.pendingRead?.reject(new Error("the stage worker is closing"));
+    await Promise.all(this.readers.map((r) => this.unblock(r)));
+    if (!(await settlesWithin(this.readLoop, 500))) for (const r of this.readers) r.pending?.reject(new Error("the stage worker is closing"));
     const left = () => deadline - Date.now();
     if (!(await settlesWithin(this.readLoop, left()))) this.o.log(`[${this.stage}] read loop still waiting at close (a batch slot never freed)`);
     if (!(await settlesWithin(this.reclaimLoop, left()))) this.o.log(`[${this.stage}] reclaim loop still busy at close`);
@@ -255,10 +273,24 @@ export class StageWorker {
       this.o.log(`[${this.stage}] close: ${this.inFlight.size} batch(es) not committed within ${this.o.closeTimeoutMs} ms; their entries stay pending and are reclaimed after the visibility timeout`);
     }
     if (this.flow && !(await settlesWithin(this.flow.stop(), left()))) this.o.log(`[${this.stage}] flow readmit loop still busy at close`);
-    clearTimeout(this.watchdogTimer);
     clearInterval(this.leaseTimer);
-    this.watchdogTimer = undefined;
-    this.dropBlocking();
+    for (const r of this.readers) {
+      clearTimeout(r.watchdog);
+      r.watchdog = undefined;
+      this.dropBlocking(r);
+    }
+  }
+
+  /** Ends a reader's outstanding read with no entries (CLIENT UNBLOCK on its server), so nothing is left delivered and unread. */
+  private async unblock(r: Reader): Promise<void> {
+    if (!r.pending || r.id === undefined) return;
+    const via = r.node === undefined ? this.o.conn : commandConnectionTo(asCluster(this.o.conn), r.node);
+    if (!via) return;
+    try {
+      await withTimeout(via.client("UNBLOCK", r.id), 500, "CLIENT UNBLOCK");
+    } catch (err) {
+      this.o.log(`[${this.stage}] unblock failed: ${(err as Error).message}`);
+    }
   }
 
   /** Progress and load of this worker, for /health. */
@@ -271,21 +303,28 @@ export class StageWorker {
     };
   }
 
-  private async openBlocking(): Promise<void> {
-    this.dropBlocking();
-    const { conn, id } = await openBlockingConnection(this.o.conn, {
-      name: `${this.o.consumer}:${this.stage}:block`,
-      timeoutMs: this.o.blockMs + this.o.watchdogGraceMs,
-    });
-    this.blocking = conn;
-    this.blockingId = id;
+  private async openBlocking(r: Reader): Promise<void> {
+    this.dropBlocking(r);
+    const options = { name: `${this.o.consumer}:${this.stage}:block${r.slot === undefined ? "" : `:p${r.partitions[0]}`}`, timeoutMs: this.o.blockMs + this.o.watchdogGraceMs };
+    if (r.slot === undefined) {
+      const { conn, id } = await openBlockingConnection(this.o.conn, options);
+      r.conn = conn;
+      r.id = id;
+    } else {
+      // The master that owns the partition now (a failover or resharding moves it).
+      const { conn, id, node } = await openBlockingConnectionToSlot(this.o.conn, r.slot, options);
+      r.conn = conn;
+      r.id = id;
+      r.node = node;
+    }
   }
 
-  /** Closes the blocking connection for good (its outstanding read, if any, fails). */
-  private dropBlocking(): void {
-    const blocking = this.blocking;
-    this.blocking = undefined;
-    this.blockingId = undefined;
+  /** Closes a reader's blocking connection for good (its outstanding read, if any, fails). */
+  private dropBlocking(r: Reader): void {
+    const blocking = r.conn;
+    r.conn = undefined;
+    r.id = undefined;
+    r.node = undefined;
     blocking?.disconnect();
   }
 
@@ -303,9 +342,9 @@ export class StageWorker {
     });
   }
 
-  private async mainLoop(): Promise<void> {
+  private async mainLoop(reader: Reader): Promise<void> {
     const group = this.o.keys.group(this.stage);
-    const streams = this.streams;
+    const { streams, partitions } = reader;
     const ids = streams.map(() => ">");
     let failures = 0;
     // The read never changes: its RESP bytes are built once.
@@ -318,16 +357,17 @@ export class StageWorker {
       }
       let reply: XReadReply;
       try {
-        reply = await this.readOnce(bytes);
+        reply = await this.readOnce(reader, bytes);
         failures = 0;
       } catch (err) {
         if (!this.running) break;
         failures++;
         this.progress.failed("read", err);
-        // A connection that failed or was abandoned is replaced; an error reply leaves it be.
-        if (!isReplyError(err)) this.dropBlocking();
         // The group is gone (a server restarted without its data): create it again.
-        else if ((err as Error).message.startsWith("NOGROUP")) await this.ensureGroups().catch(() => undefined);
+        if (isReplyError(err) && (err as Error).message.startsWith("NOGROUP")) await this.ensureGroups().catch(() => undefined);
+        // A connection that failed or was abandoned is replaced; an error reply leaves it be, except on a
+        // cluster, where it means the slot moved (MOVED, CLUSTERDOWN, UNBLOCKED): reopen at its owner.
+        else if (!isReplyError(err) || reader.slot !== undefined) this.dropBlocking(reader);
         await this.pause(Math.min(50 * 2 ** failures, 1000));
         continue;
       }
@@ -335,7 +375,7 @@ export class StageWorker {
       if (!reply) continue;
       const entries: RawEntry[] = [];
       for (let s = 0; s < reply.length; s++) {
-        const partition = streams.length === 1 ? 0 : streams.indexOf(reply[s][0]);
+        const partition = streams.length === 1 ? partitions[0] : partitions[streams.indexOf(reply[s][0])];
         const list = reply[s][1];
         for (let k = 0; k < list.length; k++) entries.push({ partition, id: list[k][0], fields: list[k][1], deliveries: 1 });
       }
@@ -351,27 +391,27 @@ export class StageWorker {
    * abandoned (rejected here, whatever state the connection is in) and the
    * connection dropped; the loop opens a new one.
    */
-  private async readOnce(bytes: Buffer): Promise<XReadReply> {
-    if (!this.blocking) await this.openBlocking();
-    const read = sendAbandonable(this.blocking!, "xreadgroup", bytes);
-    this.pendingRead = read;
-    if (this.watchdogTimer) this.watchdogTimer.refresh();
+  private async readOnce(r: Reader, bytes: Buffer): Promise<XReadReply> {
+    if (!r.conn) await this.openBlocking(r);
+    const read = sendAbandonable(r.conn!, "xreadgroup", bytes);
+    r.pending = read;
+    if (r.watchdog) r.watchdog.refresh();
     else {
-      this.watchdogTimer = setTimeout(() => this.onWatchdog(), this.o.blockMs + this.o.watchdogGraceMs);
-      this.watchdogTimer.unref?.();
+      r.watchdog = setTimeout(() => this.onWatchdog(r), this.o.blockMs + this.o.watchdogGraceMs);
+      r.watchdog.unref?.();
     }
     try {
       return (await read.promise) as XReadReply;
     } finally {
-      this.pendingRead = undefined;
+      r.pending = undefined;
     }
   }
 
-  private onWatchdog(): void {
-    const read = this.pendingRead;
+  private onWatchdog(r: Reader): void {
+    const read = r.pending;
     if (!read || !this.running) return;
     read.reject(new Error(`blocking read did not settle in ${this.o.blockMs + this.o.watchdogGraceMs} ms; abandoned, reconnecting`));
-    this.dropBlocking();
+    this.dropBlocking(r);
   }
 
   private track(p: Promise<void>): void {
@@ -496,6 +536,22 @@ export class StageWorker {
     return { partition: entry.partition, id: entry.id, fields: entry.fields, deliveries: entry.deliveries, raw, envelope };
   }
 
+  /**
+   * Why outputs cannot be committed with their input, or undefined: an output
+   * for a run of another partition (only a remote handler can answer one) would
+   * make the commit touch two partitions, two cluster slots. Dead-lettered with
+   * this reason instead, on one server too, so both give the same outcome.
+   */
+  private foreignOutput(entry: ParsedEntry, outputs: readonly Envelope[]): string | undefined {
+    for (let o = 0; o < outputs.length; o++) {
+      const q = this.o.keys.partitionOf(outputs[o].runId);
+      if (q !== entry.partition) {
+        return `handler output for run ${outputs[o].runId} (partition ${q}) cannot be committed with run ${entry.envelope!.runId} (partition ${entry.partition}): one commit touches one partition (one cluster slot)`;
+      }
+    }
+    return undefined;
+  }
+
   private stepField(envelope: Envelope): string {
     return envelope.branch ? `step:${this.stage}#${envelope.branch}` : this.plainStepField;
   }
@@ -574,7 +630,9 @@ export class StageWorker {
     for (let k = 0; k < valid.length; k++) {
       const entry = valid[k];
       const r = results[k];
-      if (r.ok) commits.push({ entry, result: r });
+      const foreign = r.ok && r.outputs && this.o.keys.partitions > 1 ? this.foreignOutput(entry, r.outputs) : undefined;
+      if (foreign) dead.push({ entry, error: foreign, handlerFailure: true });
+      else if (r.ok) commits.push({ entry, result: r });
       else if (!r.error.retryable) dead.push({ entry, error: r.error.message, handlerFailure: true });
       else if (entry.deliveries >= this.o.maxDeliveries) {
         dead.push({ entry, error: `${r.error.message} (gave up after ${entry.deliveries} deliveries)`, handlerFailure: true });

@@ -4,14 +4,31 @@
  * @upstash/redis Requester that runs commands over iovalkey, so in-process
  * handlers use the same client API as on Workers with no HTTP hop.
  */
-import Valkey, { Command as ValkeyCommand } from "iovalkey";
+import Valkey, { Command as ValkeyCommand, type Cluster } from "iovalkey";
 import { Redis as UpstashRedis, type Requester, type UpstashRequest, type UpstashResponse } from "@upstash/redis";
 import type { RedisClient } from "../functions/redis";
 import { LUA } from "../functions/lua.generated";
 import { isUnavailableError, withDeadline } from "../functions/unavailable";
 
 export type ScriptName = keyof typeof LUA;
+/**
+ * The shared command connection. On a Valkey Cluster it is an iovalkey
+ * `Cluster` (routes every command by its key; see connectCluster), typed as
+ * the standalone client whose command methods it shares; code that needs the
+ * difference asks `isClusterConnection`.
+ */
 export type Connection = Valkey;
+
+/** True when `conn` is an iovalkey Cluster client (connectCluster). */
+export function isClusterConnection(conn: Connection): boolean {
+  return (conn as unknown as { isCluster?: boolean }).isCluster === true;
+}
+
+/** The Cluster behind a connection of connectCluster. */
+export function asCluster(conn: Connection): Cluster {
+  if (!isClusterConnection(conn)) throw new Error("not a cluster connection");
+  return conn as unknown as Cluster;
+}
 
 export interface ConnectOptions {
   /** CLIENT SETNAME, and the label of log lines. */
@@ -20,6 +37,21 @@ export interface ConnectOptions {
   log?: (line: string) => void;
   /** Commands outstanding and no reply for this long: the connection is closed and reopened (see closeWhenStalled). */
   stallMs?: number;
+}
+
+/**
+ * Runs independent commands (lower-case names, e.g. `["hget", key, field]`)
+ * and answers `[error, value]` per command, in order: one pipeline on one
+ * server; on a cluster each command goes to its key's master (iovalkey
+ * auto-pipelines them per node), since a pipeline may not span masters.
+ */
+export async function execMany(conn: Connection, commands: ReadonlyArray<[string, ...Array<string | number>]>): Promise<Array<[Error | null, unknown]>> {
+  if (!isClusterConnection(conn)) {
+    const pipe = conn.pipeline();
+    for (const [name, ...args] of commands) pipe.call(name, ...args);
+    return ((await pipe.exec()) ?? []) as Array<[Error | null, unknown]>;
+  }
+  return Promise.all(commands.map(([name, ...args]) => conn.call(name, ...args).then((v): [null, unknown] => [null, v], (e: Error): [Error, null] => [e, null])));
 }
 
 /**

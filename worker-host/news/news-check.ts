@@ -6,7 +6,7 @@
  */
 import type { Keys } from "../../functions/keys";
 import type { UserProfile } from "../../functions/news/users";
-import type { Connection } from "../valkey";
+import { execMany, type Connection } from "../valkey";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -14,9 +14,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export async function runStatuses(conn: Connection, keys: Keys, runIds: string[]): Promise<string[]> {
   const out: string[] = [];
   for (let i = 0; i < runIds.length; i += 2000) {
-    const pipe = conn.pipeline();
-    for (const id of runIds.slice(i, i + 2000)) pipe.hget(keys.run(id), "status");
-    for (const [err, value] of (await pipe.exec()) ?? []) out.push(err ? "error" : String(value ?? "missing"));
+    const replies = await execMany(conn, runIds.slice(i, i + 2000).map((id) => ["hget", keys.run(id), "status"]));
+    for (const [err, value] of replies) out.push(err ? "error" : String(value ?? "missing"));
   }
   return out;
 }
@@ -50,9 +49,7 @@ export async function deliveredArticles(conn: Connection, keys: Keys, runIds: st
   const out: DeliveredArticle[] = [];
   for (let i = 0; i < runIds.length; i += 2000) {
     const chunk = runIds.slice(i, i + 2000);
-    const pipe = conn.pipeline();
-    for (const id of chunk) pipe.hget(keys.run(id), "step:fanout");
-    const replies = (await pipe.exec()) ?? [];
+    const replies = await execMany(conn, chunk.map((id) => ["hget", keys.run(id), "step:fanout"]));
     replies.forEach(([, raw], j) => {
       if (raw === null || raw === undefined) return;
       const step = JSON.parse(String(raw)) as { result?: { feedId?: string; topic?: string } };
@@ -92,9 +89,7 @@ export async function checkFeeds(conn: Connection, keys: Keys, users: UserProfil
   const check: FeedCheck = { users: users.length, exact: 0, capped: 0, duplicates: 0, missing: 0, unexpected: 0, expectedDeliveries: 0, feedEntries: 0, problems: [] };
   for (let i = 0; i < users.length; i += 1000) {
     const chunk = users.slice(i, i + 1000);
-    const pipe = conn.pipeline();
-    for (const u of chunk) pipe.lrange(keys.feed(u.uid), 0, -1);
-    const replies = (await pipe.exec()) ?? [];
+    const replies = await execMany(conn, chunk.map((u) => ["lrange", keys.feed(u.uid), 0, -1]));
     chunk.forEach((u, j) => {
       const feed = (replies[j][1] as string[]) ?? [];
       const expected = new Set<string>();
