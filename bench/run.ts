@@ -31,6 +31,7 @@ import { renderChart, type Series } from "./svg";
 import type { LatencyPoint } from "./latency";
 import type { FloorPoint } from "./floor";
 import { extraRows, type ExtraRows } from "./extra-rows";
+import { durableAcceptRows, measureDurableAccept } from "./durable-accept";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes("--quick");
@@ -283,7 +284,8 @@ async function main(): Promise<void> {
     await flush(server);
     const twoHosts = await attempt("two worker-host processes", () => rowHostProcess(server, articles, 2));
     await flush(server);
-    Object.assign(results, { passThrough, bullmq, floor, latency, naive, streamMemory, hostProcess, twoHosts, ...extras.results });
+    const durableAccept = await attempt("durable accept", () => measureDurableAccept({ quick }));
+    Object.assign(results, { passThrough, bullmq, floor, latency, naive, streamMemory, hostProcess, twoHosts, durableAccept, ...extras.results });
 
     // ------------------------------------------------------------ table
     const rows: Row[] = [];
@@ -335,6 +337,7 @@ async function main(): Promise<void> {
     }
     if (isMeasured(passThrough)) rows.push({ row: "6 bench process RSS (host + producer + BullMQ), peak", ours: `${passThrough.peakRssMb} MB`, baseline: "-", ratio: "-", target: "-", verdict: "-" });
     rows.push(...extras.toolCacheRows());
+    rows.push(...durableAcceptRows(durableAccept));
     results.table = rows;
 
     console.log("");

@@ -20,6 +20,7 @@ import { stageRoute, TAKES_BATCHES_BY_REFERENCE } from "./stage-route";
 import { LUA } from "./lua.generated";
 import { apiCors } from "./cors";
 import { isUnavailableError, withDeadline } from "./unavailable";
+import { acceptDurably, NotDurableError, notDurableMessage } from "./durable";
 
 export type AppBindings = { Bindings: AppEnv };
 
@@ -93,6 +94,7 @@ export function createApp({ pipeline, apps = [] }: { pipeline: Pipeline; apps?: 
           recentRunsMax: settings.RECENT_RUNS_MAX,
           maxBacklog: settings.BACKPRESSURE_MAX_LAG,
         });
+        await acceptDurably(c.env, { on: settings.DURABLE_ACCEPT, timeoutMs: settings.DURABLE_ACCEPT_TIMEOUT_MS }, runIds);
         return c.json({ accepted: runIds.length, runIds }, 202);
       },
     )
@@ -141,6 +143,10 @@ export function createApp({ pipeline, apps = [] }: { pipeline: Pipeline; apps?: 
     if (err instanceof BackpressureError) {
       c.header("Retry-After", String(err.retryAfterSeconds));
       return c.json({ error: { code: "backpressure", message: err.message, stage: err.stage, backlog: err.backlog, limit: err.limit } }, 429);
+    }
+    // DURABLE_ACCEPT=on and the fsync was not confirmed: the runs exist in memory, say so.
+    if (err instanceof NotDurableError) {
+      return c.json({ error: { code: "not_durable", message: notDurableMessage(err), runIds: err.runIds } }, 503);
     }
     // Valkey unreachable: a clear 503 to retry later, not a 500 with the client's internals.
     if (isUnavailableError(err)) return apiError(c, 503, "unavailable", "the data store is unreachable right now; retry shortly");

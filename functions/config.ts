@@ -21,6 +21,10 @@ export const Settings = z.object({
   STAGE_MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024 * 1024).default(32 * 1024 * 1024),
   /** Ingest answers 429 while the entry stage's backlog (pending + undelivered) is at least this; 0 = off. */
   BACKPRESSURE_MAX_LAG: z.coerce.number().int().min(0).default(BACKPRESSURE_MAX_LAG),
+  /** `on`: ingest answers 202 only once the server confirms the runs reached the disk (WAITAOF, group-committed). */
+  DURABLE_ACCEPT: z.enum(["on", "off", "true", "false", "1", "0"]).transform((v) => v === "on" || v === "true" || v === "1").default(false),
+  /** How long ingest waits for that confirmation before it answers 503 not_durable. */
+  DURABLE_ACCEPT_TIMEOUT_MS: z.coerce.number().int().min(10).max(60_000).default(2000),
 });
 export type Settings = z.infer<typeof Settings>;
 

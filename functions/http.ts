@@ -18,6 +18,7 @@ export type ErrorCode =
   | "too_many_streams"
   | "backpressure"
   | "replayed"
+  | "not_durable"
   | "unavailable"
   | "internal";
 

@@ -16,6 +16,7 @@ export { createKeys, fnv1a, StageName, RunId, UserId, FeedId, type Keys, type Ke
 export { settingsFor, type Settings } from "./config";
 export { redisFromEnv, evalScript, type AppEnv, type RedisClient, type ScriptName } from "./redis";
 export { startRuns, readRun, BackpressureError, type StartRunsOptions } from "./runs";
+export { acceptDurably, NotDurableError, type FsyncBarrier } from "./durable";
 export { apiError, validate, requireApiToken, toIssues, type ApiIssue, type ErrorCode } from "./http";
 export { notifierFromEnv, type ChannelNotifier } from "./notify";
 export { readStats, renderPrometheus, type PipelineStats, type StageStats } from "./stats";

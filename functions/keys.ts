@@ -201,6 +201,11 @@ export function createKeys({ prefix = "ep", partitions = 1, feedBuckets = 16 }: 
      * outside any script, so it needs no tag.
      */
     counters: () => `${prefix}:counters`,
+    /**
+     * A counter the fsync barrier bumps before each WAITAOF (WAITAOF waits for
+     * the caller connection's own last write). Touched alone, no tag.
+     */
+    fsyncMark: () => `${prefix}:fsync-mark`,
     feedBuckets,
     /** Every bucket index, 0..B-1. */
     allBuckets: Array.from({ length: feedBuckets }, (_, i) => i),

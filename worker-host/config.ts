@@ -39,6 +39,10 @@ export const HostConfig = z.object({
   RECENT_RUNS_MAX: z.coerce.number().int().min(10).max(1_000_000).default(10_000),
   /** Ingest answers 429 while the entry stage's backlog (pending + undelivered) is at least this; 0 = off. */
   BACKPRESSURE_MAX_LAG: z.coerce.number().int().min(0).default(10_000),
+  /** `on`: ingest answers 202 only once the server confirms the fsync (WAITAOF, else `appendfsync always`); checked at start. */
+  DURABLE_ACCEPT: bool.default(false),
+  /** How long ingest waits for the fsync confirmation before it answers 503 not_durable. */
+  DURABLE_ACCEPT_TIMEOUT_MS: z.coerce.number().int().min(10).max(60_000).default(2000),
   /** Origins allowed to call write endpoints from a browser (comma-separated); reads allow any origin. */
   CORS_ORIGINS: z.string().optional(),
   /** `off` restricts GETs to CORS_ORIGINS too. */

@@ -19,6 +19,8 @@ import { HttpInvoker } from "./http-invoker";
 import { bridgeSettingsFromEnv, startRestBridge, type RestBridge } from "./rest-bridge";
 import { connectValkey, upstashOverValkey, type Connection } from "./valkey";
 import { findServerBinary, launchValkey, type RunningValkey } from "./valkey-launcher";
+import { startFsyncBarrier, type ValkeyFsyncBarrier } from "./fsync-barrier";
+import { createKeys } from "../functions/keys";
 import { wranglerBin } from "./worker-bundle";
 
 /** Where the handlers run. */
@@ -207,12 +209,19 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
     const conn = connectValkey(valkeyUrl, { name: "edgepipe-host", log });
     cleanup.push(["valkey connection", () => withTimeout(conn.quit(), 3000, "quit timed out").catch(() => conn.disconnect())]);
 
+    // DURABLE_ACCEPT=on: checked before anything serves; the bridge answers the Worker's WAITAOF with this barrier.
+    let barrier: ValkeyFsyncBarrier | undefined;
+    if (config.DURABLE_ACCEPT) {
+      barrier = await startFsyncBarrier(conn, { markKey: createKeys({ prefix: config.KEY_PREFIX }).fsyncMark(), timeoutMs: config.DURABLE_ACCEPT_TIMEOUT_MS, embedded: valkey !== undefined, log });
+      cleanup.push(["fsync barrier", () => barrier!.close()]);
+    }
+
     let bridge: RestBridge | undefined;
     let restUrl: string;
     let restToken: string;
     const bridgeSettings = bridgeSettingsFromEnv(config);
     if (bridgeSettings) {
-      bridge = await startRestBridge({ conn, token: bridgeSettings.token, hostname: bridgeSettings.hostname, port: bridgeSettings.port, log });
+      bridge = await startRestBridge({ conn, token: bridgeSettings.token, hostname: bridgeSettings.hostname, port: bridgeSettings.port, fsyncBarrier: barrier, log });
       cleanup.push(["rest bridge", () => bridge!.close()]);
       restUrl = bridge.url;
       restToken = bridge.token;
@@ -237,6 +246,8 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
       STAGE_MAX_BODY_BYTES: String(config.STAGE_MAX_BODY_BYTES),
       RECENT_RUNS_MAX: String(config.RECENT_RUNS_MAX),
       BACKPRESSURE_MAX_LAG: String(config.BACKPRESSURE_MAX_LAG),
+      DURABLE_ACCEPT: config.DURABLE_ACCEPT ? "on" : "off",
+      DURABLE_ACCEPT_TIMEOUT_MS: String(config.DURABLE_ACCEPT_TIMEOUT_MS),
       ...config.appVars,
     };
     const workerVars: Record<string, string> = {
@@ -256,7 +267,7 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
     const invoker = new HttpInvoker({ baseUrl: config.STAGE_BASE_URL ?? running.url, signingKeys, maxConcurrency: Math.max(4, config.CONCURRENCY * pipeline.stages.size) });
     cleanup.push(["http invoker", () => invoker.close()]);
 
-    const env: AppEnv = { REDIS: upstashOverValkey(conn), ...appVars };
+    const env: AppEnv = { REDIS: upstashOverValkey(conn), ...appVars, ...(barrier ? { FSYNC_BARRIER: barrier } : {}) };
     let host: WorkerHost | undefined;
     if (startHost) {
       const { keys } = settingsFor(env);

@@ -11,6 +11,8 @@
  * - `Upstash-Encoding: base64`: every string in the reply, at any depth, is
  *   base64 of the raw bytes; without it strings are UTF-8 text
  * - `Authorization: Bearer <token>` on every request (401 otherwise)
+ * - `WAITAOF 1 0 <timeout>` as a single command when given an fsync barrier
+ *   (DURABLE_ACCEPT=on), group-committed on the barrier's own connection
  *
  * Commands run over iovalkey with upper-cased names (no reply transformers) and
  * `callBuffer`, so values are byte-exact. Only data commands run (ALLOWED_COMMANDS):
@@ -23,6 +25,7 @@ import type { AddressInfo } from "node:net";
 import { z } from "zod";
 import { randomHex } from "../functions/envelope";
 import { timingSafeEqual } from "../functions/http";
+import type { FsyncBarrier } from "../functions/durable";
 import { reportConnectionTrouble, type Connection } from "./valkey";
 
 /** Default bridge address; the same URL configures the handlers (UPSTASH_REDIS_REST_URL). */
@@ -131,6 +134,13 @@ export interface RestBridgeOptions {
   allowRemote?: boolean;
   /** Largest request body, bytes. */
   maxBodyBytes?: number;
+  /**
+   * Answers `WAITAOF 1 0 <timeout>` (a single command) through this
+   * group-committing barrier instead of refusing it as blocking: the Worker's
+   * DURABLE_ACCEPT=on waits for the fsync of writes the bridge already
+   * answered. The barrier's own timeout applies.
+   */
+  fsyncBarrier?: FsyncBarrier;
   log?: (line: string) => void;
 }
 
@@ -209,6 +219,7 @@ export function startRestBridge({
   port = 0,
   allowRemote = false,
   maxBodyBytes = 32 * 1024 * 1024,
+  fsyncBarrier,
   log = () => {},
 }: RestBridgeOptions): Promise<RestBridge> {
   if (!token) throw new Error("the REST bridge needs a token");
@@ -262,6 +273,20 @@ export function startRestBridge({
     return replies.map(([err, result]) => (err ? { error: err.message } : { result: encodeReply(result, base64) }));
   }
 
+  /** WAITAOF through the barrier: [1, 0] once fsynced, [0, 0] when not confirmed in time (as the server answers). */
+  async function waitaof(command: Arg[]): Promise<[number, number]> {
+    if (command.length !== 4 || Number(command[1]) !== 1 || Number(command[2]) !== 0) {
+      throw new HttpError(400, "ERR the REST bridge answers WAITAOF 1 0 <timeout> only (local fsync, no replicas)");
+    }
+    try {
+      await fsyncBarrier!.wait();
+      return [1, 0];
+    } catch (err) {
+      if (/did not confirm/.test((err as Error).message)) return [0, 0];
+      throw new HttpError(400, `ERR ${(err as Error).message}`);
+    }
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const authorization = req.headers.authorization ?? "";
     if (!timingSafeEqual(authorization, expected)) {
@@ -289,6 +314,10 @@ export function startRestBridge({
       // Path form: /set/key/value; a POST body (raw bytes) is appended as the last argument.
       command = path.slice(1).split("/").map((segment) => decodeURIComponent(segment));
       if (method === "POST" && body.length > 0) command.push(body);
+    }
+    if (fsyncBarrier && String(command[0]).toUpperCase() === "WAITAOF") {
+      send(res, 200, { result: await waitaof(command) });
+      return;
     }
     const refused = refusalOf(command);
     if (refused) throw new HttpError(400, refused);

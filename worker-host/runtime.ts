@@ -17,6 +17,7 @@ import { asCluster, closeConnection, connectValkey, withTimeout, type Connection
 import { ValkeyNotifier } from "./notifier";
 import { WEB_DIST_DIR } from "./static-files";
 import { findServerBinary, launchValkey, type RunningValkey } from "./valkey-launcher";
+import { startFsyncBarrier, type ValkeyFsyncBarrier } from "./fsync-barrier";
 
 interface FetchApp {
   fetch(request: Request, env?: unknown): Response | Promise<Response>;
@@ -35,6 +36,8 @@ export interface Runtime {
   env: AppEnv;
   host: WorkerHost;
   server: HttpServer;
+  /** DURABLE_ACCEPT=on: the group-committing fsync barrier ingest waits on. */
+  barrier?: ValkeyFsyncBarrier;
   /**
    * Graceful stop, bounded (a few seconds even with the server gone): HTTP
    * server, worker-host (in-flight batches commit when the server is
@@ -96,6 +99,8 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
     CHECKPOINT_TTL_SECONDS: String(config.CHECKPOINT_TTL_SECONDS),
     RECENT_RUNS_MAX: String(config.RECENT_RUNS_MAX),
     BACKPRESSURE_MAX_LAG: String(config.BACKPRESSURE_MAX_LAG),
+    DURABLE_ACCEPT: config.DURABLE_ACCEPT ? "on" : "off",
+    DURABLE_ACCEPT_TIMEOUT_MS: String(config.DURABLE_ACCEPT_TIMEOUT_MS),
     FEED_BUCKETS: String(feedBuckets),
     MAX_BODY_BYTES: String(config.MAX_BODY_BYTES),
     STAGE_MAX_BODY_BYTES: String(config.STAGE_MAX_BODY_BYTES),
@@ -104,6 +109,20 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
     ...(config.STAGE_SIGNING_KEYS ? { STAGE_SIGNING_KEYS: config.STAGE_SIGNING_KEYS } : {}),
   };
   const { keys } = settingsFor(env);
+  let barrier: ValkeyFsyncBarrier | undefined;
+  if (config.DURABLE_ACCEPT) {
+    try {
+      // WAITAOF confirms the fsync of one server: the barrier waits on the server the host talks to.
+      if (mode === "cluster") throw new Error("DURABLE_ACCEPT=on works with one server (VALKEY_URL or the embedded one), not on a cluster yet: set DURABLE_ACCEPT=off");
+      barrier = await startFsyncBarrier(conn, { markKey: keys.fsyncMark(), timeoutMs: config.DURABLE_ACCEPT_TIMEOUT_MS, embedded: valkey !== undefined, log });
+    } catch (err) {
+      conn.disconnect();
+      await valkey?.stop();
+      await cluster?.stop();
+      throw err;
+    }
+    env.FSYNC_BARRIER = barrier;
+  }
   // Live streams (e.g. SSE) wake on pub/sub notifications instead of polling.
   // On a cluster: classic SUBSCRIBE on one node (iovalkey's cluster subscriber, moved when its node goes):
   // fan-out's PUBLISH reaches every node over the cluster bus.
@@ -132,12 +151,13 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
     env,
     host,
     server,
+    barrier,
     close() {
       closing ??= (async () => {
         const steps: Array<[string, () => Promise<unknown>]> = [
           ["http server", () => withTimeout(server.close(), 1000, "http server close")],
           ["worker-host", () => host.close()],
-          ["connections", () => Promise.all([notifier.close(), closeConnection(conn, 500)])],
+          ["connections", () => Promise.all([notifier.close(), barrier?.close(), closeConnection(conn, 500)])],
           ["embedded valkey", async () => Promise.all([valkey?.stop(), cluster?.stop()])],
         ];
         for (const [name, step] of steps) {

@@ -10,6 +10,7 @@ import { apiError, requireApiToken, validate } from "../http";
 import { UserId } from "../keys";
 import { redisFromEnv, type AppEnv } from "../redis";
 import { decodeCursor, readFeedPage, readTopicItems, readTopics } from "./feeds";
+import { acceptDurably } from "../durable";
 import { ingestArticles } from "./ingest";
 import { IngestRequest, Interests, TopicName } from "./schema";
 import { getUser, listDemoUsers, setInterests } from "./users";
@@ -26,6 +27,7 @@ export const newsRoutes = new Hono<{ Bindings: AppEnv }>()
       recentRunsMax: settings.RECENT_RUNS_MAX,
       maxBacklog: settings.BACKPRESSURE_MAX_LAG,
     });
+    await acceptDurably(c.env, { on: settings.DURABLE_ACCEPT, timeoutMs: settings.DURABLE_ACCEPT_TIMEOUT_MS }, runIds);
     return c.json({ accepted: runIds.length, runIds }, 202);
   })
   .put("/v1/users/:uid", requireApiToken(), validate("param", UidParam), validate("json", z.object({ interests: Interests })), async (c) => {
