@@ -128,3 +128,108 @@ export async function fairnessScenario({
     await Promise.all(hosts.map((h) => h.close()));
   }
 }
+
+export interface RateKeyFigures {
+  key: string;
+  /** Entries started (rate) or tokens reported (budget) per second over the window. */
+  measured: number;
+  limit: number;
+  /** measured / limit - 1. */
+  error: number;
+  /** Entries started in the window on each host. */
+  perHost: number[];
+}
+
+/**
+ * Rate limit or token budget per key on several hosts at once: `keyCount`
+ * keys with a backlog larger than the window can drain, a stage limited to
+ * `perSecond` entries (rate) or `perSecond * 60 * cost` tokens a minute
+ * (budget: each entry estimated at twice its reported cost, so the measured
+ * rate is right only if the correction after the call works). Counts handler
+ * starts per key in a window of `seconds` that begins `warmupS` after the
+ * first start (past the burst).
+ */
+export async function rateScenario({
+  conns,
+  keys,
+  kind,
+  perSecond = 20,
+  seconds = 60,
+  warmupS = 2,
+  keyCount = 2,
+  handlerMs = 5,
+  tuning = {},
+}: {
+  conns: Connection[];
+  keys: Keys;
+  kind: "rate" | "budget";
+  perSecond?: number;
+  seconds?: number;
+  warmupS?: number;
+  keyCount?: number;
+  handlerMs?: number;
+  tuning?: WorkerTuning;
+}): Promise<RateKeyFigures[]> {
+  const cost = 50;
+  const starts = new Map<string, Array<{ at: number; host: number }>>();
+  let hostOf = new WeakMap<object, number>();
+  const input = z.object({ key: z.string(), i: z.number().int() });
+  const limits =
+    kind === "rate"
+      ? { rateLimit: { key: (p: { key: string }) => p.key, perSecond, burst: Math.max(1, Math.round(perSecond / 4)) } }
+      : { budget: { key: (p: { key: string }) => p.key, tokensPerMinute: perSecond * 60 * cost, burst: Math.round(perSecond * cost / 4), estimate: () => 2 * cost } };
+  const stage = defineStage({
+    name: "limited",
+    input,
+    next: [],
+    ...limits,
+    handle: async ({ key }, ctx) => {
+      let list = starts.get(key);
+      if (!list) starts.set(key, (list = []));
+      list.push({ at: Date.now(), host: hostOf.get(ctx.env.REDIS as object) ?? -1 });
+      await sleep(handlerMs);
+      ctx.reportCost(cost);
+      return { result: {} };
+    },
+  });
+  const pipeline = definePipeline({ name: `rate-${kind}`, stages: [stage] });
+  hostOf = new WeakMap();
+  const hosts = conns.map((conn, k) => {
+    const app = createApp({ pipeline });
+    const env: AppEnv = { REDIS: upstashOverValkey(conn), KEY_PREFIX: keys.prefix, PARTITIONS: String(keys.partitions) };
+    const invoker = new InProcessInvoker(app, env);
+    // The in-process invoker hands handlers a copy of env: mark that copy's host by its REDIS client.
+    hostOf.set(env.REDIS as object, k);
+    return new WorkerHost({ pipeline, keys, conn, invoker, consumer: `rate-${k}`, env, tuning: { batchSize: 50, concurrency: 4, ...tuning }, log: (l) => process.stderr.write(`${l}\n`) });
+  });
+  const redis = upstashOverValkey(conns[0]);
+  const backlog = Math.ceil(perSecond * (seconds + warmupS + 5) * 1.2);
+  for (let k = 0; k < keyCount; k++) {
+    for (let s = 0; s < backlog; s += 1000) {
+      await startRuns(redis, Array.from({ length: Math.min(1000, backlog - s) }, (_, i) => ({ key: `k${k}`, i: s + i })), { keys, pipeline });
+    }
+  }
+  await Promise.all(hosts.map((h) => h.run()));
+  try {
+    const deadline = Date.now() + (seconds + warmupS + 30) * 1000;
+    let first: number | undefined;
+    for (;;) {
+      const all = [...starts.values()].flat();
+      if (all.length > 0) first ??= Math.min(...all.map((s) => s.at));
+      if (first !== undefined && Date.now() > first + (warmupS + seconds) * 1000 + 500) break;
+      if (Date.now() > deadline) throw new Error("rate scenario: the window never filled");
+      await sleep(100);
+    }
+    const from = first! + warmupS * 1000;
+    const to = from + seconds * 1000;
+    return [...starts].map(([key, list]) => {
+      const inWindow = list.filter((s) => s.at >= from && s.at < to);
+      const measured = ((kind === "rate" ? 1 : cost) * inWindow.length) / seconds;
+      const limit = kind === "rate" ? perSecond : perSecond * cost;
+      const perHost = conns.map((_, k) => inWindow.filter((s) => s.host === k).length);
+      return { key, measured: Math.round(measured * 100) / 100, limit, error: Math.round((measured / limit - 1) * 10_000) / 10_000, perHost };
+    }).sort((a, b) => a.key.localeCompare(b.key));
+  } finally {
+    await Promise.all(hosts.map((h) => h.close()));
+  }
+}

@@ -47,7 +47,7 @@ export interface FlowKeyContext {
 
 /** A flow key: entries with the same key share a limit; other keys are not held up by it. */
 export type FlowKeyFn<P> = (payload: P, ctx: FlowKeyContext) => string;
-/** A limit given as a number, or read from the app's settings. */
+/** A limit given as a number, or read from the app's settings when the host starts; 0 turns the limit off. */
 export type FlowNumber = number | ((env: Record<string, unknown>) => number);
 
 /**

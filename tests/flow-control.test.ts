@@ -12,7 +12,7 @@ import { definePipeline, defineStage } from "../functions/pipeline";
 import { startRuns } from "../functions/runs";
 import { readStats } from "../functions/stats";
 import { runScript, upstashOverValkey } from "../worker-host/valkey";
-import { fairnessScenario } from "../bench/flow-scenarios";
+import { fairnessScenario, rateScenario } from "../bench/flow-scenarios";
 import { makeHost } from "./helpers/pipelines";
 import { eventually, startTestValkey, testKeys, type TestValkey } from "./helpers/valkey";
 
@@ -90,6 +90,25 @@ describe("per-key concurrency", () => {
     // A key part is its own part: readmission rebuilds limiter keys from it.
     expect(flowKeyPart(flowKeyPart("a}b{c"))).toBe(flowKeyPart("a}b{c"));
   });
+});
+
+describe("per-key rate limit and token budget on two hosts at once", () => {
+  for (const kind of ["rate", "budget"] as const) {
+    it(`holds each key to its ${kind === "rate" ? "rate" : "budget (estimated at twice the reported cost: the correction after the call counts)"} over a 5 s window, shared by both hosts`, async () => {
+      const keys = testKeys();
+      const conns = [v.connect(), v.connect()];
+      const figures = await rateScenario({ conns, keys, kind, perSecond: 20, seconds: 5, warmupS: 1, keyCount: 2, tuning: { blockMs: 200, visibilityMs: 2000, reclaimIntervalMs: 100 } });
+      console.log(`[flow] ${kind} (reduced, 5 s, 2 hosts): ${figures.map((f) => `${f.key} ${f.measured}/s of ${f.limit}/s (${(f.error * 100).toFixed(1)}%, per host ${f.perHost.join("+")})`).join("; ")}`);
+      expect(figures).toHaveLength(2);
+      for (const f of figures) {
+        // A loaded machine may fall short; it must never exceed the limit by more than rounding.
+        expect(f.error).toBeLessThan(0.1);
+        expect(f.error).toBeGreaterThan(-0.25);
+        // Both hosts took part (the limit is shared through Valkey, not split per host).
+        expect(f.perHost.every((n) => n > 0)).toBe(true);
+      }
+    });
+  }
 });
 
 void sleep;

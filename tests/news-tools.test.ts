@@ -11,7 +11,12 @@ import { scheduled, pipeline } from "../functions/news/index";
 import { settingsFor } from "../functions/config";
 import { runStageBatch } from "../functions/stage-route";
 import type { AppEnv } from "../functions/redis";
-import { startTestValkey, type TestValkey } from "./helpers/valkey";
+import { startRuns } from "../functions/runs";
+import { readStats } from "../functions/stats";
+import { app as newsApp } from "../functions/news/index";
+import { WorkerHost } from "../worker-host/host";
+import { InProcessInvoker } from "../worker-host/invoker";
+import { eventually, startTestValkey, type TestValkey } from "./helpers/valkey";
 
 let v: TestValkey;
 beforeAll(async () => {
@@ -83,6 +88,43 @@ describe("LLM classifier", () => {
     expect(r.ok).toBe(true);
     expect(r.ok && r.result).toMatchObject({ model: "offline-lexicon", llmError: expect.stringContaining("503") });
     await llm.close();
+  });
+
+  it("reports the tokens the endpoint used to the stage's budget (none on a cache hit)", async () => {
+    const llm = await serve((_req, _body, res) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ choices: [{ message: { content: "sports" } }], usage: { total_tokens: 42 } })));
+    const env = envFor({ LLM_BASE_URL: llm.url, LLM_MODEL: "tiny" });
+    const run = () => runStageBatch(pipeline, "classifier", env, [newEnvelope("classifier", { ...article, title: "Cup final tonight" })]);
+    const [first] = await run();
+    const [second] = await run();
+    expect(first.ok && first.cost).toBe(42);
+    expect(second.ok && second.cost).toBe(0);
+    await llm.close();
+  });
+
+  it("throttles the classifier per source by LLM_TOKENS_PER_MINUTE on the worker-host, and lets every article through in the end", async () => {
+    let calls = 0;
+    const llm = await serve((_req, _body, res) => {
+      calls++;
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ choices: [{ message: { content: "sports" } }], usage: { total_tokens: 40 } }));
+    });
+    // 3000 a minute: 300 tokens at once, then 50 a second; each article is estimated at ~60 tokens.
+    const env = envFor({ LLM_BASE_URL: llm.url, LLM_MODEL: "tiny", LLM_TOKENS_PER_MINUTE: "3000" });
+    const { keys } = settingsFor(env);
+    const host = new WorkerHost({ pipeline, keys, conn: v.conn, invoker: new InProcessInvoker(newsApp, env), env, stages: ["classifier"], tuning: { blockMs: 200, visibilityMs: 2000, reclaimIntervalMs: 100 } });
+    await host.run();
+    try {
+      const articles = Array.from({ length: 10 }, (_, i) => ({ feedId: `k${i + 10}`, title: `Match report number ${i}`, body: "The home side won after extra time.", source: "wire" }));
+      await startRuns(v.redis, articles, { keys, pipeline, stage: "classifier" });
+      await eventually(async () => (await readStats(v.redis, keys, pipeline)).stages.find((s) => s.name === "classifier")!.processed === 10, { timeoutMs: 30_000 });
+      const stats = (await readStats(v.redis, keys, pipeline)).stages.find((s) => s.name === "classifier")!;
+      expect(calls).toBe(10);
+      expect(stats.flow.throttled).toBeGreaterThan(0);
+      expect(stats.flow.readmitted).toBe(stats.flow.throttled);
+      expect(stats.deadLettered).toBe(0);
+    } finally {
+      await host.close();
+      await llm.close();
+    }
   });
 
   it("stays offline when no LLM is configured", async () => {

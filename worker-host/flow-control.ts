@@ -81,6 +81,7 @@ export interface FlowCounters {
   readmitted: number;
 }
 
+/** A limit's number: a function of the settings is called once, at start; 0 or less (or none) gives `fallback`. */
 const num = (v: FlowNumber | undefined, env: Record<string, unknown>, fallback: number): number => {
   const n = typeof v === "function" ? v(env) : v;
   return typeof n === "number" && Number.isFinite(n) && n > 0 ? n : fallback;
@@ -89,7 +90,8 @@ const num = (v: FlowNumber | undefined, env: Record<string, unknown>, fallback: 
 /** The stage's FlowControl, or undefined when it declares no limits (then nothing extra runs). */
 export function flowControlFor(def: StageDef | undefined, options: FlowControlOptions): FlowControl | undefined {
   if (!def || (!def.concurrency && !def.rateLimit && !def.budget)) return undefined;
-  return new FlowControl(def, options);
+  const flow = new FlowControl(def, options);
+  return flow.limiters.length > 0 ? flow : undefined;
 }
 
 export class FlowControl {
@@ -113,14 +115,16 @@ export class FlowControl {
     const env = this.o.env;
     const one = () => 1;
     const limiters: Limiter[] = [];
-    if (def.concurrency) {
+    // A limit whose number resolves to 0 is off (e.g. a budget only with an LLM configured).
+    const off = (v: FlowNumber | undefined) => v !== undefined && num(v, env, 0) === 0;
+    if (def.concurrency && !off(def.concurrency.limit)) {
       limiters.push({ kind: "concurrency", key: def.concurrency.key, cap: Math.floor(num(def.concurrency.limit, env, 1)), param: this.o.leaseMs, amount: one });
     }
-    if (def.rateLimit) {
+    if (def.rateLimit && !off(def.rateLimit.perSecond)) {
       const perSecond = num(def.rateLimit.perSecond, env, 1);
       limiters.push({ kind: "rate", key: def.rateLimit.key, cap: num(def.rateLimit.burst, env, Math.max(1, perSecond)), param: perSecond / 1000, amount: one });
     }
-    if (def.budget) {
+    if (def.budget && !off(def.budget.tokensPerMinute)) {
       const perMinute = num(def.budget.tokensPerMinute, env, 1);
       const estimate = def.budget.estimate;
       limiters.push({

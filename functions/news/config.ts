@@ -37,6 +37,8 @@ export const NewsSettings = z.object({
   /** Token bucket of the LLM tool: burst and refill per second. */
   LLM_RATE_BURST: z.coerce.number().positive().default(5),
   LLM_RATE_PER_SECOND: z.coerce.number().positive().default(2),
+  /** The classifier's LLM token budget per source and minute (flow control; 0 = none). Applies only when an LLM is configured. */
+  LLM_TOKENS_PER_MINUTE: z.coerce.number().int().nonnegative().default(100_000),
   /** Token bucket of the RSS fetch tool. */
   RSS_RATE_BURST: z.coerce.number().positive().default(4),
   RSS_RATE_PER_SECOND: z.coerce.number().positive().default(1),

@@ -45,10 +45,20 @@ export function topicFromAnswer(answer: string): Topic | undefined {
   return words.find((w) => known.has(w)) as Topic | undefined;
 }
 
-async function ask(backend: LlmBackend, title: string, body: string): Promise<string> {
+/**
+ * A classification call's tokens before it is made: the prompt at ~4
+ * characters a token, plus the answer's cap (max_tokens 5). The stage's
+ * budget charges this first and is corrected by the usage the endpoint reports.
+ */
+export function estimateLlmTokens(title: string, body: string): number {
+  const text = prompt(title, body).reduce((n, m) => n + m.content.length, 0);
+  return Math.ceil(text / 4) + 5;
+}
+
+async function ask(backend: LlmBackend, title: string, body: string): Promise<{ answer: string; usedTokens: number }> {
   if (backend.kind === "workers-ai") {
-    const out = (await backend.ai.run(backend.model, { messages: prompt(title, body) })) as { response?: string };
-    return String(out?.response ?? "");
+    const out = (await backend.ai.run(backend.model, { messages: prompt(title, body) })) as { response?: string; usage?: { total_tokens?: number } };
+    return { answer: String(out?.response ?? ""), usedTokens: Number(out?.usage?.total_tokens) || estimateLlmTokens(title, body) };
   }
   const res = await fetch(`${backend.baseUrl}/chat/completions`, {
     method: "POST",
@@ -57,8 +67,8 @@ async function ask(backend: LlmBackend, title: string, body: string): Promise<st
     signal: AbortSignal.timeout(20_000),
   });
   if (!res.ok) throw new Error(`LLM endpoint answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
-  const json = (await res.json()) as { choices?: Array<{ message?: { content?: string } }> };
-  return String(json.choices?.[0]?.message?.content ?? "");
+  const json = (await res.json()) as { choices?: Array<{ message?: { content?: string } }>; usage?: { total_tokens?: number } };
+  return { answer: String(json.choices?.[0]?.message?.content ?? ""), usedTokens: Number(json.usage?.total_tokens) || estimateLlmTokens(title, body) };
 }
 
 /** Classifies with the LLM through the tool cache ("llm-classify"); throws when the answer names no topic. */
@@ -69,7 +79,9 @@ export async function classifyWithLlm(
   settings: NewsSettings,
   title: string,
   body: string,
-): Promise<{ topic: Topic; hit: boolean }> {
+): Promise<{ topic: Topic; hit: boolean; tokens: number }> {
+  // Tokens the endpoint says this call used (0 on a cache hit), reported to the stage's budget.
+  let tokens = 0;
   const { value, hit } = await cachedTool(redis, keys, {
     tool: "llm-classify",
     args: { kind: backend.kind, model: backend.model, title, body: body.slice(0, 2000) },
@@ -77,11 +89,12 @@ export async function classifyWithLlm(
     lockMs: 25_000,
     fn: async () => {
       await takeToken(redis, keys, "llm-classify", { burst: settings.LLM_RATE_BURST, perSecond: settings.LLM_RATE_PER_SECOND }, { maxWaitMs: 10_000 });
-      const answer = await ask(backend, title, body);
+      const { answer, usedTokens } = await ask(backend, title, body);
+      tokens = usedTokens;
       const topic = topicFromAnswer(answer);
       if (!topic) throw new Error(`LLM answer names no known topic: ${answer.slice(0, 80)}`);
       return topic;
     },
   });
-  return { topic: value, hit };
+  return { topic: value, hit, tokens };
 }

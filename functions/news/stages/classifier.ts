@@ -3,18 +3,28 @@
  * offline lexicon model runs by default (no downloads); when an LLM is
  * configured (LLM_BASE_URL or a Workers AI binding with LLM_MODEL) it asks
  * the LLM through the tool cache, falling back to the offline model when the
- * LLM fails, so a flaky endpoint never stalls the pipeline.
+ * LLM fails, so a flaky endpoint never stalls the pipeline. With an LLM the
+ * stage has a token budget per article source (LLM_TOKENS_PER_MINUTE):
+ * charged an estimate before the call, corrected by the usage reported.
  */
 import { defineStage } from "../../pipeline";
 import { classifyTopic } from "../classify";
 import { newsSettings } from "../config";
-import { classifyWithLlm, llmBackend } from "../llm";
+import { classifyWithLlm, estimateLlmTokens, llmBackend } from "../llm";
 import { FetchedArticle, type ClassifiedArticle } from "../schema";
 
 export const classifier = defineStage({
   name: "classifier",
   input: FetchedArticle,
   next: ["enricher"],
+  budget: {
+    key: (article) => article.source ?? "unknown",
+    // 0 (no budget, no flow-control cost at all) unless an LLM is configured.
+    tokensPerMinute: (env) => (llmBackend(env, newsSettings(env)) ? newsSettings(env).LLM_TOKENS_PER_MINUTE : 0),
+    estimate: (article) => estimateLlmTokens(article.title, article.body),
+    // Six seconds' worth at once: a burst of articles does not spend the whole minute up front.
+    burst: (env) => newsSettings(env).LLM_TOKENS_PER_MINUTE / 10,
+  },
   handle: async (article, ctx) => {
     const settings = newsSettings(ctx.env);
     // The fetcher's output is normalized text: no second normalization here.
@@ -33,6 +43,7 @@ export const classifier = defineStage({
         confidence = llm.topic === offline.topic ? Math.max(0.9, offline.confidence) : 0.75;
         model = `${backend.kind}:${backend.model}`;
         cacheHit = llm.hit;
+        ctx.reportCost(llm.tokens);
       } catch (err) {
         llmError = (err as Error).message;
       }
