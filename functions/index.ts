@@ -9,7 +9,7 @@
  * const shout = defineStage({ name: "shout", input: z.object({ text: z.string() }), next: [], handle: ({ text }) => ({ result: text.toUpperCase() }) });
  * export default definePipeline({ name: "hello", stages: [shout] });
  */
-export { defineStage, definePipeline, StageError, type StageDef, type StageContext, type StageOutcome, type Emit, type Pipeline } from "./pipeline";
+export { defineStage, definePipeline, StageError, type StageDef, type StageContext, type StageOutcome, type Emit, type Pipeline, type FlowLimits, type FlowKeyContext, type FlowKeyFn, type FlowNumber } from "./pipeline";
 export { defineApp, mountApp, createWorker, asEdgeApp, isPipeline, type EdgeApp, type AppStartContext, type WaitUntil } from "./edge-app";
 export { createApp, parseServerInfo, type App, type AppBindings } from "./app";
 export { createKeys, fnv1a, StageName, RunId, UserId, FeedId, type Keys, type KeyOptions } from "./keys";
