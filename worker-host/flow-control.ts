@@ -111,7 +111,7 @@ export class FlowControl {
   private busyUntil = 0;
 
   constructor(private readonly def: StageDef, options: FlowControlOptions) {
-    this.o = { env: {}, leaseMs: 30_000, reserveMs: 60_000, recheckMs: 1000, sweepMs: 1000, log: () => {}, ...options };
+    this.o = { leaseMs: 30_000, reserveMs: 60_000, recheckMs: 1000, sweepMs: 1000, log: () => {}, ...options, env: options.env ?? {} };
     const env = this.o.env;
     const one = () => 1;
     const limiters: Limiter[] = [];
