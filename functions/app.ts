@@ -21,6 +21,7 @@ import { LUA } from "./lua.generated";
 import { apiCors } from "./cors";
 import { isUnavailableError, withDeadline } from "./unavailable";
 import { acceptDurably, NotDurableError, notDurableMessage } from "./durable";
+import { frameworkMcpTools, mcpRoute, type McpTool } from "./mcp";
 
 export type AppBindings = { Bindings: AppEnv };
 
@@ -35,12 +36,13 @@ export function parseServerInfo(info: string): { server: "valkey" | "redis"; ver
 /**
  * Builds the app for a pipeline. `apps` names the apps mounted on it (e.g.
  * `["news"]`), so clients such as the web client know which pages to show
- * (`mountApp` in edge-app.ts passes its app's name).
+ * (`mountApp` in edge-app.ts passes its app's name); `mcpTools` are the
+ * app's tools served at `/mcp` beside the framework's.
  * @example
  * const app = createApp({ pipeline });
  * const res = await app.request("/health", {}, env);
  */
-export function createApp({ pipeline, apps = [] }: { pipeline: Pipeline; apps?: readonly string[] }) {
+export function createApp({ pipeline, apps = [], mcpTools = [] }: { pipeline: Pipeline; apps?: readonly string[]; mcpTools?: readonly McpTool[] }) {
   const stageNames = [...pipeline.stages.keys()] as [string, ...string[]];
   const pipelineView = {
     name: pipeline.name,
@@ -49,6 +51,7 @@ export function createApp({ pipeline, apps = [] }: { pipeline: Pipeline; apps?: 
     stages: [...pipeline.stages.values()].map((s) => ({ name: s.name, next: [...s.next] })),
     apps: [...apps],
   };
+  const mcp = mcpRoute({ pipeline, tools: [...frameworkMcpTools(pipeline), ...mcpTools], name: `edgepipe-${pipeline.name}` });
   const KnownStage = StageName.refine((s) => pipeline.stages.has(s), { message: `must be one of: ${stageNames.join(", ")}` });
 
   const app = new Hono<AppBindings>()
@@ -131,6 +134,9 @@ export function createApp({ pipeline, apps = [] }: { pipeline: Pipeline; apps?: 
         return c.json({ redriven });
       },
     )
+    .post("/mcp", mcp)
+    .get("/mcp", mcp)
+    .delete("/mcp", mcp)
     .post("/stages/:name", stageRoute(pipeline));
 
   app.notFound((c) => apiError(c, 404, "not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`));

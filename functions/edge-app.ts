@@ -8,6 +8,7 @@ import { Hono, type Schema } from "hono";
 import type { z } from "zod";
 import { createApp, type AppBindings } from "./app";
 import type { Pipeline } from "./pipeline";
+import type { McpTool } from "./mcp";
 import type { AppEnv } from "./redis";
 
 /** What an app's `start` gets from the Node host (`npm start`, `npm run dev`). */
@@ -44,6 +45,8 @@ export interface EdgeApp<S extends Schema = {}> {
   scheduled?: (env: AppEnv, ctx?: WaitUntil) => Promise<unknown>;
   /** Node host only, once the API serves: demo data, polling. Runs in the background until `ctx.signal` aborts. */
   start?: (ctx: AppStartContext) => Promise<void> | void;
+  /** The app's own MCP tools, served at `/mcp` beside the framework's (`defineMcpTool`). */
+  mcpTools?: readonly McpTool<any>[];
   /** Extra web-client pages printed at start, label -> path (e.g. `{ feed: "/#/feed/u0001" }`). */
   links?: Record<string, string>;
 }
@@ -107,7 +110,7 @@ export function mountApp<S extends Schema>(app: EdgeApp<S>) {
 function build<S extends Schema>(app: EdgeApp<S>) {
   const routes = app.routes ?? new Hono<AppBindings, S, "/">();
   // A bare pipeline mounts no app: its API is the framework's alone.
-  return createApp({ pipeline: app.pipeline, apps: app.routes ? [app.name] : [] }).route("/", routes);
+  return createApp({ pipeline: app.pipeline, apps: app.routes ? [app.name] : [], mcpTools: app.mcpTools }).route("/", routes);
 }
 
 /**

@@ -14,6 +14,7 @@ export type ErrorCode =
   | "validation_failed"
   | "unauthorized"
   | "not_found"
+  | "method_not_allowed"
   | "payload_too_large"
   | "too_many_streams"
   | "backpressure"
@@ -29,7 +30,7 @@ export interface ApiIssue {
 }
 
 /** Builds `{ error: { code, message, issues? } }` with the given status. */
-export function apiError(c: Context, status: 400 | 401 | 403 | 404 | 409 | 413 | 422 | 429 | 500 | 503, code: ErrorCode, message: string, issues?: ApiIssue[]) {
+export function apiError(c: Context, status: 400 | 401 | 403 | 404 | 405 | 409 | 413 | 422 | 429 | 500 | 503, code: ErrorCode, message: string, issues?: ApiIssue[]) {
   return c.json({ error: { code, message, ...(issues ? { issues } : {}) } }, status);
 }
 

@@ -31,6 +31,8 @@ export interface AppEnv {
   FEED_BUCKETS?: string;
   CHECKPOINT_TTL_SECONDS?: string;
   API_TOKEN?: string;
+  /** Opens the read-only MCP tools (API_TOKEN opens them all). */
+  API_READ_TOKEN?: string;
   STAGE_SIGNING_KEYS?: string;
   [key: string]: unknown;
 }

@@ -21,6 +21,8 @@ export const HostConfig = z.object({
   VALKEY_PORT: z.coerce.number().int().min(0).max(65535).default(0),
   DEMO: bool.default(true),
   API_TOKEN: z.string().min(8, "API_TOKEN must be at least 8 characters").optional(),
+  /** Bearer token of the read-only MCP tools (API_TOKEN opens them all). */
+  API_READ_TOKEN: z.string().min(8, "API_READ_TOKEN must be at least 8 characters").optional(),
   STAGE_BASE_URL: z.string().url().optional(),
   STAGE_SIGNING_KEYS: z.string().optional(),
   UPSTASH_REDIS_REST_URL: z.string().url().optional(),

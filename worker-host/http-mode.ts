@@ -253,6 +253,7 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
     const workerVars: Record<string, string> = {
       ...appVars,
       ...(config.API_TOKEN ? { API_TOKEN: config.API_TOKEN } : {}),
+      ...(config.API_READ_TOKEN ? { API_READ_TOKEN: config.API_READ_TOKEN } : {}),
       ...vars,
       UPSTASH_REDIS_REST_URL: restUrl,
       UPSTASH_REDIS_REST_TOKEN: restToken,

@@ -106,6 +106,7 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
     STAGE_MAX_BODY_BYTES: String(config.STAGE_MAX_BODY_BYTES),
     ...config.appVars,
     ...(config.API_TOKEN ? { API_TOKEN: config.API_TOKEN } : {}),
+      ...(config.API_READ_TOKEN ? { API_READ_TOKEN: config.API_READ_TOKEN } : {}),
     ...(config.STAGE_SIGNING_KEYS ? { STAGE_SIGNING_KEYS: config.STAGE_SIGNING_KEYS } : {}),
   };
   const { keys } = settingsFor(env);

@@ -27,7 +27,7 @@ const CONTENT_TYPES: Record<string, string> = {
 };
 
 /** Paths that belong to the API and never fall back to index.html. */
-const API_PREFIXES = ["/v1/", "/stages/", "/health", "/metrics"];
+const API_PREFIXES = ["/v1/", "/stages/", "/health", "/metrics", "/mcp"];
 
 /** The repository's web/dist directory. */
 export const WEB_DIST_DIR = fileURLToPath(new URL("../web/dist", import.meta.url));

@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 export const DEFAULT_COMPATIBILITY_DATE = "2026-04-20";
 
 /** Paths the Worker answers itself; everything else may be a web-client asset. */
-const WORKER_FIRST = ["/v1/*", "/stages/*", "/health", "/metrics"];
+const WORKER_FIRST = ["/v1/*", "/stages/*", "/health", "/metrics", "/mcp"];
 
 export interface WorkerProject {
   dir: string;

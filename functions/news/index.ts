@@ -13,6 +13,7 @@ import { feedEventsRoutes } from "./feed-events";
 import { newsLinks, startNewsHostTasks } from "./host-tasks";
 import { scheduledIngest } from "./ingest";
 import { newsPipeline } from "./pipeline";
+import { newsMcpTools } from "./mcp-tools";
 import { newsRoutes } from "./routes";
 
 /** The news app: what `edgepipe start --pipeline edgepipe/news` (or the repo's `npm start`) runs. */
@@ -25,6 +26,7 @@ export const newsApp = defineApp({
   scheduled: scheduledIngest,
   start: startNewsHostTasks,
   links: newsLinks,
+  mcpTools: newsMcpTools,
 });
 export default newsApp;
 
