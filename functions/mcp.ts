@@ -56,8 +56,6 @@ export function defineMcpTool<S extends z.ZodType>(tool: McpTool<S>): McpTool<S>
 
 /** Longest wait `wait_for_run` allows (a tool call should answer well within a client's timeout). */
 export const MAX_WAIT_MS = 30_000;
-/** Largest MCP request body read. */
-export const MAX_MCP_BODY_BYTES = 1024 * 1024;
 
 /** The framework's tools for a pipeline. */
 export function frameworkMcpTools(pipeline: Pipeline): McpTool[] {
@@ -212,10 +210,12 @@ export function mcpRoute({ pipeline, tools, name, version = "0.1.0" }: { pipelin
         return textResult(`tool ${tool.name} failed: ${(err as Error).message}`, true);
       }
     });
-    const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true, maxRequestBodySize: MAX_MCP_BODY_BYTES });
+    const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true, maxRequestBodySize: settingsFor(env).settings.MAX_BODY_BYTES });
     await server.connect(transport);
     try {
-      return await transport.handleRequest(c.req.raw);
+      // The body-limit middleware has read the body already (bounded): hand the transport its text.
+      const request = new Request(c.req.raw.url, { method: "POST", headers: c.req.raw.headers, body: await c.req.text() });
+      return await transport.handleRequest(request);
     } finally {
       await server.close().catch(() => undefined);
     }

@@ -191,5 +191,6 @@ describe.each(modes)("MCP over Streamable HTTP: %s", (_mode, urlOf) => {
     const big = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list", params: { pad: "x".repeat(1024 * 1024 + 10) } });
     const res = await fetch(`${urlOf()}/mcp`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json", accept: "application/json, text/event-stream" }, body: big });
     expect(res.status).toBe(413);
+    expect(((await res.json()) as any).error.code).toBe("payload_too_large");
   }, 60_000);
 });
