@@ -35,12 +35,12 @@ const USAGE = `usage: edgepipe <start|dev|build|reset> [--pipeline ./pipeline.ts
 The pipeline module: --pipeline, else PIPELINE, else package.json "edgepipe": { "pipeline" }.`;
 
 /** Fails fast, naming PORT, when the port is taken (instead of a server that never listens, or another one answering). */
-async function assertPortFree(host: string, port: number): Promise<void> {
+async function assertPortFree(host: string, port: number, { zeroPicks = true }: { zeroPicks?: boolean } = {}): Promise<void> {
   if (port === 0) return;
   await new Promise<void>((done, fail) => {
     const probe = createServer();
     probe.once("error", (err: NodeJS.ErrnoException) => {
-      fail(new Error(err.code === "EADDRINUSE" ? `PORT ${port} is already in use on ${host}: stop what listens there or set PORT to a free port (PORT=0 picks one)` : `cannot listen on ${host}:${port} (PORT, HOST): ${err.message}`));
+      fail(new Error(err.code === "EADDRINUSE" ? `PORT ${port} is already in use on ${host}: stop what listens there or set PORT to a free port${zeroPicks ? " (PORT=0 picks one)" : ""}` : `cannot listen on ${host}:${port} (PORT, HOST): ${err.message}`));
     });
     probe.listen({ port, host, exclusive: true }, () => probe.close(() => done()));
   });
@@ -123,7 +123,8 @@ async function start(loaded: LoadedApp, config: HostConfig, { resetFirst }: { re
 
 async function dev(loaded: LoadedApp, config: HostConfig): Promise<void> {
   const { app, path } = loaded;
-  await assertPortFree(config.HOST, config.PORT);
+  if (config.PORT === 0) throw new Error("npm run dev needs a fixed PORT (wrangler dev listens on the port it is given): set PORT to a free port, e.g. PORT=8787");
+  await assertPortFree(config.HOST, config.PORT, { zeroPicks: false });
   // wrangler dev serves web/dist as the Worker's static assets.
   const web = ensureWebBuild();
   const project = writeWorkerProject({ module: path, name: app.pipeline.name, webDir: web ? WEB_DIST_DIR : undefined });

@@ -22,6 +22,7 @@ import { findServerBinary, launchValkey, type RunningValkey } from "./valkey-lau
 import { startFsyncBarrier, type ValkeyFsyncBarrier } from "./fsync-barrier";
 import { createKeys } from "../functions/keys";
 import { wranglerBin } from "./worker-bundle";
+import { listenersOf, watchProcessGroup } from "./process-group";
 
 /** Where the handlers run. */
 export type WorkerdTarget =
@@ -123,10 +124,18 @@ async function startWranglerDev(configPath: string, config: HostConfig, vars: Re
   const args = [wranglerBin(root), "dev", "--config", configPath, "--port", String(config.PORT), "--ip", config.HOST, "--env-file", envFile, "--show-interactive-dev-session=false", "--log-level", "warn"];
   // Own process group, so stopping it reaches workerd and esbuild too, after the worker-host has finished.
   const child: ChildProcess = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], detached: true, env: { ...process.env, WRANGLER_SEND_METRICS: "false" } });
+  // A kill -9 of this process must not leave wrangler and workerd running (they hold PORT): a watchdog stops the group.
+  const watchdog = child.pid ? watchProcessGroup(child.pid) : { stop() {} };
   let exitNote: string | undefined;
-  child.on("exit", (code, signal) => (exitNote = `wrangler dev exited (${signal ?? code})`));
+  child.on("exit", (code, signal) => {
+    exitNote = `wrangler dev exited (${signal ?? code})`;
+    watchdog.stop();
+  });
+  const portInUse = `PORT ${config.PORT} is already in use on ${config.HOST} (wrangler dev could not listen there): stop what listens there or set PORT to a free port`;
+  let bindFailure: string | undefined;
   const forward = (chunk: Buffer) => {
     for (const line of chunk.toString().split("\n")) {
+      if (/EADDRINUSE|address already in use/i.test(line)) bindFailure ??= portInUse;
       // workerd offline cannot fetch the Request.cf data; that warning is harmless noise.
       if (line.trim() && !/Request\.cf|workers\.cloudflare\.com|GetAddrInfoReqWrap|callbackTrampoline/.test(line)) log(`[wrangler] ${line}`);
     }
@@ -145,9 +154,17 @@ async function startWranglerDev(configPath: string, config: HostConfig, vars: Re
   const host = config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST;
   const url = `http://${host}:${config.PORT}`;
   try {
-    await waitForHttp(`${url}/health`, { timeoutMs: 90_000, exited: () => exitNote });
+    await waitForHttp(`${url}/health`, { timeoutMs: 90_000, exited: () => bindFailure ?? exitNote });
+    // An answer proves only that something serves PORT: it must be this session's workerd, never an older one.
+    const listeners = child.pid ? listenersOf(config.PORT) : undefined;
+    if (listeners && !listeners.some((l) => l.pgid === child.pid)) {
+      const others = listeners.map((l) => l.pid).join(", ");
+      throw new Error(`${portInUse}${others ? ` (pid ${others} listens there)` : ""}`);
+    }
+    if (bindFailure) throw new Error(bindFailure);
   } catch (err) {
     killGroup("SIGKILL");
+    watchdog.stop();
     process.off("exit", onExit);
     throw err;
   }
@@ -161,6 +178,7 @@ async function startWranglerDev(configPath: string, config: HostConfig, vars: Re
       const timer = setTimeout(() => killGroup("SIGKILL"), 5000);
       await exited;
       clearTimeout(timer);
+      watchdog.stop();
     },
   };
 }
@@ -221,7 +239,12 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
     let restToken: string;
     const bridgeSettings = bridgeSettingsFromEnv(config);
     if (bridgeSettings) {
-      bridge = await startRestBridge({ conn, token: bridgeSettings.token, hostname: bridgeSettings.hostname, port: bridgeSettings.port, fsyncBarrier: barrier, log });
+      bridge = await startRestBridge({ conn, token: bridgeSettings.token, hostname: bridgeSettings.hostname, port: bridgeSettings.port, fsyncBarrier: barrier, log }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== "EADDRINUSE") throw err;
+        throw new Error(
+          `UPSTASH_REDIS_REST_URL: port ${bridgeSettings.port} on ${bridgeSettings.hostname} is already in use, so the REST bridge cannot listen there: stop what listens there or set UPSTASH_REDIS_REST_URL to a free loopback port (e.g. http://127.0.0.1:8078)`,
+        );
+      });
       cleanup.push(["rest bridge", () => bridge!.close()]);
       restUrl = bridge.url;
       restToken = bridge.token;
