@@ -3,7 +3,12 @@ commit-stage: commit one batch of handler results of one stage, in one
 partition, atomically. For every entry: skip it if its step is already
 checkpointed (redelivery); else append its outputs to the next stream(s),
 write the run checkpoint, append the run's activity log (and refresh both
-TTLs when the run ends). Then XACK it.
+TTLs when the run ends). Each entry is acked first, and only an entry that
+was still pending in the group is committed: a batch read before a server
+crash that cost the server its last writes (everysec and a power loss) may
+hold entries the server no longer has, and committing them would write a
+stale step over the run's newer checkpoint; the run goes on from what the
+server kept.
 
 Every key carries the partition's hash tag, so the call touches one slot.
 
@@ -38,13 +43,12 @@ for _ = 1, nPairs do
 end
 local n = tonumber(ARGV[i]); i = i + 1
 local committed, duplicates, added = 0, 0, 0
-local acked = {}
 for k = 1, n do
   local id, runKey, logKey = ARGV[i], KEYS[tonumber(ARGV[i + 1])], KEYS[tonumber(ARGV[i + 2])]
   local stepField, stepStatus, runStatus, stepJson = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   local nOut = tonumber(ARGV[i + 7])
   i = i + 8
-  if redis.call('HEXISTS', runKey, stepField) == 1 then
+  if redis.call('XACK', KEYS[1], group, id) == 0 or redis.call('HEXISTS', runKey, stepField) == 1 then
     duplicates = duplicates + 1
     i = i + 2 * nOut
   else
@@ -63,15 +67,11 @@ for k = 1, n do
     end
     committed = committed + 1
   end
-  acked[k] = id
 end
--- One variadic XACK (and HDEL) per batch instead of one call per entry; the
--- script is atomic, so acking at the end is the same as acking each in turn.
 -- Chunks of 500 stay far below Lua's unpack() stack limit.
 local function forChunks(list, fn)
   for s = 1, #list, 500 do fn(unpack(list, s, math.min(#list, s + 499))) end
 end
-forChunks(acked, function(...) redis.call('XACK', KEYS[1], group, ...) end)
 local nClear = tonumber(ARGV[i] or '0'); i = i + 1
 local cleared = {}
 for k = 1, nClear do

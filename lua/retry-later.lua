@@ -20,27 +20,36 @@ ARGV[6]    checkpoint/log TTL, seconds
 ARGV[7]    N: number of entries, followed per entry by
            entryId, backoffMs, error, runKeyIdx, logKeyIdx, attempt
 
-Returns    number of entries scheduled
+Returns    number of entries scheduled (still pending in the group)
 ]]
 local group, consumer, stage, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local vis, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 local n = tonumber(ARGV[7])
 local i = 8
+local retried = 0
 for _ = 1, n do
   local id, backoff, err = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
   local runIdx, logIdx, attempt = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), ARGV[i + 5]
   i = i + 6
   local idle = vis - backoff
   if idle < 0 then idle = 0 end
-  redis.call('XCLAIM', KEYS[1], group, consumer, 0, id, 'IDLE', idle, 'JUSTID')
-  redis.call('HSET', KEYS[3], id, err)
-  if runIdx > 0 then
+  -- An entry no longer pending (another consumer committed it after this
+  -- one's lease ran out, or the server lost it in a crash) is left alone: no
+  -- error, no retry event, no checkpoint brought back without its run.
+  local claimed = redis.call('XCLAIM', KEYS[1], group, consumer, 0, id, 'IDLE', idle, 'JUSTID')
+  if #claimed > 0 then
+    retried = retried + 1
+    redis.call('HSET', KEYS[3], id, err)
+  end
+  if runIdx > 0 and #claimed > 0 then
     local info = cjson.encode({ error = err, attempt = tonumber(attempt), retryInMs = backoff })
     redis.call('HSET', KEYS[runIdx], 'updated_at', now)
     redis.call('XADD', KEYS[logIdx], 'MAXLEN', '~', 1000, '*', 'stage', stage, 'event', 'retry', 'at', now, 'data', info)
     redis.call('EXPIRE', KEYS[logIdx], ttl)
   end
 end
-redis.call('HINCRBY', KEYS[2], 'retried', n)
-redis.call('HINCRBY', KEYS[2], 'failed', n)
-return n
+if retried > 0 then
+  redis.call('HINCRBY', KEYS[2], 'retried', retried)
+  redis.call('HINCRBY', KEYS[2], 'failed', retried)
+end
+return retried

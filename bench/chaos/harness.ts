@@ -79,6 +79,8 @@ export interface FaultRecord {
 export interface TrackedRun {
   runId: string;
   article: BenchArticle;
+  /** When the POST that got the 202 was sent. */
+  sentAt: number;
   acceptedAt: number;
   kind: "article" | "probe" | "poison-reject" | "poison-retry";
 }
@@ -292,11 +294,12 @@ export async function runChaos(o: ChaosOptions): Promise<RunResult> {
           await sleep(100);
           continue;
         }
+        const sentAt = Date.now();
         try {
           const res = await http(`${url}/v1/articles`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ articles: batch.map(({ id: _id, ...a }) => a) }), timeoutMs: 15_000 });
           if (res.status === 202) {
             const at = Date.now();
-            const runs = (res.json.runIds as string[]).map((runId, i) => ({ runId, article: batch[i], acceptedAt: at, kind }));
+            const runs = (res.json.runIds as string[]).map((runId, i) => ({ runId, article: batch[i], sentAt, acceptedAt: at, kind }));
             tracked.push(...runs);
             return runs;
           }

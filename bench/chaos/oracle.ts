@@ -105,7 +105,10 @@ export async function checkRun(input: CheckInput): Promise<OracleReport> {
     if (open.length > 0) await sleep(500);
   }
   const drainedMs = Date.now() - lastEnd;
-  if (open.length > 0) input.log(`  oracle: ${open.length} run(s) still running ${(drainedMs / 1000).toFixed(0)} s after the last fault`);
+  if (open.length > 0) {
+    input.log(`  oracle: ${open.length} run(s) still running ${(drainedMs / 1000).toFixed(0)} s after the last fault`);
+    for (const line of await explainStuck(admin, keys, open.slice(0, 2))) input.log(`    ${line}`);
+  }
 
   // Every run over the public API.
   const views = await pool(tracked, 16, async (t) => ({ t, ...(await getJson(url, `/v1/runs/${t.runId}`)) }));
@@ -136,7 +139,8 @@ export async function checkRun(input: CheckInput): Promise<OracleReport> {
     const isPoison = t.kind === "poison-reject" || t.kind === "poison-retry";
     if (status === 404) {
       // Accepted, then gone: a simulated power loss under everysec that followed the 202 within its window may take it.
-      const cut = cuts.find((f) => t.acceptedAt <= f.startedAt && t.acceptedAt >= f.startedAt - 3000);
+      // Sent before the crash (its 202 may arrive just after it), accepted at most 3 s before it.
+      const cut = cuts.find((f) => t.sentAt <= f.startedAt && t.acceptedAt >= f.startedAt - 3000);
       if (cut) everysecLost++;
       else {
         lostRuns++;
@@ -217,6 +221,14 @@ export async function checkRun(input: CheckInput): Promise<OracleReport> {
         if (!seen.has(runId)) {
           missing++;
           if (missing <= 3) lostDetail.push(`feed of ${u.uid} lacks run ${runId} (${topic})`);
+          if (missing === 1) {
+            const run = (await getJson(url, `/v1/runs/${runId}`)).json;
+            const raw = (await admin.lrange(keys.feed(u.uid), 0, -1)) as string[];
+            const ids = (run.steps as Array<{ stage: string; result?: { feedId?: string } }>).map((st) => `${st.stage}:${st.result?.feedId ?? ""}`);
+            const fids = [...new Set((run.steps as Array<{ result?: { feedId?: string } }>).map((st) => st.result?.feedId).filter(Boolean))] as string[];
+            const detail = await Promise.all(fids.map(async (f) => `${f}: in raw feed ${raw.includes(f)}, article ${JSON.stringify(await admin.hgetall(keys.article(f))).slice(0, 200)}`));
+            input.log(`    missing delivery: ${u.uid} (bucket feed len ${raw.length}) run ${runId} steps ${ids.join(" ")}; log ${(run.log as Array<{ stage: string; event: string; attempt?: number }>).map((l) => `${l.stage}:${l.event}`).join(",")}; ${detail.join("; ")}`);
+          }
         }
       }
     }
@@ -243,4 +255,26 @@ export async function checkRun(input: CheckInput): Promise<OracleReport> {
     feedEntries,
     violations,
   };
+}
+
+/** Where a stuck run's work is: its checkpoint, log, and the stream entries and pending state that name it. */
+async function explainStuck(admin: Connection, keys: Keys, runIds: string[]): Promise<string[]> {
+  const lines: string[] = [];
+  for (const runId of runIds) {
+    lines.push(`${runId}: checkpoint ${JSON.stringify(await admin.hgetall(keys.run(runId)))}`);
+    const log = (await admin.xrange(keys.runLog(runId), "-", "+")) as Array<[string, string[]]>;
+    lines.push(`  log ${log.map(([id, f]) => `${id} ${f[1]}:${f[3]}`).join(", ")}`);
+    for (const stage of ["fetcher", "classifier", "enricher", "fanout"]) {
+      const stream = keys.stream(stage, 0);
+      const entries = (await admin.xrange(stream, "-", "+")) as Array<[string, string[]]>;
+      for (const [id, fields] of entries) {
+        if (!fields.join(" ").includes(runId)) continue;
+        const pending = await admin.xpending(stream, stage, id, id, 1);
+        lines.push(`  ${stage} entry ${id} pending ${JSON.stringify(pending)}`);
+      }
+      const groups = (await admin.xinfo("GROUPS", stream)) as unknown[];
+      lines.push(`  ${stage} groups ${JSON.stringify(groups)}`);
+    }
+  }
+  return lines;
 }
