@@ -233,3 +233,95 @@ export async function rateScenario({
     await Promise.all(hosts.map((h) => h.close()));
   }
 }
+
+export interface PrioritiesResult {
+  low: number;
+  high: number;
+  /** When the last high run finished and when the last low one did, ms since the high runs were sent. */
+  lastHighMs: number;
+  lastLowMs: number;
+  /** Completions while high runs waited (from sending them to the last one done). */
+  duringHigh: { high: number; low: number };
+  /** low / high completions while both waited; the stated ratio is weights.low / weights.high. */
+  ratio: number;
+  statedRatio: number;
+}
+
+/**
+ * Priority lanes: a stage with `lanes: { limit }` gets a full backlog of
+ * `low` low-priority runs; once they flow, `high` high-priority runs are sent.
+ * Counts completions per lane while the high runs wait.
+ */
+export async function prioritiesScenario({
+  conns,
+  keys,
+  low = 2000,
+  high = 200,
+  limit = 4,
+  handlerMs = 20,
+  tuning = {},
+  timeoutMs = 600_000,
+}: {
+  conns: Connection[];
+  keys: Keys;
+  low?: number;
+  high?: number;
+  limit?: number;
+  handlerMs?: number;
+  tuning?: WorkerTuning;
+  timeoutMs?: number;
+}): Promise<PrioritiesResult> {
+  const weights = { high: 8, normal: 2, low: 1 };
+  const done: Array<{ lane: string; at: number }> = [];
+  const work = defineStage({
+    name: "work",
+    input: z.object({ lane: z.string(), i: z.number().int() }),
+    next: [],
+    lanes: { limit, weights },
+    handle: async ({ lane }) => {
+      await sleep(handlerMs);
+      done.push({ lane, at: performance.now() });
+      return { result: {} };
+    },
+  });
+  const pipeline = definePipeline({ name: "priorities", stages: [work] });
+  const hosts = conns.map((conn, k) => {
+    const app = createApp({ pipeline });
+    const env: AppEnv = { REDIS: upstashOverValkey(conn), KEY_PREFIX: keys.prefix, PARTITIONS: String(keys.partitions) };
+    return new WorkerHost({ pipeline, keys, conn, invoker: new InProcessInvoker(app, env), consumer: `prio-${k}`, env, tuning: { batchSize: 100, concurrency: 4, ...tuning }, log: (l) => process.stderr.write(`${l}\n`) });
+  });
+  const redis = upstashOverValkey(conns[0]);
+  for (let s = 0; s < low; s += 1000) {
+    await startRuns(redis, Array.from({ length: Math.min(1000, low - s) }, (_, i) => ({ lane: "low", i: s + i })), { keys, pipeline, priority: "low" });
+  }
+  await Promise.all(hosts.map((h) => h.run()));
+  try {
+    const deadline = Date.now() + timeoutMs;
+    // The low backlog is flowing (and parked behind the lane limit) before the high runs arrive.
+    while (done.length < Math.min(low, 5 * limit)) {
+      if (Date.now() > deadline) throw new Error("priorities scenario: the low runs never started");
+      await sleep(20);
+    }
+    const t0 = performance.now();
+    await startRuns(redis, Array.from({ length: high }, (_, i) => ({ lane: "high", i })), { keys, pipeline, priority: "high" });
+    while (done.length < low + high) {
+      if (Date.now() > deadline) throw new Error(`priorities scenario: ${done.length}/${low + high} done after ${timeoutMs} ms`);
+      await sleep(20);
+    }
+    const highs = done.filter((d) => d.lane === "high");
+    const lastHigh = Math.max(...highs.map((d) => d.at));
+    const during = done.filter((d) => d.at >= t0 && d.at <= lastHigh);
+    const duringHigh = { high: during.filter((d) => d.lane === "high").length, low: during.filter((d) => d.lane === "low").length };
+    return {
+      low,
+      high,
+      lastHighMs: Math.round(lastHigh - t0),
+      lastLowMs: Math.round(Math.max(...done.filter((d) => d.lane === "low").map((d) => d.at)) - t0),
+      duringHigh,
+      ratio: Math.round((duringHigh.low / Math.max(1, duringHigh.high)) * 1000) / 1000,
+      statedRatio: Math.round((weights.low / weights.high) * 1000) / 1000,
+    };
+  } finally {
+    await Promise.all(hosts.map((h) => h.close()));
+  }
+}

@@ -4,6 +4,7 @@
  * default export's `fetch`, the Node worker-host calls `app.fetch(request, env)`
  * in-process.
  */
+import { PRIORITIES } from "./envelope";
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { z } from "zod";
@@ -85,14 +86,15 @@ export function createApp({ pipeline, apps = [], mcpTools = [] }: { pipeline: Pi
     .post(
       "/v1/runs",
       requireApiToken(),
-      validate("json", z.object({ stage: KnownStage.optional(), payloads: z.array(z.unknown()).min(1).max(500) }), { tooLargePath: "payloads" }),
+      validate("json", z.object({ stage: KnownStage.optional(), payloads: z.array(z.unknown()).min(1).max(500), priority: z.enum(PRIORITIES).optional() }), { tooLargePath: "payloads" }),
       async (c) => {
-        const { stage, payloads } = c.req.valid("json");
+        const { stage, payloads, priority } = c.req.valid("json");
         const { keys, settings } = settingsFor(c.env);
         const runIds = await startRuns(redisFromEnv(c.env ?? {}), payloads, {
           keys,
           pipeline,
           stage,
+          priority,
           ttlSeconds: settings.CHECKPOINT_TTL_SECONDS,
           recentRunsMax: settings.RECENT_RUNS_MAX,
           maxBacklog: settings.BACKPRESSURE_MAX_LAG,

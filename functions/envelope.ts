@@ -22,6 +22,8 @@ export const Envelope = z.object({
   createdAt: z.number().int().nonnegative(),
   /** Distinguishes several envelopes of one run for the same stage (fan-in/fan-out shapes). */
   branch: z.string().regex(BRANCH_PATTERN).optional(),
+  /** The run's priority lane (absent: normal); carried to every later envelope of the run. */
+  priority: z.enum(["high", "low"]).optional(),
   payload: z.unknown(),
 });
 export type Envelope = z.infer<typeof Envelope>;
@@ -48,8 +50,16 @@ export function checkEnvelope(value: unknown): Envelope | undefined {
     if (typeof v.branch !== "string" || !BRANCH_PATTERN.test(v.branch)) return undefined;
     out.branch = v.branch;
   }
+  if (v.priority !== undefined) {
+    if (v.priority !== "high" && v.priority !== "low") return undefined;
+    out.priority = v.priority;
+  }
   return out;
 }
+
+/** Priority lanes of runs: a stage with `lanes` serves them by weight (see StageDef.lanes). */
+export const PRIORITIES = ["high", "normal", "low"] as const;
+export type Priority = (typeof PRIORITIES)[number];
 
 /** Most envelopes one `POST /stages/:name` call may carry. */
 export const MAX_BATCH = 1000;
@@ -120,6 +130,8 @@ export function newRunId(now = Date.now()): string {
 }
 
 /** Builds the first envelope of a new run. */
-export function newEnvelope(stage: string, payload: unknown, { runId = newRunId(), now = Date.now() } = {}): Envelope {
-  return { runId, stage, attempt: 1, traceId: randomHex(16), createdAt: now, payload };
+export function newEnvelope(stage: string, payload: unknown, { runId = newRunId(), now = Date.now(), priority }: { runId?: string; now?: number; priority?: Priority } = {}): Envelope {
+  const envelope: Envelope = { runId, stage, attempt: 1, traceId: randomHex(16), createdAt: now, payload };
+  if (priority && priority !== "normal") envelope.priority = priority;
+  return envelope;
 }

@@ -116,7 +116,7 @@ export function flowKeyPart(key: string): string {
 }
 
 /** The limits a stage can declare (see StageDef in pipeline.ts). */
-export type FlowKind = "concurrency" | "rate" | "budget";
+export type FlowKind = "concurrency" | "rate" | "budget" | "lanes";
 
 /** User ids: 1-64 chars of [A-Za-z0-9_-]. */
 export const UserId = z
@@ -259,6 +259,8 @@ export function createKeys({ prefix = "ep", partitions = 1, feedBuckets = 16 }: 
      * key itself: one limiter is one slot, and many keys spread over a cluster.
      */
     flowLimiter: (name: string, kind: FlowKind, flowKey: string) => `${prefix}:{fl:${stage(name)}:${kind}:${flowKeyPart(flowKey)}}`,
+    /** Entries parked in a stage's priority lanes (all partitions): while above 0, new entries queue behind them. Same tag as the lanes limiter. */
+    flowLanesQueued: (name: string) => `${prefix}:{fl:${stage(name)}:lanes:all}:queued`,
     /** Ready set of a stage in partition `p`: zset "<kind>:<flow key part>" -> when its parked entries may be readmitted. */
     flowReady: (name: string, p: number) => `${tag(p)}:fr:${stage(name)}`,
     /** Prefix of the waiting lists of a stage in partition `p` (`flowWaitingPrefix + readyMember` is the list). */

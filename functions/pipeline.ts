@@ -69,6 +69,14 @@ export interface FlowLimits<P> {
    * reports with `ctx.reportCost`; a key out of budget waits for it to refill.
    */
   budget?: { key: FlowKeyFn<P>; tokensPerMinute: FlowNumber; estimate: (payload: P, ctx: FlowKeyContext) => number; burst?: FlowNumber };
+  /**
+   * Priority lanes: at most `limit` entries of the stage in handlers at once
+   * (across hosts); past it, entries wait in their run's lane (high, normal,
+   * low) and are readmitted by `weights` (default 8:2:1: of 11 freed slots, 8
+   * go to high, 2 to normal, 1 to low while all three wait; a lane alone gets
+   * them all), so higher lanes go first and lower ones never starve.
+   */
+  lanes?: { limit: FlowNumber; weights?: { high: number; normal: number; low: number } };
 }
 
 /** One envelope to emit: to a named next stage, or the stage's only `next`. */
@@ -99,6 +107,7 @@ export interface StageDef<S extends z.ZodType = z.ZodType> {
   concurrency?: FlowLimits<z.infer<S>>["concurrency"];
   rateLimit?: FlowLimits<z.infer<S>>["rateLimit"];
   budget?: FlowLimits<z.infer<S>>["budget"];
+  lanes?: FlowLimits<z.infer<S>>["lanes"];
 }
 
 /**

@@ -2,7 +2,7 @@
  * Starting runs and reading them back: checkpoint hash + activity log, and
  * the recent-runs list (GET /v1/runs).
  */
-import { newEnvelope, type Envelope } from "./envelope";
+import { newEnvelope, type Envelope, type Priority } from "./envelope";
 import type { Keys } from "./keys";
 import type { Pipeline } from "./pipeline";
 import { evalScript, type RedisClient } from "./redis";
@@ -15,6 +15,8 @@ export interface StartRunsOptions {
   ttlSeconds?: number;
   /** Fixed run ids (same length as payloads); generated when omitted. */
   runIds?: string[];
+  /** Priority lane of the runs (default normal): stages with `lanes` serve higher lanes first. */
+  priority?: Priority;
   /** Recent-runs index bound per partition (settings RECENT_RUNS_MAX). */
   recentRunsMax?: number;
   /**
@@ -57,10 +59,10 @@ export const RECENT_RUNS_MAX = 10_000;
  * recent-runs index, one script call per partition.
  * Returns the run ids in input order.
  */
-export async function startRuns(redis: RedisClient, payloads: unknown[], { keys, pipeline, stage = pipeline.entry, ttlSeconds = 7 * 24 * 3600, runIds, recentRunsMax = RECENT_RUNS_MAX, maxBacklog = 0 }: StartRunsOptions): Promise<string[]> {
+export async function startRuns(redis: RedisClient, payloads: unknown[], { keys, pipeline, stage = pipeline.entry, ttlSeconds = 7 * 24 * 3600, runIds, recentRunsMax = RECENT_RUNS_MAX, maxBacklog = 0, priority }: StartRunsOptions): Promise<string[]> {
   if (!pipeline.stages.has(stage)) throw new Error(`unknown stage ${stage}`);
   const now = Date.now();
-  const envelopes: Envelope[] = payloads.map((payload, i) => newEnvelope(stage, payload, { now, ...(runIds ? { runId: runIds[i] } : {}) }));
+  const envelopes: Envelope[] = payloads.map((payload, i) => newEnvelope(stage, payload, { now, priority, ...(runIds ? { runId: runIds[i] } : {}) }));
   const byPartition = new Map<number, Envelope[]>();
   for (const e of envelopes) {
     const p = keys.partitionOf(e.runId);

@@ -54,11 +54,11 @@ async function runOne(stage: StageDef, pipeline: Pipeline, env: AppEnv, redis: R
         }
         if (!pipeline.stages.has(to)) throw new StageError(`unknown stage ${to}`, { retryable: false });
         const branch = emit.branch || envelope.branch;
-        outputs.push(
-          branch
-            ? { runId: envelope.runId, stage: to, attempt: 1, traceId: envelope.traceId, createdAt, branch, payload: emit.payload }
-            : { runId: envelope.runId, stage: to, attempt: 1, traceId: envelope.traceId, createdAt, payload: emit.payload },
-        );
+        const out: Envelope = branch
+          ? { runId: envelope.runId, stage: to, attempt: 1, traceId: envelope.traceId, createdAt, branch, payload: emit.payload }
+          : { runId: envelope.runId, stage: to, attempt: 1, traceId: envelope.traceId, createdAt, payload: emit.payload };
+        if (envelope.priority) out.priority = envelope.priority;
+        outputs.push(out);
       }
     }
     return {

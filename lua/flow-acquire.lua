@@ -10,15 +10,21 @@ Kinds:
                redelivered entry re-takes its own slot); a reservation member
                (taken by flow-readmit for a parked entry) is swapped for the
                entry's member without a second check.
+  lanes        as concurrency, for the whole stage (the key "all"), with a
+               count of entries parked in its priority lanes (KEYS[2]): while
+               it is above 0, an entry without a reservation is denied even if
+               a slot is free, so entries read later queue behind the parked
+               ones and the readmission's lane weights decide who goes next.
   rate, budget a token bucket hash (tokens, at) refilled continuously; an item
                takes `amount` tokens (1 for rate, the cost estimate for a
                budget). An item larger than the whole bucket passes when the
                bucket is full (it then goes into debt), so it is never stuck.
                A reserved item was charged when it was readmitted: it passes.
 
-KEYS[1]    the limiter key (zset for concurrency, hash for rate/budget)
+KEYS[1]    the limiter key (zset for concurrency/lanes, hash for rate/budget)
+KEYS[2]    lanes only: the count of parked entries (a string, same tag)
 
-ARGV[1]    kind: "concurrency" | "rate" | "budget"
+ARGV[1]    kind: "concurrency" | "lanes" | "rate" | "budget"
 ARGV[2]    now, epoch ms
 ARGV[3]    concurrency: slot limit; rate/budget: bucket capacity (tokens)
 ARGV[4]    concurrency: lease length, ms; rate/budget: refill, tokens per ms
@@ -33,9 +39,11 @@ local limit, param = tonumber(ARGV[3]), tonumber(ARGV[4])
 local prefixOnly = ARGV[5] == '1'
 local n = tonumber(ARGV[6])
 local flags, waitMs, denied = {}, 0, false
-if kind == 'concurrency' then
+if kind == 'concurrency' or kind == 'lanes' then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
   local used = redis.call('ZCARD', KEYS[1])
+  local queued = 0
+  if kind == 'lanes' and not prefixOnly then queued = tonumber(redis.call('GET', KEYS[2]) or '0') end
   local deadline = now + param
   for k = 1, n do
     local b = 4 + 3 * k
@@ -49,7 +57,7 @@ if kind == 'concurrency' then
       elseif redis.call('ZSCORE', KEYS[1], member) then
         redis.call('ZADD', KEYS[1], deadline, member)
         ok = 1
-      elseif used < limit then
+      elseif used < limit and queued <= 0 then
         redis.call('ZADD', KEYS[1], deadline, member)
         used = used + 1
         ok = 1

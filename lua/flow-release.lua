@@ -9,18 +9,28 @@ ARGV[1]    op: "release" (concurrency: remove the members' slots),
            "adjust" (rate/budget: add ARGV[4..] token deltas to the bucket; a
            negative delta charges a cost reported after the call, a positive
            one refunds an estimate that was too high; the bucket never holds
-           more than its capacity and may go into debt)
+           more than its capacity and may go into debt),
+           "queue" (lanes: add ARGV[4] to the count of parked entries in
+           KEYS[1], never below 0)
 ARGV[2]    now, epoch ms
 ARGV[3]    extend: lease length, ms; adjust: bucket capacity
 ARGV[4..]  release/extend: members; adjust: deltas
 
 Returns    release: slots held after the call; extend: members extended;
-           adjust: tokens in the bucket after the call (floored)
+           adjust: tokens in the bucket after the call (floored); queue: the count
 ]]
 local op, now, param = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 if op == 'release' then
   for k = 4, #ARGV do redis.call('ZREM', KEYS[1], ARGV[k]) end
   return redis.call('ZCARD', KEYS[1])
+elseif op == 'queue' then
+  local n = redis.call('INCRBY', KEYS[1], ARGV[4])
+  if n < 0 then
+    redis.call('SET', KEYS[1], 0)
+    n = 0
+  end
+  redis.call('PEXPIRE', KEYS[1], 86400000)
+  return n
 elseif op == 'extend' then
   local n = 0
   for k = 4, #ARGV do n = n + redis.call('ZADD', KEYS[1], 'XX', 'CH', now + param, ARGV[k]) end

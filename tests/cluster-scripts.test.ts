@@ -190,7 +190,7 @@ async function runFailures(): Promise<void> {
   await createGroups(keys, pipeline);
 }
 
-/** Flow control (concurrency, rate limit, budget: parks, readmits, releases, leases) on the single server, 12 partitions. */
+/** Flow control (concurrency, rate limit, budget, priority lanes: parks, readmits, releases, leases) on the single server, 12 partitions. */
 async function runFlow(): Promise<void> {
   const keys = createKeys({ prefix: `l${randomHex(3)}`, partitions: CLUSTER_KEY_DEFAULTS.partitions });
   const limited = defineStage({
@@ -200,6 +200,7 @@ async function runFlow(): Promise<void> {
     concurrency: { key: (p) => p.tenant, limit: 1 },
     rateLimit: { key: (p) => p.tenant, perSecond: 50, burst: 2 },
     budget: { key: (p) => p.tenant, tokensPerMinute: 60_000, estimate: () => 20 },
+    lanes: { limit: 2 },
     handle: async ({ n }, ctx) => {
       await sleep(n % 3 === 0 ? 250 : 5); // some outlast a lease period: flow leases are extended
       ctx.reportCost(10);
@@ -209,7 +210,10 @@ async function runFlow(): Promise<void> {
   const pipeline = definePipeline({ name: "flow", stages: [limited] });
   const { host } = makeHost({ pipeline, keys, conn: v.conn, redis: v.redis, tuning: { visibilityMs: 400 } });
   await host.run();
-  const runIds = await startRuns(v.redis, Array.from({ length: 30 }, (_, n) => ({ tenant: `t${n % 3}`, n })), { keys, pipeline });
+  const runIds = [
+    ...(await startRuns(v.redis, Array.from({ length: 30 }, (_, n) => ({ tenant: `t${n % 3}`, n })), { keys, pipeline, priority: "low" })),
+    ...(await startRuns(v.redis, Array.from({ length: 6 }, (_, n) => ({ tenant: `t${n % 3}`, n })), { keys, pipeline, priority: "high" })),
+  ];
   await eventually(async () => (await Promise.all(runIds.map((id) => v.conn.hget(keys.run(id), "status")))).every((s) => s === "completed"), { timeoutMs: 30_000 });
   await host.close();
   await createGroups(keys, pipeline);

@@ -12,7 +12,7 @@ import { definePipeline, defineStage } from "../functions/pipeline";
 import { startRuns } from "../functions/runs";
 import { readStats } from "../functions/stats";
 import { runScript, upstashOverValkey } from "../worker-host/valkey";
-import { fairnessScenario, rateScenario } from "../bench/flow-scenarios";
+import { fairnessScenario, prioritiesScenario, rateScenario } from "../bench/flow-scenarios";
 import { makeHost } from "./helpers/pipelines";
 import { eventually, startTestValkey, testKeys, type TestValkey } from "./helpers/valkey";
 
@@ -109,6 +109,20 @@ describe("per-key rate limit and token budget on two hosts at once", () => {
       }
     });
   }
+});
+
+describe("priority lanes", () => {
+  it("under a full low-priority backlog, high-priority runs finish first while low ones still progress at about 1:8", async () => {
+    const keys = testKeys();
+    const r = await prioritiesScenario({ conns: [v.conn], keys, low: 400, high: 80, limit: 4, handlerMs: 10, tuning: { blockMs: 200, visibilityMs: 2000, reclaimIntervalMs: 100 }, timeoutMs: 120_000 });
+    console.log(`[flow] priorities (reduced): ${JSON.stringify(r)}`);
+    expect(r.lastHighMs).toBeLessThan(r.lastLowMs);
+    expect(r.duringHigh.high).toBe(80);
+    // Low keeps moving while high waits, near the stated 1:8 (bounds wide for a loaded machine).
+    expect(r.duringHigh.low).toBeGreaterThan(0);
+    expect(r.ratio).toBeGreaterThan(r.statedRatio / 3);
+    expect(r.ratio).toBeLessThan(r.statedRatio * 3);
+  });
 });
 
 void sleep;

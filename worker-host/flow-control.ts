@@ -19,7 +19,7 @@
  *
  * A stage without limits gets no FlowControl at all (see flowControlFor).
  */
-import { randomHex, type Envelope, type StageItemResult } from "../functions/envelope";
+import { PRIORITIES, randomHex, type Envelope, type Priority, type StageItemResult } from "../functions/envelope";
 import { flowKeyPart, type FlowKind, type Keys } from "../functions/keys";
 import type { FlowKeyContext, FlowNumber, StageDef } from "../functions/pipeline";
 import { runScript, type Connection } from "./valkey";
@@ -89,7 +89,7 @@ const num = (v: FlowNumber | undefined, env: Record<string, unknown>, fallback: 
 
 /** The stage's FlowControl, or undefined when it declares no limits (then nothing extra runs). */
 export function flowControlFor(def: StageDef | undefined, options: FlowControlOptions): FlowControl | undefined {
-  if (!def || (!def.concurrency && !def.rateLimit && !def.budget)) return undefined;
+  if (!def || (!def.concurrency && !def.rateLimit && !def.budget && !def.lanes)) return undefined;
   const flow = new FlowControl(def, options);
   return flow.limiters.length > 0 ? flow : undefined;
 }
@@ -138,8 +138,18 @@ export class FlowControl {
         },
       });
     }
+    if (def.lanes && !off(def.lanes.limit)) {
+      const w = def.lanes.weights ?? { high: 8, normal: 2, low: 1 };
+      this.weights = { high: Math.max(0, w.high), normal: Math.max(0, w.normal), low: Math.max(0, w.low) };
+      limiters.push({ kind: "lanes", key: () => "all", cap: Math.floor(num(def.lanes.limit, env, 1)), param: this.o.leaseMs, amount: one });
+    }
     this.limiters = limiters;
   }
+
+  /** Lane weights of a stage with `lanes`. */
+  private weights: Record<Priority, number> = { high: 8, normal: 2, low: 1 };
+  /** Smooth weighted round-robin credit per lane (which lane the next freed slot goes to). */
+  private readonly credit: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
 
   /** Starts the readmit loop and the lease extension. */
   start(): void {
@@ -187,6 +197,7 @@ export class FlowControl {
       }
       live.push({ h, ...c });
     }
+    const allLive = live;
     const park: Array<{ h: Held; kind: FlowKind; flowKey: string; dueAt: number }> = [];
     for (let li = 0; li < this.limiters.length && live.length > 0; li++) {
       const lim = this.limiters[li];
@@ -213,23 +224,25 @@ export class FlowControl {
           const args: Array<string | number> = [lim.kind, now, lim.cap, lim.param, 0, g.items.length];
           for (let k = 0; k < g.items.length; k++) {
             const r = g.items[k].h.entry.reservation;
-            const reserved = r !== undefined && r.startsWith(`${lim.kind}:`) ? (lim.kind === "concurrency" ? r.slice(lim.kind.length + 1) : "1") : "";
+            const reserved = r !== undefined && r.startsWith(`${lim.kind}:`) ? (holdsSlots(lim.kind) ? r.slice(lim.kind.length + 1) : "1") : "";
             args.push(g.items[k].h.member, g.amounts[k], reserved);
           }
-          const [flags, waitMs] = await runScript<[number[], number]>(this.o.conn, "flowAcquire", [limiter], args);
+          const [flags, waitMs] = await runScript<[number[], number]>(this.o.conn, "flowAcquire", this.limiterKeys(lim.kind, limiter), args);
           for (let k = 0; k < g.items.length; k++) {
             const h = g.items[k].h;
             if (Number(flags[k]) === 1) h.taken[li] = { limiter, amount: g.amounts[k] };
             else {
               denied.add(h);
-              const dueAt = lim.kind === "concurrency" ? now + this.o.recheckMs : now + Math.max(1, Number(waitMs));
-              park.push({ h, kind: lim.kind, flowKey: g.flowKey, dueAt });
+              const dueAt = holdsSlots(lim.kind) ? now + this.o.recheckMs : now + Math.max(1, Number(waitMs));
+              // Lanes park by the run's priority; the other limits by their flow key.
+              park.push({ h, kind: lim.kind, flowKey: lim.kind === "lanes" ? (h.entry.envelope!.priority ?? "normal") : g.flowKey, dueAt });
             }
           }
         }),
       );
       if (denied.size > 0) live = live.filter((item) => !denied.has(item.h));
     }
+    const ctxOf = new Map<Held, { payload: unknown; ctx: FlowKeyContext }>(allLive.map((item) => [item.h, item]));
     for (const item of live) {
       admitted.push(item.h.entry);
       held.push(item.h);
@@ -237,11 +250,12 @@ export class FlowControl {
     if (park.length > 0) {
       // What the parked entries took under earlier limits goes back first.
       await this.giveBack(park.map((p) => p.h), new Map());
+      await this.dropReservations(park.map((p) => p.h), ctxOf);
       await this.park(park);
     }
     for (const h of held) {
       for (const t of h.taken) {
-        if (!t || !t.limiter.includes(":concurrency:")) continue;
+        if (!t || !(t.limiter.includes(":concurrency:") || t.limiter.includes(":lanes:"))) continue;
         let members = this.holding.get(t.limiter);
         if (!members) this.holding.set(t.limiter, (members = new Map()));
         members.set(h.member, (members.get(h.member) ?? 0) + 1);
@@ -279,7 +293,7 @@ export class FlowControl {
         if (!t) return;
         const kind = this.limiters[li].kind;
         let value: string | number | undefined;
-        if (kind === "concurrency") value = h.member;
+        if (holdsSlots(kind)) value = h.member;
         else if (kind === "budget") {
           const r = results.get(h.entry);
           const actual = r ? r.cost : 0;
@@ -290,6 +304,7 @@ export class FlowControl {
         if (!g) byLimiter.set(t.limiter, (g = { li, values: [] }));
         g.values.push(value);
         if (kind === "concurrency") this.forced.add(`concurrency:${t.limiter.slice(t.limiter.lastIndexOf(":") + 1, -1)}`);
+        else if (kind === "lanes") for (const lane of PRIORITIES) this.forced.add(`lanes:${lane}`);
       });
       h.taken = [];
     }
@@ -298,7 +313,7 @@ export class FlowControl {
     await Promise.all(
       [...byLimiter].map(async ([limiter, { li, values }]) => {
         const lim = this.limiters[li];
-        if (lim.kind === "concurrency") {
+        if (holdsSlots(lim.kind)) {
           await runScript(this.o.conn, "flowRelease", [limiter], ["release", now, 0, ...values]);
           freed += values.length;
         } else {
@@ -307,6 +322,33 @@ export class FlowControl {
       }),
     );
     return freed;
+  }
+
+  /**
+   * A parked entry that came back with room reserved under a limit it did not
+   * reach (a later limit of the same entry's list parked it first) frees that
+   * room now, instead of holding it until the reservation lease ends.
+   */
+  private async dropReservations(held: Held[], ctxOf: ReadonlyMap<Held, { payload: unknown; ctx: FlowKeyContext }>): Promise<void> {
+    const { keys, stage } = this.o;
+    await Promise.all(
+      held.map(async (h) => {
+        const r = h.entry.reservation;
+        if (!r) return;
+        const kind = r.slice(0, r.indexOf(":")) as FlowKind;
+        const li = this.limiters.findIndex((l) => l.kind === kind);
+        const c = ctxOf.get(h);
+        if (li < 0 || !holdsSlots(kind) || !c) return;
+        let flowKey: string;
+        try {
+          flowKey = String(this.limiters[li].key(c.payload, c.ctx));
+        } catch {
+          return;
+        }
+        // Swapped for the entry's own member if it got that far; either way neither is held now.
+        await runScript(this.o.conn, "flowRelease", [keys.flowLimiter(stage, kind, flowKey)], ["release", Date.now(), 0, r.slice(kind.length + 1), h.member]);
+      }),
+    );
   }
 
   private async park(items: Array<{ h: Held; kind: FlowKind; flowKey: string; dueAt: number }>): Promise<void> {
@@ -334,7 +376,10 @@ export class FlowControl {
           // This delivery does not count: the record keeps only the earlier ones.
           args.push(h.entry.id, idx, `${kind}:${flowKeyPart(flowKey)}`, `${h.entry.deliveries - 1}|${h.entry.raw}`, dueAt);
         }
-        this.counters.parked += Number(await runScript(this.o.conn, "flowPark", keyList, args));
+        const parked = Number(await runScript(this.o.conn, "flowPark", keyList, args));
+        this.counters.parked += parked;
+        const lanes = list.filter((i) => i.kind === "lanes").length;
+        if (lanes > 0 && parked > 0) await runScript(this.o.conn, "flowRelease", [keys.flowLanesQueued(stage)], ["queue", Date.now(), 0, Math.min(lanes, parked)]);
       }),
     );
   }
@@ -391,8 +436,10 @@ export class FlowControl {
       if (ready.length === 0) continue;
       found = true;
       const groups: Array<{ member: string; limiter: string; li: number; count: number; tokens: string[]; nextDue: number }> = [];
+      const laneReady = ready.filter(([member]) => member.startsWith("lanes:"));
+      if (laneReady.length > 0) groups.push(...(await this.reserveLanes(laneReady, now)));
       await Promise.all(
-        ready.map(async ([member, length, heads]) => {
+        ready.filter(([member]) => !member.startsWith("lanes:")).map(async ([member, length, heads]) => {
           const kind = member.slice(0, member.indexOf(":")) as FlowKind;
           const li = this.limiters.findIndex((l) => l.kind === kind);
           if (li < 0) return; // a limit the stage no longer declares: left parked (see docs)
@@ -425,6 +472,8 @@ export class FlowControl {
         if (nextDue < 0 || g.nextDue < nextDue) nextDue = g.nextDue;
       }
       const moved = await runScript<number[]>(this.o.conn, "flowReadmit", keyList, args);
+      const lanesMoved = groups.reduce((n, g, k) => n + (g.member.startsWith("lanes:") ? Number(moved[k]) : 0), 0);
+      if (lanesMoved > 0) await runScript(this.o.conn, "flowRelease", [keys.flowLanesQueued(stage)], ["queue", Date.now(), 0, -lanesMoved]);
       await Promise.all(
         groups.map(async (g, k) => {
           const m = Number(moved[k]);
@@ -433,12 +482,65 @@ export class FlowControl {
           // Another host readmitted these first: free the room reserved for nothing.
           const lim = this.limiters[g.li];
           const rest = g.tokens.slice(m).map((t) => t.slice(t.indexOf(":") + 1));
-          if (lim.kind === "concurrency") await runScript(this.o.conn, "flowRelease", [g.limiter], ["release", Date.now(), 0, ...rest]);
+          if (holdsSlots(lim.kind)) await runScript(this.o.conn, "flowRelease", [g.limiter], ["release", Date.now(), 0, ...rest]);
         }),
       );
     }
     if (found) this.busyUntil = Date.now() + 5000;
     return nextDue;
+  }
+
+  /** KEYS of a flow-acquire call: the lanes limiter also reads its parked count. */
+  private limiterKeys(kind: FlowKind, limiter: string): string[] {
+    return kind === "lanes" ? [limiter, this.o.keys.flowLanesQueued(this.o.stage)] : [limiter];
+  }
+
+  /**
+   * Reserves the free slots of the lanes limiter once for every waiting lane
+   * of a partition and hands them out by smooth weighted round-robin over the
+   * lanes that wait (8:2:1 by default), so high goes first and low never
+   * starves. Returns the readmit groups.
+   */
+  private async reserveLanes(ready: Array<[string, number, string[]]>, now: number): Promise<Array<{ member: string; limiter: string; li: number; count: number; tokens: string[]; nextDue: number }>> {
+    const { keys, stage } = this.o;
+    const li = this.limiters.findIndex((l) => l.kind === "lanes");
+    if (li < 0) return [];
+    const lim = this.limiters[li];
+    const limiter = keys.flowLimiter(stage, "lanes", "all");
+    const left = new Map<Priority, number>();
+    for (const [member, length, heads] of ready) left.set(member.slice("lanes:".length) as Priority, Math.min(Number(length), heads.length));
+    const wanted = Math.min(64, [...left.values()].reduce((a, b) => a + b, 0));
+    const tokens = Array.from({ length: wanted }, () => `r:${randomHex(6)}`);
+    const args: Array<string | number> = ["lanes", now, lim.cap, this.o.reserveMs, 1, wanted];
+    for (const t of tokens) args.push(t, 1, "");
+    const [flags] = await runScript<[number[], number]>(this.o.conn, "flowAcquire", this.limiterKeys("lanes", limiter), args);
+    const granted = flags.filter((f) => Number(f) === 1).length;
+    const counts = new Map<Priority, number>();
+    for (let k = 0; k < granted; k++) {
+      let best: Priority | undefined;
+      let total = 0;
+      for (const lane of PRIORITIES) {
+        if ((left.get(lane) ?? 0) <= 0 || this.weights[lane] <= 0) continue;
+        this.credit[lane] += this.weights[lane];
+        total += this.weights[lane];
+        if (!best || this.credit[lane] > this.credit[best]) best = lane;
+      }
+      if (!best) break;
+      this.credit[best] -= total;
+      left.set(best, left.get(best)! - 1);
+      counts.set(best, (counts.get(best) ?? 0) + 1);
+    }
+    let used = 0;
+    const groups = ready.map(([member]) => {
+      const lane = member.slice("lanes:".length) as Priority;
+      const count = counts.get(lane) ?? 0;
+      const mine = tokens.slice(used, used + count).map((t) => `lanes:${t}`);
+      used += count;
+      return { member, limiter, li, count, tokens: mine, nextDue: now + this.o.recheckMs };
+    });
+    // Reserved but not handed out (a lane with weight 0): freed at once.
+    if (used < granted) await runScript(this.o.conn, "flowRelease", [limiter], ["release", now, 0, ...tokens.slice(used, granted)]);
+    return groups;
   }
 
   /** A budget's estimate for a parked record ("<deliveries>|<envelope json>"); 1 when it cannot be read. */
@@ -463,6 +565,11 @@ export class FlowControl {
       this.o.log(`[${this.o.stage}] extending flow leases failed: ${(err as Error).message}`);
     }
   }
+}
+
+/** Limits whose room is a set of slot leases (the others are token buckets). */
+function holdsSlots(kind: FlowKind): boolean {
+  return kind === "concurrency" || kind === "lanes";
 }
 
 /** The identity an entry holds a slot under: its run and branch (one envelope per run and branch reaches a stage). */
