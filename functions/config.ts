@@ -19,6 +19,8 @@ export const Settings = z.object({
   MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024 * 1024).default(1024 * 1024),
   /** Largest body of a signed stage call (`POST /stages/:name`), bytes. */
   STAGE_MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024 * 1024).default(32 * 1024 * 1024),
+  /** A Worker (createWorker) with no API_TOKEN refuses writes unless this is `on`; the Node host never refuses (it says so at start). */
+  ALLOW_OPEN_WRITES: z.enum(["on", "off"]).default("off"),
   /** Ingest answers 429 while the entry stage's backlog (pending + undelivered) is at least this; 0 = off. */
   BACKPRESSURE_MAX_LAG: z.coerce.number().int().min(0).default(BACKPRESSURE_MAX_LAG),
   /** `on`: ingest answers 202 only once the server confirms the runs reached the disk (WAITAOF, group-committed). */

@@ -7,6 +7,7 @@
 import { Hono, type Schema } from "hono";
 import type { z } from "zod";
 import { createApp, type AppBindings } from "./app";
+import { settingsFor } from "./config";
 import type { Pipeline } from "./pipeline";
 import type { McpTool } from "./mcp";
 import type { AppEnv } from "./redis";
@@ -113,6 +114,23 @@ function build<S extends Schema>(app: EdgeApp<S>) {
   return createApp({ pipeline: app.pipeline, apps: app.routes ? [app.name] : [], mcpTools: app.mcpTools }).route("/", routes);
 }
 
+const READ_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/**
+ * A deployed Worker with no API_TOKEN would take writes from anyone: it
+ * refuses them (403) unless ALLOW_OPEN_WRITES=on says that is intended.
+ * Stage calls are not writes of the public API (they are signed).
+ */
+function refuseOpenWrites(request: Request, env: AppEnv | undefined): Response | undefined {
+  if (READ_METHODS.has(request.method) || env?.API_TOKEN) return undefined;
+  if (new URL(request.url).pathname.startsWith("/stages/")) return undefined;
+  if (settingsFor(env).settings.ALLOW_OPEN_WRITES === "on") return undefined;
+  return Response.json(
+    { error: { code: "writes_disabled", message: "this Worker has no API_TOKEN, so it refuses writes: set one (wrangler secret put API_TOKEN) and send Authorization: Bearer <token>, or set ALLOW_OPEN_WRITES=on to accept unauthenticated writes" } },
+    { status: 403 },
+  );
+}
+
 /**
  * The Workers module (`export default createWorker(app)`): `fetch` serves
  * `mountApp(app)`, `scheduled` runs the app's cron handler, if any.
@@ -126,7 +144,10 @@ export function createWorker(appOrPipeline: EdgeApp<any> | Pipeline) {
   const app = asEdgeApp(appOrPipeline);
   const http = mountApp(app);
   return {
-    fetch: http.fetch,
+    fetch(request: Request, env: AppEnv, ctx?: unknown): Response | Promise<Response> {
+      const refused = refuseOpenWrites(request, env);
+      return refused ?? http.fetch(request, env, ctx as never);
+    },
     async scheduled(_event: unknown, env: AppEnv, ctx?: WaitUntil): Promise<void> {
       if (!app.scheduled) return;
       const work = app.scheduled(env, ctx);

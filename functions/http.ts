@@ -20,6 +20,7 @@ export type ErrorCode =
   | "backpressure"
   | "replayed"
   | "not_durable"
+  | "writes_disabled"
   | "unavailable"
   | "internal";
 

@@ -82,10 +82,12 @@ describe("npm start -- --pipeline <module>", () => {
   it("runs the example pipeline end to end; news routes answer 404; data stays between starts until --reset", async () => {
     const dataDir = tempDir();
     const env = { PORT: String(await freePort()), VALKEY_DATA_DIR: dataDir };
-    const first = await startCli(["--pipeline", "functions/example/pipeline.ts"], env);
+    const first = await startCli(["--pipeline", "functions/example/pipeline.ts"], { ...env, API_TOKEN: "" });
     let runId: string;
     try {
       expect(first.output()).toContain('pipeline "example" (functions/example/pipeline.ts, from --pipeline)');
+      // No API_TOKEN: the banner says writes are open (and they are: the POST below needs no token).
+      await eventually(() => first.output().includes(`writes: OPEN - API_TOKEN is unset, so anyone who reaches ${first.url} can start runs`));
       expect(first.output()).toMatch(new RegExp(`web: +runs ${first.url}/#/runs +dashboard ${first.url}/#/dashboard\\n`));
       runId = await postRun(first.url, [{ text: "  hello   edge  world " }]);
       const run = await completedRun(first.url, runId);
@@ -104,8 +106,10 @@ describe("npm start -- --pipeline <module>", () => {
     }
 
     // DEMO=off on a second start keeps what the first one stored.
-    const second = await startCli(["--pipeline", "functions/example/pipeline.ts"], env);
+    const second = await startCli(["--pipeline", "functions/example/pipeline.ts"], { ...env, API_TOKEN: "second-start-token" });
     try {
+      await eventually(() => second.output().includes("writes: need Authorization: Bearer <API_TOKEN>"));
+      expect(second.output()).not.toContain("writes: OPEN");
       expect((await (await fetch(`${second.url}/v1/runs/${runId}`)).json()).status).toBe("completed");
     } finally {
       await second.stop();

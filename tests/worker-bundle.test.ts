@@ -98,6 +98,41 @@ describe("deploy bundle in Miniflare", () => {
     if (pipeline.name === "news") expect(await keysWritten()).toBeGreaterThan(before);
   });
 
+  it("with no API_TOKEN the deployed Worker refuses writes (403) unless ALLOW_OPEN_WRITES=on; with a token it requires it", async () => {
+    const article = JSON.stringify({ articles: [{ title: "Open writes", body: "Should a Worker without a token take this?" }] });
+    const write = (worker: Miniflare, headers: Record<string, string> = {}) =>
+      worker.dispatchFetch("http://edge/v1/articles", { method: "POST", headers: { "content-type": "application/json", ...headers }, body: article });
+    const keysWritten = async () => (await valkey.conn.keys(`${keyPrefix}:*`)).length;
+    const before = await keysWritten();
+    const refused = await write(mf);
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as any).error).toMatchObject({ code: "writes_disabled", message: expect.stringMatching(/API_TOKEN.*ALLOW_OPEN_WRITES=on/) });
+    for (const [method, path] of [["PUT", "/v1/users/u1"], ["POST", "/v1/runs"], ["POST", "/v1/dead-letters/redrive"]]) {
+      expect((await mf.dispatchFetch(`http://edge${path}`, { method, headers: { "content-type": "application/json" }, body: "{}" })).status, path).toBe(403);
+    }
+    expect(await keysWritten()).toBe(before);
+    // Reads still answer.
+    expect((await mf.dispatchFetch("http://edge/v1/topics")).status).toBe(200);
+
+    const variants = async (extra: Record<string, string>) =>
+      new Miniflare({
+        modules: [{ type: "ESModule", path: bundle.scriptPath }],
+        modulesRoot: outdir,
+        compatibilityDate: compatibilityDateFromWranglerToml(),
+        bindings: { ...varsFromWranglerToml(), KEY_PREFIX: keyPrefix, UPSTASH_REDIS_REST_URL: bridge.url, UPSTASH_REDIS_REST_TOKEN: bridge.token, ...extra },
+      });
+    const open = await variants({ ALLOW_OPEN_WRITES: "on" });
+    const tokened = await variants({ API_TOKEN: "a-real-token-123" });
+    try {
+      expect((await write(open)).status).toBe(202);
+      expect((await write(tokened)).status).toBe(401);
+      expect((await write(tokened, { authorization: "Bearer a-real-token-123" })).status).toBe(202);
+    } finally {
+      await open.dispose();
+      await tokened.dispose();
+    }
+  });
+
   it("the cron trigger reaches the bundle's scheduled handler", async () => {
     // Miniflare's Fetcher type omits scheduled(); the runtime object has it.
     const worker = (await mf.getWorker()) as unknown as { scheduled(options: { cron: string }): Promise<{ outcome: string }> };

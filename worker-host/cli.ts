@@ -62,6 +62,13 @@ function printUrls(url: string, app: EdgeApp, { web, metrics }: { web: boolean; 
   console.log(`api:  health ${url}/health  stats ${url}/v1/stats${metrics ? `  metrics ${url}/metrics` : ""}  start a run: POST ${url}/v1/runs`);
 }
 
+/** Says whether write endpoints need a token: with API_TOKEN unset anyone who reaches the API can write. */
+function writesBanner(config: Pick<HostConfig, "API_TOKEN">, url: string): string {
+  return config.API_TOKEN
+    ? "writes: need Authorization: Bearer <API_TOKEN>"
+    : `writes: OPEN - API_TOKEN is unset, so anyone who reaches ${url} can start runs, redrive dead letters and write app data (set API_TOKEN, at least 8 characters, to require a bearer token)`;
+}
+
 /** Runs the app's own `start` in the background; returns its abort. */
 function startAppTasks(app: EdgeApp, ctx: Omit<AppStartContext, "signal">): AbortController {
   const stop = new AbortController();
@@ -117,6 +124,7 @@ async function start(loaded: LoadedApp, config: HostConfig, { resetFirst }: { re
   if (runtime.mode === "cluster") console.log(`valkey cluster: ${runtime.valkeyUrl}${runtime.cluster ? ` (embedded, ${runtime.cluster.masters.length} masters; data in ${runtime.cluster.dataDir} is kept between starts)` : ""}`);
   else console.log(`valkey: ${runtime.valkeyUrl}${runtime.valkey ? ` (embedded; data in ${config.VALKEY_DATA_DIR} is kept between starts, npm run reset deletes it)` : ""}`);
   console.log(`listening on ${runtime.url}`);
+  console.log(writesBanner(config, runtime.url));
   printUrls(runtime.url, app, { web, metrics: true });
   tasks = startAppTasks(app, { env: runtime.env, url: runtime.url, demo: config.DEMO, log: console.log });
 }
@@ -141,6 +149,7 @@ async function dev(loaded: LoadedApp, config: HostConfig): Promise<void> {
   console.log(`valkey: ${stack.valkeyUrl}${stack.valkey ? " (embedded)" : ""}; handlers reach it at ${stack.restUrl}`);
   console.log(`worker-host dispatches over signed HTTP to ${config.STAGE_BASE_URL ?? stack.url}/stages/:name`);
   console.log(`listening on ${stack.url}`);
+  console.log(writesBanner(config, stack.url));
   // /metrics is the Node server's; workerd does not serve it.
   printUrls(stack.url, app, { web, metrics: false });
   // wrangler dev fires no cron triggers; the app's start (e.g. RSS polling) runs here as under npm start.

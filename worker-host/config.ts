@@ -17,6 +17,8 @@ export const HostConfig = z.object({
   /** Start an embedded local cluster of this many masters (`npm start -- --cluster 3`). */
   VALKEY_CLUSTER: z.coerce.number().int().min(3, "VALKEY_CLUSTER needs at least 3 masters (a failover needs a majority)").max(32).optional(),
   VALKEY_SERVER: z.string().optional(),
+  /** The REST bridge's own connection (e.g. the bridge ACL user of `npm run acl`); default: VALKEY_URL's credentials. */
+  BRIDGE_VALKEY_URL: z.string().regex(/^rediss?:\/\//, "BRIDGE_VALKEY_URL must start with redis:// or rediss://").optional(),
   VALKEY_DATA_DIR: z.string().default(".data/valkey"),
   VALKEY_PORT: z.coerce.number().int().min(0).max(65535).default(0),
   DEMO: bool.default(true),

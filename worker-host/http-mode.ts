@@ -239,7 +239,10 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
     let restToken: string;
     const bridgeSettings = bridgeSettingsFromEnv(config);
     if (bridgeSettings) {
-      bridge = await startRestBridge({ conn, token: bridgeSettings.token, hostname: bridgeSettings.hostname, port: bridgeSettings.port, fsyncBarrier: barrier, log }).catch((err: NodeJS.ErrnoException) => {
+      // Its own user when BRIDGE_VALKEY_URL names one (npm run acl): the handlers' commands then run with the bridge's privileges only.
+      const bridgeConn = config.BRIDGE_VALKEY_URL ? connectValkey(config.BRIDGE_VALKEY_URL, { name: "edgepipe-rest-bridge", log }) : conn;
+      if (bridgeConn !== conn) cleanup.push(["bridge valkey connection", async () => bridgeConn.disconnect()]);
+      bridge = await startRestBridge({ conn: bridgeConn, token: bridgeSettings.token, hostname: bridgeSettings.hostname, port: bridgeSettings.port, fsyncBarrier: barrier, log }).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== "EADDRINUSE") throw err;
         throw new Error(
           `UPSTASH_REDIS_REST_URL: port ${bridgeSettings.port} on ${bridgeSettings.hostname} is already in use, so the REST bridge cannot listen there: stop what listens there or set UPSTASH_REDIS_REST_URL to a free loopback port (e.g. http://127.0.0.1:8078)`,
@@ -275,7 +278,8 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
     };
     const workerVars: Record<string, string> = {
       ...appVars,
-      ...(config.API_TOKEN ? { API_TOKEN: config.API_TOKEN } : {}),
+      // Local dev without a token keeps writes open, as under npm start (the start banner says so); a deployed Worker refuses them.
+      ...(config.API_TOKEN ? { API_TOKEN: config.API_TOKEN } : { ALLOW_OPEN_WRITES: "on" }),
       ...(config.API_READ_TOKEN ? { API_READ_TOKEN: config.API_READ_TOKEN } : {}),
       ...vars,
       UPSTASH_REDIS_REST_URL: restUrl,
