@@ -16,8 +16,8 @@ import { ALLOWED_COMMANDS } from "./rest-bridge";
 
 /** What every iovalkey connection sends besides data commands (ready check, connection name). */
 const CONNECTION = ["info", "ping", "client|setname", "client|setinfo", "client|id", "multi", "exec", "discard", "quit"];
-/** The worker-host's extras: blocking reads woken by CLIENT UNBLOCK, the notifier, cluster topology. */
-const HOST_ONLY = ["client|unblock", "subscribe", "unsubscribe", "psubscribe", "punsubscribe", "readonly", "cluster|slots", "cluster|shards", "cluster|nodes", "cluster|myid"];
+/** The worker-host's extras: blocking reads woken by CLIENT UNBLOCK, DURABLE_ACCEPT (WAITAOF, COMMAND INFO), the notifier, cluster topology. */
+const HOST_ONLY = ["client|unblock", "waitaof", "command|info", "subscribe", "unsubscribe", "psubscribe", "punsubscribe", "readonly", "cluster|slots", "cluster|shards", "cluster|nodes", "cluster|myid"];
 
 /** The data commands of the REST bridge (its allow-list), in ACL notation (SCRIPT: LOAD and EXISTS only). */
 function dataCommands(): string[] {
