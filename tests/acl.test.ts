@@ -91,7 +91,7 @@ describe("ACL users", () => {
     } finally {
       await rt.close();
     }
-  });
+  }, 120_000);
 
   it("forbidden commands and keys outside the prefix fail cleanly with NOPERM for the host user", async () => {
     const conn = connectValkey(urlAs("edgepipe-host", hostPassword), { name: "acl-probe", log: quiet });
@@ -147,5 +147,5 @@ describe("ACL users", () => {
     } finally {
       await stack.close();
     }
-  });
+  }, 240_000);
 });
