@@ -158,9 +158,10 @@ class StageServer {
       };
       child.stdout!.on("data", onData);
       child.stderr!.on("data", onData);
-      child.once("exit", (code) => {
+      child.once("exit", (code, signal) => {
         clearTimeout(timer);
-        reject(new Error(`stage server exited (${code}):\n${out.join("")}`));
+        this.log(`[workerd] stage server exited (${code ?? signal})`);
+        reject(new Error(`stage server exited (${code ?? signal}):\n${out.join("")}`));
       });
     });
   }
@@ -256,6 +257,8 @@ export async function runChaos(o: ChaosOptions): Promise<RunResult> {
         childLog,
       );
       await stageServer.start();
+      const probe = await fetch(`${stageServer.url}/health`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.status, (e: Error) => e.message);
+      o.log(`  workerd (Miniflare) on ${stageServer.url}: /health ${probe}`);
       Object.assign(hostEnv, { STAGE_BASE_URL: stageServer.url, STAGE_SIGNING_KEYS: signingKeys });
     }
     for (let i = 0; i < o.hosts; i++) hosts.push(new ChaosHost({ name: `h${i + 1}`, serverPort: server.port, env: hostEnv, log: childLog }));
@@ -330,7 +333,7 @@ export async function runChaos(o: ChaosOptions): Promise<RunResult> {
           const a = articles[p.at];
           await ingest([{ ...a, url: `${a.url}/poison`, title: `${p.marker} ${a.title}`, body: `${a.body} poison ${p.i}` }], p.marker === POISON_REJECT ? "poison-reject" : "poison-retry");
         }
-        if (i === batchSize * 5) {
+        if (i === Math.floor(articles.length / batchSize / 2) * batchSize) {
           // Retried through an outage: an entry that never reached the stream would read as lost.
           for (const m of malformed) {
             for (let tries = 0; tries < 200; tries++) {
@@ -365,6 +368,8 @@ export async function runChaos(o: ChaosOptions): Promise<RunResult> {
           const url = apiUrl();
           const res = url ? await http(`${url}/v1/runs/${run.runId}`, { timeoutMs: 3000 }).catch(() => undefined) : undefined;
           if (res?.status === 200 && res.json.status !== "running") {
+            // A probe that did not complete (dead-lettered) shows no recovery and no host.
+            if (res.json.status !== "completed") break;
             recoveryMs ??= Date.now() - endedAt;
             for (const step of res.json.steps as Array<{ stage: string; by?: string }>) {
               const h = hosts.find((x) => x.owns(step.by));

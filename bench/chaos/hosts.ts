@@ -83,7 +83,8 @@ export class ChaosHost {
     child.stdout!.on("data", onData);
     child.stderr!.on("data", onData);
     this.url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${this.o.name} did not listen within 60 s:\n${this.output.slice(-20).join("\n")}`)), 60_000);
+      // Generous: tsx compiles the app at every start, which takes a minute on a loaded machine.
+      const timer = setTimeout(() => reject(new Error(`${this.o.name} did not listen within 180 s:\n${this.output.slice(-20).join("\n")}`)), 180_000);
       const check = () => {
         const m = this.output.map((l) => /listening on (http:\/\/\S+)/.exec(l)).find(Boolean);
         if (m) {

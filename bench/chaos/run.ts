@@ -5,6 +5,7 @@
  * Exits 1 when any run broke a guarantee (lost, duplicated, a poison article
  * not dead-lettered with its reason, a stalled host, a run delayed past the bound).
  */
+import { appendFileSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { findServerBinary } from "../../worker-host/valkey-launcher";
 import { FAULT_KINDS, runChaos, type FaultKind, type RunResult } from "./harness";
@@ -24,13 +25,16 @@ const { values } = parseArgs({
     rate: { type: "string", default: "60" },
     "visibility-ms": { type: "string", default: "5000" },
     verbose: { type: "boolean", default: false },
+    out: { type: "string" },
+    summarize: { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   },
 });
 
 const USAGE = `usage: npm run chaos -- [--seed N] [--runs N] [--hosts 1|2] [--fsync always|everysec] [--articles N] [--users N]
                         [--faults N] [--kinds ${FAULT_KINDS.join(",")}] [--stages in-process|workerd]
-                        [--rate articles/s] [--visibility-ms N] [--verbose]
+                        [--rate articles/s] [--visibility-ms N] [--verbose] [--out runs.jsonl]
+       npm run chaos -- --summarize runs.jsonl   (one table over the runs of earlier --out files)
 Run r uses seed N+r. The server is VALKEY_SERVER, else valkey-server, else redis-server.`;
 
 function int(name: string, value: string, min: number, max: number): number {
@@ -44,6 +48,20 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  if (values.summarize) {
+    const all = readFileSync(values.summarize, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as RunResult);
+    // JSON has no Infinity: a Ctrl-C that hung was written as null.
+    for (const r of all) r.ctrlCMs = r.ctrlCMs.map((m) => (m === null ? Infinity : m));
+    const groups = new Map<string, RunResult[]>();
+    for (const r of all) groups.set(`${r.server}|${r.hosts}|${r.fsync}`, [...(groups.get(`${r.server}|${r.hosts}|${r.fsync}`) ?? []), r]);
+    let failed = false;
+    for (const runs of groups.values()) {
+      const s = summarize(runs);
+      failed ||= s.failed;
+      console.log(`${s.table}\n`);
+    }
+    return failed ? 1 : 0;
+  }
   const seed = int("seed", values.seed!, 0, 2 ** 31);
   const runs = int("runs", values.runs!, 1, 1000);
   const hosts = int("hosts", values.hosts!, 1, 2) as 1 | 2;
@@ -53,6 +71,7 @@ async function main(): Promise<number> {
   for (const k of kinds ?? []) if (!FAULT_KINDS.includes(k)) throw new Error(`unknown fault kind ${k}\n${USAGE}`);
   const binary = findServerBinary();
   const results: RunResult[] = [];
+  const harnessErrors: number[] = [];
   let interrupted = false;
   process.once("SIGINT", () => {
     interrupted = true;
@@ -61,7 +80,9 @@ async function main(): Promise<number> {
   for (let r = 0; r < runs && !interrupted; r++) {
     const s = seed + r;
     console.log(`run ${r + 1}/${runs} (seed ${s})`);
-    const result = await runChaos({
+    let result: RunResult;
+    try {
+      result = await runChaos({
       seed: s,
       hosts,
       fsync: values.fsync,
@@ -75,8 +96,15 @@ async function main(): Promise<number> {
       binary,
       log: (l) => console.log(l),
       childLog: values.verbose ? (l) => console.log(l) : undefined,
-    });
+      });
+    } catch (err) {
+      // The harness itself failed (a host that never started): the run counts as failed, the others go on.
+      console.log(`  HARNESS ERROR: ${(err as Error).message.split("\n").slice(0, 3).join(" | ")}`);
+      harnessErrors.push(s);
+      continue;
+    }
     results.push(result);
+    if (values.out) appendFileSync(values.out, JSON.stringify(result) + "\n");
     const rep = result.report;
     console.log(
       `  => ${rep.runs} runs, ${rep.completed} completed, ${rep.feedEntries} feed entries: lost ${rep.lost}, duplicated ${rep.duplicated}, dead-lettered ${rep.deadLettered}, ` +
@@ -87,7 +115,8 @@ async function main(): Promise<number> {
   }
   const { table, failed } = summarize(results);
   console.log(`\n${table}`);
-  return failed ? 1 : 0;
+  if (harnessErrors.length > 0) console.log(`harness errors (runs not checked): seeds ${harnessErrors.join(", ")}`);
+  return failed || harnessErrors.length > 0 ? 1 : 0;
 }
 
 main().then(
