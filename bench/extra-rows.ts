@@ -5,6 +5,7 @@
  * and HTTP mode through workerd. A row whose part is missing or fails says
  * "not measured (reason)".
  */
+import { lazyRunStream } from "../functions/run-stream";
 import { newRunId, randomHex } from "../functions/envelope";
 import { createKeys, type Keys } from "../functions/keys";
 import type { StageDef } from "../functions/pipeline";
@@ -93,7 +94,8 @@ function newsChainSteps(redis: RedisClient, keys: Keys, env: Record<string, unkn
   const stages = [...newsPipeline.stages.values()] as StageDef[];
   return stages.map((stage) => async (job: { runId: string; payload: unknown }) => {
     const input = stage.input.parse(job.payload);
-    const outcome = await stage.handle(input, { runId: job.runId, stage: stage.name, attempt: 1, traceId: randomHex(16), redis, keys, env, reportCost: () => {} });
+    const output = lazyRunStream(redis, keys, { runId: job.runId, stage: stage.name, attempt: 1 });
+    const outcome = await stage.handle(input, { runId: job.runId, stage: stage.name, attempt: 1, traceId: randomHex(16), redis, keys, env, stream: output.stream, reportCost: () => {} });
     const next = outcome.emit?.[0];
     return next ? { runId: job.runId, payload: next.payload } : undefined;
   });

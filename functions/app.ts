@@ -22,6 +22,7 @@ import { LUA } from "./lua.generated";
 import { apiCors } from "./cors";
 import { isUnavailableError, withDeadline } from "./unavailable";
 import { acceptDurably, NotDurableError, notDurableMessage } from "./durable";
+import { serveRunStream } from "./run-stream";
 import { frameworkMcpTools, mcpRoute, type McpTool } from "./mcp";
 
 export type AppBindings = { Bindings: AppEnv };
@@ -115,6 +116,12 @@ export function createApp({ pipeline, apps = [], mcpTools = [] }: { pipeline: Pi
       if (!run) return apiError(c, 404, "not_found", `no run ${runId} (unknown or expired)`);
       return c.json(run);
     })
+    .get(
+      "/v1/runs/:runId/stream",
+      validate("param", z.object({ runId: RunId })),
+      validate("header", z.object({ "last-event-id": z.string().regex(/^\d{1,20}-\d{1,20}$/, "Last-Event-ID must be an id this stream sent").optional() })),
+      (c) => serveRunStream(c, redisFromEnv(c.env ?? {}), c.req.valid("param").runId, c.req.valid("header")["last-event-id"]),
+    )
     .get(
       "/v1/dead-letters",
       validate("query", z.object({ stage: KnownStage.optional(), limit: z.coerce.number().int().min(1).max(1000).default(50) })),

@@ -21,6 +21,7 @@ export { apiError, validate, requireApiToken, toIssues, type ApiIssue, type Erro
 export { notifierFromEnv, type ChannelNotifier } from "./notify";
 export { readStats, renderPrometheus, type PipelineStats, type StageStats } from "./stats";
 export { Envelope, newEnvelope } from "./envelope";
+export { readRunOutput, type RunStream, type RunStreamChunk } from "./run-stream";
 export { defineMcpTool, McpToolError, type McpTool, type McpToolContext } from "./mcp";
 export { cachedTool, CachedToolError, type CachedToolOptions, type CachedToolResult } from "./tools/cache";
 export { takeToken, tryTakeToken, type RateLimit } from "./tools/rate-limit";

@@ -188,6 +188,8 @@ export function createKeys({ prefix = "ep", partitions = 1, feedBuckets = 16 }: 
     run: (runId: string) => `${tag(partitionOf(runId))}:run:${run(runId)}`,
     /** Activity-log stream of a run. */
     runLog: (runId: string) => `${tag(partitionOf(runId))}:log:${run(runId)}`,
+    /** Streamed output of a run (`ctx.stream.write`): a bounded stream with a TTL, in the run's partition. */
+    runOutput: (runId: string) => `${tag(partitionOf(runId))}:out:${run(runId)}`,
     /** Recent-runs index of a partition: sorted set runId -> createdAt (ms), bounded by enqueue-runs.lua. */
     recentRuns: (p: number) => `${tag(p)}:recent-runs`,
     /**

@@ -6,6 +6,7 @@
 import type { z } from "zod";
 import type { RedisClient } from "./redis";
 import type { Keys } from "./keys";
+import type { RunStream } from "./run-stream";
 
 /** Throw from a handler to fail an envelope; `retryable: false` dead-letters it at once. */
 export class StageError extends Error {
@@ -35,6 +36,11 @@ export interface StageContext {
    * add up. Without a report the estimate stands. No-op without a budget.
    */
   reportCost: (amount: number) => void;
+  /**
+   * The run's streamed output (`GET /v1/runs/:runId/stream` serves it as SSE):
+   * `await ctx.stream.write(token)`. Every chunk is stored before the step commits.
+   */
+  stream: RunStream;
 }
 
 /** What a flow key function sees besides the (validated) payload. */

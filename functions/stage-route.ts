@@ -11,6 +11,7 @@ import { StageError, type Pipeline, type StageDef } from "./pipeline";
 import { redisFromEnv, type AppEnv, type RedisClient } from "./redis";
 import { settingsFor } from "./config";
 import { checkSignatureHeaders, NONCE_TTL_MS, verifyStageSignature } from "./signing";
+import { lazyRunStream } from "./run-stream";
 import { jsonDepthExceeds, MAX_STAGE_JSON_DEPTH, payloadTooLarge, readBodyLimited } from "./body-limit";
 
 const decoder = new TextDecoder();
@@ -32,6 +33,7 @@ async function runOne(stage: StageDef, pipeline: Pipeline, env: AppEnv, redis: R
   };
   try {
     const { keys } = settingsFor(env);
+    const output = lazyRunStream(redis, keys, { runId: envelope.runId, stage: stage.name, attempt: envelope.attempt });
     const outcome = await stage.handle(input.data, {
       runId: envelope.runId,
       stage: stage.name,
@@ -41,7 +43,10 @@ async function runOne(stage: StageDef, pipeline: Pipeline, env: AppEnv, redis: R
       keys,
       env,
       reportCost,
+      stream: output.stream,
     });
+    // Streamed chunks are stored before the step can commit (the SSE route ends on the commit).
+    await output.flush();
     const createdAt = Date.now();
     const emits = outcome.emit;
     const outputs: Envelope[] = [];

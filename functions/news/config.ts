@@ -34,6 +34,12 @@ export const NewsSettings = z.object({
   LLM_BASE_URL: z.string().url().optional(),
   LLM_API_KEY: z.string().optional(),
   LLM_MODEL: z.string().min(1).optional(),
+  /** `on`: the enricher summarizes with an OpenAI-compatible streaming chat completion, streaming its tokens to the run's output. */
+  LLM_SUMMARY: z.enum(["on", "off"]).default("off"),
+  /** Endpoint of the summary model (default: LLM_BASE_URL); its key is LLM_API_KEY. */
+  LLM_SUMMARY_BASE_URL: z.string().url().optional(),
+  /** Model of the summary (default: LLM_MODEL, else gpt-4o-mini). */
+  LLM_SUMMARY_MODEL: z.string().min(1).optional(),
   /** Token bucket of the LLM tool: burst and refill per second. */
   LLM_RATE_BURST: z.coerce.number().positive().default(5),
   LLM_RATE_PER_SECOND: z.coerce.number().positive().default(2),

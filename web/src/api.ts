@@ -64,6 +64,12 @@ export function feedEventsUrl(uid: string, after?: string): string {
   return url.pathname + url.search;
 }
 
+/** URL of a run's streamed output (SSE; the browser resumes with Last-Event-ID on its own). */
+export function runStreamUrl(runId: string): string {
+  const url = client.v1.runs[":runId"].stream.$url({ param: { runId } });
+  return url.pathname + url.search;
+}
+
 // ---- calls used by the pages -------------------------------------------------
 
 export type Run = Awaited<ReturnType<typeof getRun>>;

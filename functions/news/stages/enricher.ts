@@ -13,6 +13,7 @@ import { cachedTool } from "../../tools/cache";
 import { storeArticle } from "../articles";
 import { newsSettings } from "../config";
 import { extractKeywords, readingTimeMinutes, summarize } from "../enrich";
+import { streamLlmSummary, summaryBackend } from "../llm-summary";
 import { ClassifiedArticle, type EnrichedArticle, type FeedItem } from "../schema";
 
 export const enricher = defineStage({
@@ -39,6 +40,9 @@ export const enricher = defineStage({
     } else {
       enrichment = enrich();
     }
+    // LLM_SUMMARY=on: the model's summary replaces the extractive one, its tokens streamed to the run's output.
+    const llm = summaryBackend(settings);
+    if (llm) enrichment = { ...enrichment, summary: await streamLlmSummary(llm, article.title, article.body, ctx.stream) };
     const item: FeedItem = {
       id: article.feedId,
       runId: ctx.runId,
@@ -56,7 +60,7 @@ export const enricher = defineStage({
     const out: EnrichedArticle = { feedId: article.feedId, topic: article.topic };
     return {
       emit: [{ payload: out }],
-      result: { feedId: article.feedId, keywords: enrichment.keywords, readingMinutes: enrichment.readingMinutes, summaryChars: enrichment.summary.length, ...(hit !== undefined ? { cacheHit: hit } : {}) },
+      result: { feedId: article.feedId, keywords: enrichment.keywords, readingMinutes: enrichment.readingMinutes, summaryChars: enrichment.summary.length, ...(llm ? { summaryBy: llm.model } : {}), ...(hit !== undefined ? { cacheHit: hit } : {}) },
     };
   },
 });

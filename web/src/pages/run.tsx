@@ -5,7 +5,7 @@
  * inspector polls while the run is still running.
  */
 import { useEffect, useState } from "preact/hooks";
-import { ApiError, getRun, getRuns, type PipelineInfo, type Run, type RunStatus, type RunSummary } from "../api";
+import { ApiError, getRun, getRuns, runStreamUrl, type PipelineInfo, type Run, type RunStatus, type RunSummary } from "../api";
 import { ErrorBox, formatAge, formatMs, formatNumber, href, niceTicks } from "../ui";
 const RUN_PATTERN = "[A-Za-z0-9_\\-]{1,64}";
 
@@ -115,6 +115,59 @@ function Waterfall({ run, trigger }: { run: Run; trigger?: string }) {
       </div>
       <p class="sub">Each step records its commit time and handler time; its bar ends at the commit and starts that handler time earlier, so dispatch and commit overheads count in the queue wait.</p>
     </figure>
+  );
+}
+
+interface OutputPart {
+  stage: string;
+  attempt: number;
+  text: string;
+}
+
+/**
+ * A run's streamed output (GET /v1/runs/:runId/stream), shown as it arrives:
+ * one block per stage and attempt (a retried step streams anew). Hidden while
+ * the run has streamed nothing.
+ */
+function RunOutput({ runId }: { runId: string }) {
+  const [parts, setParts] = useState<OutputPart[]>([]);
+  const [state, setState] = useState<"connecting" | "live" | "ended" | "reconnecting">("connecting");
+  useEffect(() => {
+    setParts([]);
+    setState("connecting");
+    const source = new EventSource(runStreamUrl(runId));
+    source.onopen = () => setState("live");
+    source.onerror = () => setState((s) => (s === "ended" ? s : "reconnecting"));
+    source.addEventListener("chunk", (e) => {
+      const { stage, attempt, chunk } = JSON.parse((e as MessageEvent<string>).data) as { stage: string; attempt: number; chunk: string };
+      setParts((prev) => {
+        const last = prev[prev.length - 1];
+        if (last && last.stage === stage && last.attempt === attempt) return [...prev.slice(0, -1), { ...last, text: last.text + chunk }];
+        return [...prev, { stage, attempt, text: chunk }];
+      });
+    });
+    source.addEventListener("end", () => {
+      setState("ended");
+      source.close();
+    });
+    return () => source.close();
+  }, [runId]);
+  if (parts.length === 0) return null;
+  return (
+    <section class="run-output" aria-labelledby="out-h" aria-live="polite">
+      <h3 id="out-h">
+        Streamed output <small class={`status ${state === "ended" ? "completed" : "running"}`}>{state}</small>
+      </h3>
+      {parts.map((p) => (
+        <figure data-stage={p.stage}>
+          <figcaption>
+            {p.stage}
+            {p.attempt > 1 && ` (attempt ${p.attempt})`}
+          </figcaption>
+          <pre class="stream-text">{p.text}</pre>
+        </figure>
+      ))}
+    </section>
   );
 }
 
@@ -319,6 +372,7 @@ export function RunPage({ runId, info }: { runId?: string; info: PipelineInfo })
             </div>
           </dl>
           <Waterfall run={run} trigger={info.triggerStep} />
+          <RunOutput runId={run.runId} />
           <div class="scroll-x">
             <table>
               <caption class="sr-only">Steps</caption>
