@@ -24,6 +24,8 @@ import { startTestValkey, type TestValkey } from "./helpers/valkey";
 
 const TOKEN = `write-${randomHex(8)}`;
 const READ_TOKEN = `read-${randomHex(8)}`;
+/** A small body limit, so the over-limit request is small too (a big one may be reset mid-upload once refused). */
+const MAX_BODY = 16 * 1024;
 
 let valkey: TestValkey;
 let inProcess: Runtime;
@@ -33,7 +35,7 @@ const quiet = () => {};
 
 function configFor(prefix: string, extra: Record<string, string> = {}) {
   return loadConfig(
-    { VALKEY_URL: valkey.url, PORT: "0", HOST: "127.0.0.1", DEMO: "off", KEY_PREFIX: prefix, BLOCK_MS: "100", RETRY_BACKOFF_MS: "50", API_TOKEN: TOKEN, API_READ_TOKEN: READ_TOKEN, ...extra },
+    { VALKEY_URL: valkey.url, PORT: "0", HOST: "127.0.0.1", DEMO: "off", KEY_PREFIX: prefix, BLOCK_MS: "100", RETRY_BACKOFF_MS: "50", API_TOKEN: TOKEN, API_READ_TOKEN: READ_TOKEN, MAX_BODY_BYTES: String(MAX_BODY), ...extra },
     { appSettings: NewsSettings },
   );
 }
@@ -182,13 +184,13 @@ describe.each(modes)("MCP over Streamable HTTP: %s", (_mode, urlOf) => {
     }
   }, 60_000);
 
-  it("GET and DELETE /mcp answer 405 (stateless: no session, no server stream); a body over 1 MiB 413", async () => {
+  it("GET and DELETE /mcp answer 405 (stateless: no session, no server stream); a body over MAX_BODY_BYTES 413", async () => {
     for (const method of ["GET", "DELETE"]) {
       const res = await fetch(`${urlOf()}/mcp`, { method, headers: { authorization: `Bearer ${TOKEN}`, accept: "text/event-stream" } });
       expect(res.status).toBe(405);
       expect(((await res.json()) as any).error.code).toBe("method_not_allowed");
     }
-    const big = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list", params: { pad: "x".repeat(1024 * 1024 + 10) } });
+    const big = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list", params: { pad: "x".repeat(MAX_BODY + 10) } });
     const res = await fetch(`${urlOf()}/mcp`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json", accept: "application/json, text/event-stream" }, body: big });
     expect(res.status).toBe(413);
     expect(((await res.json()) as any).error.code).toBe("payload_too_large");
