@@ -67,8 +67,9 @@ export async function checkDurability(conn: Connection): Promise<DurabilityCheck
   try {
     const reply = (await conn.call("CONFIG", "GET", "appendfsync")) as string[];
     appendfsync = String(reply[1] ?? "unknown");
-  } catch {
-    // CONFIG is often renamed away on managed servers; WAITAOF alone decides then.
+  } catch (err) {
+    // CONFIG is often renamed away or denied (ACL) on managed servers; WAITAOF alone decides then.
+    appendfsync = `unknown (CONFIG GET appendfsync failed: ${(err as Error).message.split("\n")[0]})`;
   }
   const hasWaitaof = Array.isArray(commandInfo) && commandInfo[0] != null;
   if (hasWaitaof && appendfsync === "no") {
