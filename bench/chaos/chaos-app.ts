@@ -55,15 +55,16 @@ function withFaults(stage: StageDef): StageDef {
   return {
     ...stage,
     handle: async (payload, ctx) => {
-      const fault = await currentFault(ctx.env);
-      if (fault.kind !== "none" && (!fault.stage || fault.stage === stage.name)) {
-        if (fault.kind === "error") throw new Error(`chaos: injected handler failure (500) in ${stage.name}`);
-        if (fault.kind === "hang") await new Promise((r) => setTimeout(r, fault.hangMs ?? 10_000));
-      }
+      // Poison first: its own reason is what its dead letter must show, whatever fault is in force.
       if (stage.name === "fetcher") {
         const title = String((payload as { title?: unknown }).title ?? "");
         if (title.startsWith(POISON_REJECT)) throw new StageError(`chaos poison (rejected): ${title}`, { retryable: false });
         if (title.startsWith(POISON_RETRY)) throw new Error(`chaos poison (fails every delivery): ${title}`);
+      }
+      const fault = await currentFault(ctx.env);
+      if (fault.kind !== "none" && (!fault.stage || fault.stage === stage.name)) {
+        if (fault.kind === "error") throw new Error(`chaos: injected handler failure (500) in ${stage.name}`);
+        if (fault.kind === "hang") await new Promise((r) => setTimeout(r, fault.hangMs ?? 10_000));
       }
       return stage.handle(payload, ctx);
     },
