@@ -178,7 +178,9 @@ export async function checkRun(input: CheckInput): Promise<OracleReport> {
     const view = views.find((v) => v.t.runId === p.runId)!;
     if (view.status === 404) continue; // counted under everysecLost / lost above
     const letter = dead.find((d) => JSON.stringify(d.envelope ?? "").includes(p.runId));
-    const want = p.kind === "poison-reject" ? /chaos poison \(rejected\)/ : /chaos poison \(fails every delivery\)/;
+    // A retried poison is dead-lettered with its last failure: its own, or a dispatch failure when
+    // its last delivery met a workerd restart (transport failures count as deliveries).
+    const want = p.kind === "poison-reject" ? /chaos poison \(rejected\)/ : /chaos poison \(fails every delivery\)|^dispatch failed: .*gave up after \d+ deliveries/;
     if (view.json.status === "dead-lettered" && letter && want.test(letter.error)) poisonOk++;
     else violations.push(`poison ${p.runId} (${p.kind}) is ${view.json.status}${letter ? ` with dead letter "${letter.error}"` : ", no dead letter"}`);
   }
