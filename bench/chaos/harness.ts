@@ -71,6 +71,8 @@ export interface FaultRecord {
   stalled: string[];
   /** Bytes cut from the AOF (simulated power loss under everysec). */
   cutBytes?: number;
+  /** Runs answered 202 that this crash took away (set by the oracle). */
+  everysecLost?: number;
   /** Poison: injected and found dead-lettered with their reason. */
   injected?: number;
   deadLettered?: number;

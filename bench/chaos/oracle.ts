@@ -141,7 +141,10 @@ export async function checkRun(input: CheckInput): Promise<OracleReport> {
       // Accepted, then gone: a simulated power loss under everysec that followed the 202 within its window may take it.
       // Sent before the crash (its 202 may arrive just after it), accepted at most 3 s before it.
       const cut = cuts.find((f) => t.sentAt <= f.startedAt && t.acceptedAt >= f.startedAt - 3000);
-      if (cut) everysecLost++;
+      if (cut) {
+        everysecLost++;
+        cut.everysecLost = (cut.everysecLost ?? 0) + 1;
+      }
       else {
         lostRuns++;
         lostDetail.push(`${t.runId} (${t.kind}) unknown after its 202`);

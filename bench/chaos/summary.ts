@@ -39,7 +39,7 @@ export function summarize(results: RunResult[]): { table: string; failed: boolea
       String(sum(runs, (r) => r.report.duplicated)),
       String(sum(runs, (r) => r.report.deadLettered)),
       String(faults.reduce((a, f) => a + f.stalled.length, 0)),
-      String(sum(runs, (r) => r.report.everysecLost)),
+      String(faults.reduce((a, f) => a + (f.everysecLost ?? 0), 0)),
       secs(pct(rec, 50)),
       never > 0 ? `NEVER x${never}` : secs(pct(rec, 100)),
       all.length < faults.length ? `stalled x${faults.length - all.length}` : secs(pct(all, 100)),
