@@ -17,6 +17,11 @@ export function runFailed(r: RunResult): boolean {
 export function summarize(results: RunResult[]): { table: string; failed: boolean } {
   const kinds = new Map<string, { runs: Set<RunResult>; faults: FaultRecord[] }>();
   for (const r of results) {
+    // Results written before crashes carried their own count: the run's, on its first cut.
+    if (r.report.everysecLost > 0 && !r.faults.some((f) => f.everysecLost !== undefined)) {
+      const cut = r.faults.find((f) => (f.cutBytes ?? 0) > 0);
+      if (cut) cut.everysecLost = r.report.everysecLost;
+    }
     for (const f of r.faults) {
       const k = kinds.get(f.kind) ?? { runs: new Set(), faults: [] };
       k.runs.add(r);
