@@ -17,8 +17,8 @@ describe("chaos (reduced)", () => {
       seed: 7,
       hosts: 2,
       fsync: "always",
-      articles: 250,
-      users: 60,
+      articles: 200,
+      users: 50,
       faults: 2,
       sequence: ["host-kill", "server-kill"],
       stages: "in-process",
@@ -34,7 +34,7 @@ describe("chaos (reduced)", () => {
     expect(report.lost).toBe(0);
     expect(report.duplicated).toBe(0);
     expect(report.deadLettered).toBe(0);
-    expect(report.completed).toBeGreaterThanOrEqual(250);
+    expect(report.completed).toBeGreaterThanOrEqual(200);
     expect(report.feedEntries).toBeGreaterThan(0);
     expect(report.poison.deadLetteredWithReason).toBe(report.poison.injected);
     expect(report.poison.malformedDeadLettered).toBe(report.poison.malformedInjected);
