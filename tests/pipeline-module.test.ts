@@ -88,7 +88,9 @@ describe("npm start -- --pipeline <module>", () => {
       expect(first.output()).toContain('pipeline "example" (functions/example/pipeline.ts, from --pipeline)');
       // No API_TOKEN: the banner says writes are open (and they are: the POST below needs no token).
       await eventually(() => first.output().includes(`writes: OPEN - API_TOKEN is unset, so anyone who reaches ${first.url} can start runs`));
-      expect(first.output()).toMatch(new RegExp(`web: +runs ${first.url}/#/runs +dashboard ${first.url}/#/dashboard\\n`));
+      // The URL lines follow the banner, possibly in a later chunk of the pipe.
+      const webLine = new RegExp(`web: +runs ${first.url}/#/runs +dashboard ${first.url}/#/dashboard\\n`);
+      await eventually(() => webLine.test(first.output()), { timeoutMs: 10_000 }).catch(() => expect(first.output()).toMatch(webLine));
       runId = await postRun(first.url, [{ text: "  hello   edge  world " }]);
       const run = await completedRun(first.url, runId);
       expect(run.steps.map((s) => [s.stage, s.result])).toEqual([
@@ -122,7 +124,7 @@ describe("npm start -- --pipeline <module>", () => {
     } finally {
       await third.stop();
     }
-  });
+  }, 180_000);
 
   it("PIPELINE names an app: its routes, its settings checked at start and handed to it, its start hook and links", async () => {
     const env = { PORT: String(await freePort()), VALKEY_DATA_DIR: tempDir(), PIPELINE: "tests/fixtures/greeting-app.ts", GREETING: "bonjour" };
