@@ -32,6 +32,7 @@ import type { LatencyPoint } from "./latency";
 import type { FloorPoint } from "./floor";
 import { extraRows, type ExtraRows } from "./extra-rows";
 import { durableAcceptRows, measureDurableAccept } from "./durable-accept";
+import { clusterRows } from "./cluster";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes("--quick");
@@ -285,6 +286,8 @@ async function main(): Promise<void> {
     const twoHosts = await attempt("two worker-host processes", () => rowHostProcess(server, articles, 2));
     await flush(server);
     const durableAccept = await attempt("durable accept", () => measureDurableAccept({ quick }));
+    // Its own servers (one, and a 3-master cluster), started and stopped inside.
+    const cluster = await attempt("cluster rows", () => clusterRows({ quick }));
     Object.assign(results, { passThrough, bullmq, floor, latency, naive, streamMemory, hostProcess, twoHosts, durableAccept, ...extras.results });
 
     // ------------------------------------------------------------ table
@@ -338,6 +341,8 @@ async function main(): Promise<void> {
     if (isMeasured(passThrough)) rows.push({ row: "6 bench process RSS (host + producer + BullMQ), peak", ours: `${passThrough.peakRssMb} MB`, baseline: "-", ratio: "-", target: "-", verdict: "-" });
     rows.push(...extras.toolCacheRows());
     rows.push(...durableAcceptRows(durableAccept));
+    if (isMeasured(cluster)) rows.push(...cluster);
+    else rows.push({ row: "9 cluster rows", ours: `not measured (${cluster.notMeasured})`, baseline: "-", ratio: "-", target: "-", verdict: "-" });
     results.table = rows;
 
     console.log("");

@@ -15,6 +15,7 @@ import type { Pipeline } from "../../functions/pipeline";
 import { loadConfig, type LoadConfigOptions } from "../../worker-host/config";
 import { startRuntime, type Runtime, type RuntimeOptions } from "../../worker-host/runtime";
 import { ensureWebBuild } from "../../worker-host/static-files";
+import { startTestCluster, type TestCluster } from "./cluster";
 import { startTestValkey, type TestValkey } from "./valkey";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -58,7 +59,8 @@ export async function launchBrowser({ width = 1100, height = 900 }: { width?: nu
 }
 
 export interface BrowserStack {
-  valkey: TestValkey;
+  /** The test server, or with WEB_TEST_CLUSTER=1 the 3-master test cluster. */
+  valkey: TestValkey | TestCluster;
   runtime: Runtime;
   browser: TestBrowser;
   /** Browser first (so open SSE streams close from the client side), then runtime and server. */
@@ -68,13 +70,17 @@ export interface BrowserStack {
 /** A test server, the runtime serving `app` and the web client on a free port (`env`: more host settings; `appSettings`: the app's schema), and Chromium. */
 export async function startBrowserStack({ pipeline, app, env = {}, appSettings }: { pipeline: Pipeline; app: RuntimeOptions["app"]; env?: Record<string, string>; appSettings?: LoadConfigOptions["appSettings"] }): Promise<BrowserStack> {
   if (!ensureWebBuild(undefined, () => undefined)) throw new Error("web client build failed (npm run build:web)");
-  const valkey = await startTestValkey();
+  // WEB_TEST_CLUSTER=1 (tests/web-cluster.browser.test.ts): the same stack on a 3-master cluster.
+  const onCluster = process.env.WEB_TEST_CLUSTER === "1";
+  const valkey = onCluster ? await startTestCluster({ masters: 3 }) : await startTestValkey();
+  const store = "url" in valkey ? { VALKEY_URL: valkey.url } : { VALKEY_CLUSTER_NODES: valkey.cluster.seedList };
   const runtime = await startRuntime({
-    config: loadConfig({ VALKEY_URL: valkey.url, PORT: "0", DEMO: "off", KEY_PREFIX: `web${randomHex(3)}`, ...env }, { appSettings }),
+    config: loadConfig({ ...store, PORT: "0", DEMO: "off", KEY_PREFIX: `web${randomHex(3)}`, ...env }, { appSettings }),
     pipeline,
     app,
     log: () => undefined,
   });
+  if (onCluster && runtime.mode !== "cluster") throw new Error(`WEB_TEST_CLUSTER=1 but the runtime runs in ${runtime.mode} mode`);
   const browser = await launchBrowser();
   return {
     valkey,
