@@ -383,7 +383,10 @@ export async function runChaos(o: ChaosOptions): Promise<RunResult> {
         }
         if (hosts.every((h) => stages.every((s) => covered.get(h)!.has(s)))) return { recoveryMs, allHostsMs: Date.now() - endedAt, stalled: [] };
       }
-      const stalled = hosts.filter((h) => !stages.every((s) => covered.get(h)!.has(s))).map((h) => `${h.name} (took ${[...covered.get(h)!].join(",") || "no stage"})`);
+      // The stalled host's own last lines say what its loops were doing.
+      const stalled = hosts
+        .filter((h) => !stages.every((s) => covered.get(h)!.has(s)))
+        .map((h) => `${h.name} (took ${[...covered.get(h)!].join(",") || "no stage"}; its last lines: ${h.output.slice(-6).join(" | ").slice(0, 600)})`);
       return { recoveryMs, stalled };
     };
 
