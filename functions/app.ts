@@ -9,7 +9,11 @@ import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { z } from "zod";
 import { settingsFor } from "./config";
-import { listDeadLetters, redriveDeadLetters } from "./dead-letters";
+import { listDeadLetters, redriveDeadLetters, redriveWithPayload } from "./dead-letters";
+import { rerunRun } from "./rerun";
+import { idempotent } from "./idempotency";
+import { newRunId } from "./envelope";
+import { dueTime, StartRunsBody } from "./delayed";
 import { apiError, requireApiToken, validate } from "./http";
 import { RunId, StageName, StreamEntryId } from "./keys";
 import { limitApiBodies } from "./body-limit";
@@ -87,21 +91,28 @@ export function createApp({ pipeline, apps = [], mcpTools = [] }: { pipeline: Pi
     .post(
       "/v1/runs",
       requireApiToken(),
-      validate("json", z.object({ stage: KnownStage.optional(), payloads: z.array(z.unknown()).min(1).max(500), priority: z.enum(PRIORITIES).optional() }), { tooLargePath: "payloads" }),
+      validate("json", StartRunsBody(KnownStage, PRIORITIES), { tooLargePath: "payloads" }),
       async (c) => {
-        const { stage, payloads, priority } = c.req.valid("json");
+        const body = c.req.valid("json");
+        const { stage, payloads, priority } = body;
         const { keys, settings } = settingsFor(c.env);
-        const runIds = await startRuns(redisFromEnv(c.env ?? {}), payloads, {
-          keys,
-          pipeline,
-          stage,
-          priority,
-          ttlSeconds: settings.CHECKPOINT_TTL_SECONDS,
-          recentRunsMax: settings.RECENT_RUNS_MAX,
-          maxBacklog: settings.BACKPRESSURE_MAX_LAG,
+        const runAt = dueTime(body);
+        return idempotent(c, "runs", body, payloads.map(() => newRunId()), async (runIds) => {
+          await startRuns(redisFromEnv(c.env ?? {}), payloads, {
+            keys,
+            pipeline,
+            stage,
+            priority,
+            runIds,
+            runAt,
+            onceWithinMs: settings.CHECKPOINT_TTL_SECONDS * 1000,
+            ttlSeconds: settings.CHECKPOINT_TTL_SECONDS,
+            recentRunsMax: settings.RECENT_RUNS_MAX,
+            maxBacklog: settings.BACKPRESSURE_MAX_LAG,
+          });
+          await acceptDurably(c.env, { on: settings.DURABLE_ACCEPT, timeoutMs: settings.DURABLE_ACCEPT_TIMEOUT_MS }, runIds);
+          return { accepted: runIds.length, runIds, ...(runAt ? { runAt: new Date(runAt).toISOString() } : {}) };
         });
-        await acceptDurably(c.env, { on: settings.DURABLE_ACCEPT, timeoutMs: settings.DURABLE_ACCEPT_TIMEOUT_MS }, runIds);
-        return c.json({ accepted: runIds.length, runIds }, 202);
       },
     )
     .get("/v1/runs", validate("query", z.object({ limit: z.coerce.number().int().min(1).max(100).default(20), status: z.enum(RUN_STATUSES).optional() })), async (c) => {
@@ -135,17 +146,48 @@ export function createApp({ pipeline, apps = [], mcpTools = [] }: { pipeline: Pi
     .post(
       "/v1/dead-letters/redrive",
       requireApiToken(),
-      validate("json", z.object({ stage: KnownStage, ids: z.array(StreamEntryId).min(1).max(1000).optional() })),
+      validate(
+        "json",
+        z
+          .object({ stage: KnownStage, ids: z.array(StreamEntryId).min(1).max(1000).optional(), payload: z.unknown().optional() })
+          .refine((b) => !Object.hasOwn(b, "payload") || b.ids?.length === 1, { message: "a redrive with an edited payload names exactly one dead letter in ids", path: ["ids"] }),
+      ),
       async (c) => {
-        const { stage, ids } = c.req.valid("json");
+        const body = c.req.valid("json");
+        const { stage, ids } = body;
         const { keys } = settingsFor(c.env);
-        const redriven = await redriveDeadLetters(redisFromEnv(c.env ?? {}), keys, { stage, ids });
+        const redis = redisFromEnv(c.env ?? {});
+        if (Object.hasOwn(body, "payload")) {
+          try {
+            const redriven = await redriveWithPayload(redis, keys, { stage, id: ids![0], payload: body.payload });
+            if (redriven === 0) return apiError(c, 404, "not_found", `no dead letter ${ids![0]} of stage ${stage}`);
+            return c.json({ redriven, edited: true });
+          } catch (err) {
+            return apiError(c, 409, "conflict", (err as Error).message);
+          }
+        }
+        const redriven = await redriveDeadLetters(redis, keys, { stage, ids });
         return c.json({ redriven });
       },
     )
     .post("/mcp", mcp)
     .get("/mcp", mcp)
     .delete("/mcp", mcp)
+    .post(
+      "/v1/runs/:runId/rerun",
+      requireApiToken(),
+      validate("param", z.object({ runId: RunId })),
+      validate("json", z.object({ fromStep: KnownStage, payload: z.unknown().optional() })),
+      async (c) => {
+        const { runId } = c.req.valid("param");
+        const body = c.req.valid("json");
+        const { keys, settings } = settingsFor(c.env);
+        const result = await rerunRun(redisFromEnv(c.env ?? {}), keys, pipeline, { runId, fromStep: body.fromStep, payload: body.payload, hasPayload: Object.hasOwn(body, "payload"), ttlSeconds: settings.CHECKPOINT_TTL_SECONDS });
+        if (!result.ok) return result.code === "not_found" ? apiError(c, 404, "not_found", result.message) : apiError(c, 409, "conflict", result.message);
+        const { ok: _ok, ...answer } = result;
+        return c.json(answer, 202);
+      },
+    )
     .post("/stages/:name", stageRoute(pipeline));
 
   app.notFound((c) => apiError(c, 404, "not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`));

@@ -27,6 +27,8 @@ export const Settings = z.object({
   DURABLE_ACCEPT: z.enum(["on", "off", "true", "false", "1", "0"]).transform((v) => v === "on" || v === "true" || v === "1").default(false),
   /** How long ingest waits for that confirmation before it answers 503 not_durable. */
   DURABLE_ACCEPT_TIMEOUT_MS: z.coerce.number().int().min(10).max(60_000).default(2000),
+  /** How long an Idempotency-Key answers its first answer (POST /v1/runs, app ingest routes). */
+  IDEMPOTENCY_TTL_SECONDS: z.coerce.number().int().min(60).max(30 * 24 * 3600).default(24 * 3600),
 });
 export type Settings = z.infer<typeof Settings>;
 

@@ -1,6 +1,7 @@
 /**
  * Dead letters: list them and redrive them back to their stage's stream.
  */
+import { Envelope } from "./envelope";
 import type { Keys } from "./keys";
 import type { Pipeline } from "./pipeline";
 import { evalScript, type RedisClient } from "./redis";
@@ -50,8 +51,29 @@ export async function listDeadLetters(redis: RedisClient, keys: Keys, pipeline: 
 
 /** Moves dead letters of a stage back to its input stream; all (up to `max`) when no ids are given. */
 export async function redriveDeadLetters(redis: RedisClient, keys: Keys, { stage, ids, max = 1000 }: { stage: string; ids?: string[]; max?: number }): Promise<number> {
+  const now = Date.now();
   const counts = await Promise.all(
-    keys.allPartitions.map((p) => evalScript<number>(redis, "redriveDeadLetters", [keys.deadLetters(stage, p), keys.stream(stage, p)], [max, ...(ids ?? [])])),
+    keys.allPartitions.map((p) => evalScript<number>(redis, "redriveDeadLetters", [keys.deadLetters(stage, p), keys.stream(stage, p)], [max, "", keys.runLogPrefix(p), now, ...(ids ?? [])])),
   );
   return counts.reduce((a, b) => a + Number(b), 0);
+}
+
+/**
+ * Redrives one dead letter with an edited payload: its envelope goes back to
+ * the stage's stream with `payload` in place of the stored one and the
+ * attempt reset. Returns 0 when no partition holds that dead letter.
+ */
+export async function redriveWithPayload(redis: RedisClient, keys: Keys, { stage, id, payload }: { stage: string; id: string; payload: unknown }): Promise<number> {
+  for (const p of keys.allPartitions) {
+    const entries = (await redis.xrange(keys.deadLetters(stage, p), id, id)) as Record<string, Record<string, unknown>>;
+    const fields = entries?.[id];
+    if (!fields) continue;
+    const stored = parseEnvelope(fields.envelope);
+    const parsed = Envelope.safeParse(stored);
+    // A malformed entry has no run to give the payload to: a fresh envelope of a new run would hide where it came from.
+    if (!parsed.success) throw new Error(`dead letter ${id} holds no valid envelope; redrive it without a payload or drop it`);
+    const envelope = { ...parsed.data, attempt: 1, createdAt: Date.now(), payload };
+    return Number(await evalScript<number>(redis, "redriveDeadLetters", [keys.deadLetters(stage, p), keys.stream(stage, p)], [1, JSON.stringify(envelope), keys.runLogPrefix(p), Date.now(), id]));
+  }
+  return 0;
 }

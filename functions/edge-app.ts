@@ -10,7 +10,8 @@ import { createApp, type AppBindings } from "./app";
 import { settingsFor } from "./config";
 import type { Pipeline } from "./pipeline";
 import type { McpTool } from "./mcp";
-import type { AppEnv } from "./redis";
+import { redisFromEnv, type AppEnv } from "./redis";
+import { runDueWork } from "./schedules";
 
 /** What an app's `start` gets from the Node host (`npm start`, `npm run dev`). */
 export interface AppStartContext {
@@ -148,9 +149,10 @@ export function createWorker(appOrPipeline: EdgeApp<any> | Pipeline) {
       const refused = refuseOpenWrites(request, env);
       return refused ?? http.fetch(request, env, ctx as never);
     },
-    async scheduled(_event: unknown, env: AppEnv, ctx?: WaitUntil): Promise<void> {
-      if (!app.scheduled) return;
-      const work = app.scheduled(env, ctx);
+    async scheduled(event: unknown, env: AppEnv, ctx?: WaitUntil): Promise<void> {
+      const at = typeof (event as { scheduledTime?: unknown })?.scheduledTime === "number" ? (event as { scheduledTime: number }).scheduledTime : Date.now();
+      // The framework's due work (delayed runs, schedule ticks) beside the app's own cron handler.
+      const work = Promise.all([runDueWork(env, app.pipeline, redisFromEnv(env), Math.max(at, Date.now())), app.scheduled?.(env, ctx)]);
       ctx?.waitUntil(work);
       await work;
     },

@@ -9,13 +9,17 @@
  * const shout = defineStage({ name: "shout", input: z.object({ text: z.string() }), next: [], handle: ({ text }) => ({ result: text.toUpperCase() }) });
  * export default definePipeline({ name: "hello", stages: [shout] });
  */
-export { defineStage, definePipeline, StageError, type StageDef, type StageContext, type StageOutcome, type Emit, type Pipeline, type FlowLimits, type FlowKeyContext, type FlowKeyFn, type FlowNumber } from "./pipeline";
+export { defineStage, definePipeline, StageError, type StageDef, type StageContext, type StageOutcome, type Emit, type Pipeline, type FlowLimits, type FlowKeyContext, type FlowKeyFn, type FlowNumber, type ScheduleDef, type Schedule } from "./pipeline";
+export { parseCron, type Cron } from "./cron";
+export { fireSchedules, scheduleRunId, nextTicks, runDueWork, type FireReport } from "./schedules";
+export { promoteDue, dueTime } from "./delayed";
+export { idempotent, IDEMPOTENCY_HEADER, REPLAYED_HEADER } from "./idempotency";
 export { defineApp, mountApp, createWorker, asEdgeApp, isPipeline, type EdgeApp, type AppStartContext, type WaitUntil } from "./edge-app";
 export { createApp, parseServerInfo, type App, type AppBindings } from "./app";
 export { createKeys, fnv1a, StageName, RunId, UserId, FeedId, type Keys, type KeyOptions } from "./keys";
 export { settingsFor, type Settings } from "./config";
 export { redisFromEnv, evalScript, type AppEnv, type RedisClient, type ScriptName } from "./redis";
-export { startRuns, readRun, BackpressureError, type StartRunsOptions } from "./runs";
+export { startRuns, startRunsReport, readRun, BackpressureError, type StartRunsOptions, type StartReport } from "./runs";
 export { acceptDurably, NotDurableError, type FsyncBarrier } from "./durable";
 export { apiError, validate, requireApiToken, toIssues, type ApiIssue, type ErrorCode } from "./http";
 export { notifierFromEnv, type ChannelNotifier } from "./notify";

@@ -274,6 +274,21 @@ export function createKeys({ prefix = "ep", partitions = 1, feedBuckets = 16 }: 
      * a replay is refused. Touched alone (SET NX PX), so no tag.
      */
     stageNonce: (nonce: string) => `${prefix}:nonce:${hex(nonce)}`,
+    /**
+     * Idempotency record of one `Idempotency-Key` on one route (`scope`, e.g.
+     * "runs"): request hash, claim lease, stored answer. Touched alone (no tag).
+     */
+    idempotency: (scope: string, keyHash: string) => `${prefix}:idem:${stage(scope)}:${hex(keyHash)}`,
+    /** Delayed runs of a partition: sorted set runId -> due time (ms), moved to their stream by promote-due.lua. */
+    delayed: (p: number) => `${tag(p)}:delayed`,
+    /** Parked runs of a partition (waiting for an event): sorted set runId -> timeout (ms, +inf: none). */
+    parked: (p: number) => `${tag(p)}:parked`,
+    /** Prefix of every stage stream key of partition `p` (`streamKeyPrefix(p) + stage === stream(stage, p)`). */
+    streamKeyPrefix: (p: number) => `${tag(p)}:s:`,
+    /** Prefix of every run-log key of partition `p` (`runLogPrefix(p) + id === runLog(id)`). */
+    runLogPrefix: (p: number) => `${tag(p)}:log:`,
+    /** Prefix of every dead-letter stream of partition `p` (`deadLettersPrefix(p) + stage === deadLetters(stage, p)`). */
+    deadLettersPrefix: (p: number) => `${tag(p)}:dlq:`,
     /** Consumer group name of a stage (one group per stage stream). */
     group: (name: string) => stage(name),
   };

@@ -7,6 +7,7 @@ import type { z } from "zod";
 import type { RedisClient } from "./redis";
 import type { Keys } from "./keys";
 import type { RunStream } from "./run-stream";
+import { parseCron, type Cron } from "./cron";
 
 /** Throw from a handler to fail an envelope; `retryable: false` dead-letters it at once. */
 export class StageError extends Error {
@@ -128,8 +129,27 @@ export function defineStage<S extends z.ZodType>(def: StageDef<S>): StageDef<S> 
   return def;
 }
 
+/** A cron schedule of a pipeline: each tick starts one run, exactly once across every host and the Workers cron. */
+export interface ScheduleDef {
+  /** Short name (`[a-z][a-z0-9-]*`, at most 32 chars), part of each tick's run id. */
+  name: string;
+  /** Five-field cron expression, UTC (functions/cron.ts). */
+  cron: string;
+  /** Payload of each tick's run (default `{ schedule, tick }`: the name and the tick's ISO time). */
+  payload?: unknown;
+  /** Stage the runs start at (default: the pipeline's entry). */
+  stage?: string;
+}
+
+/** A schedule as the pipeline holds it: with its parsed expression. */
+export interface Schedule extends ScheduleDef {
+  parsed: Cron;
+}
+
 export interface Pipeline {
   name: string;
+  /** Cron schedules (`definePipeline({ schedules })`); empty when none. */
+  schedules: readonly Schedule[];
   /** The stage new runs start at. */
   entry: string;
   stages: ReadonlyMap<string, StageDef>;
@@ -142,7 +162,7 @@ export interface Pipeline {
 }
 
 /** Declares a pipeline and checks that every `next` names a known stage. */
-export function definePipeline({ name, stages, triggerStep }: { name: string; stages: StageDef[]; triggerStep?: string }): Pipeline {
+export function definePipeline({ name, stages, triggerStep, schedules = [] }: { name: string; stages: StageDef[]; triggerStep?: string; schedules?: ScheduleDef[] }): Pipeline {
   if (stages.length === 0) throw new Error(`pipeline ${name} has no stages`);
   const byName = new Map<string, StageDef>();
   for (const s of stages) {
@@ -157,5 +177,12 @@ export function definePipeline({ name, stages, triggerStep }: { name: string; st
   if (triggerStep !== undefined && (!/^[a-z][a-z0-9-]{0,31}$/.test(triggerStep) || byName.has(triggerStep))) {
     throw new Error(`pipeline ${name}: trigger step ${triggerStep} must be a stage-like name that is not a stage`);
   }
-  return { name, entry: stages[0].name, stages: byName, ...(triggerStep ? { triggerStep } : {}) };
+  const parsed: Schedule[] = [];
+  for (const sc of schedules) {
+    if (!/^[a-z][a-z0-9-]{0,31}$/.test(sc.name)) throw new Error(`pipeline ${name}: schedule name ${JSON.stringify(sc.name)} must be 1-32 chars of a-z, 0-9 and '-', starting with a letter`);
+    if (parsed.some((p) => p.name === sc.name)) throw new Error(`pipeline ${name}: duplicate schedule ${sc.name}`);
+    if (sc.stage !== undefined && !byName.has(sc.stage)) throw new Error(`pipeline ${name}: schedule ${sc.name} starts at unknown stage ${sc.stage}`);
+    parsed.push({ ...sc, parsed: parseCron(sc.cron) });
+  }
+  return { name, entry: stages[0].name, stages: byName, schedules: parsed, ...(triggerStep ? { triggerStep } : {}) };
 }

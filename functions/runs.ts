@@ -25,6 +25,14 @@ export interface StartRunsOptions {
    * or above this. 0 or omitted: no check.
    */
   maxBacklog?: number;
+  /**
+   * Once-only window, ms: a run id (of `runIds`) whose run started within it
+   * is not started again, and answers as it is (idempotency keys, article
+   * ids, schedule ticks). 0 (default): always start.
+   */
+  onceWithinMs?: number;
+  /** Start later: epoch ms when the runs are due (held in the partition's delayed set until then). */
+  runAt?: number;
 }
 
 /** Default backlog limit of ingest (settings BACKPRESSURE_MAX_LAG). */
@@ -59,7 +67,18 @@ export const RECENT_RUNS_MAX = 10_000;
  * recent-runs index, one script call per partition.
  * Returns the run ids in input order.
  */
-export async function startRuns(redis: RedisClient, payloads: unknown[], { keys, pipeline, stage = pipeline.entry, ttlSeconds = 7 * 24 * 3600, runIds, recentRunsMax = RECENT_RUNS_MAX, maxBacklog = 0, priority }: StartRunsOptions): Promise<string[]> {
+export async function startRuns(redis: RedisClient, payloads: unknown[], options: StartRunsOptions): Promise<string[]> {
+  return (await startRunsReport(redis, payloads, options)).runIds;
+}
+
+/** What startRunsReport did: per run (in input order) whether it started now, was delayed, or existed already. */
+export interface StartReport {
+  runIds: string[];
+  outcomes: Array<"started" | "delayed" | "existing">;
+}
+
+/** startRuns, also saying per run whether it started, was delayed or already existed (once-only starts). */
+export async function startRunsReport(redis: RedisClient, payloads: unknown[], { keys, pipeline, stage = pipeline.entry, ttlSeconds = 7 * 24 * 3600, runIds, recentRunsMax = RECENT_RUNS_MAX, maxBacklog = 0, priority, onceWithinMs = 0, runAt = 0 }: StartRunsOptions): Promise<StartReport> {
   if (!pipeline.stages.has(stage)) throw new Error(`unknown stage ${stage}`);
   const now = Date.now();
   const envelopes: Envelope[] = payloads.map((payload, i) => newEnvelope(stage, payload, { now, priority, ...(runIds ? { runId: runIds[i] } : {}) }));
@@ -74,15 +93,16 @@ export async function startRuns(redis: RedisClient, payloads: unknown[], { keys,
   // script call each, in different slots): each is checked first and the batch is
   // then written unchecked, so it is never half accepted; concurrent batches may
   // overshoot the limit by their own size.
-  let limit = maxBacklog;
-  if (maxBacklog > 0 && byPartition.size > 1) {
+  // A delayed batch adds nothing to the stream now: not checked.
+  let limit = runAt > now ? 0 : maxBacklog;
+  if (limit > 0 && byPartition.size > 1) {
     await Promise.all([...byPartition.keys()].map((p) => checkBacklog(redis, keys, stage, p, maxBacklog, payloads.length)));
     limit = 0;
   }
   const replies = await Promise.all(
     [...byPartition].map(([p, list]) => {
-      const scriptKeys = [keys.stream(stage, p), keys.stageStats(stage, p), keys.recentRuns(p)];
-      const args: Array<string | number> = [stage, now, ttlSeconds, pipeline.triggerStep ?? "", recentRunsMax, keys.group(stage), limit, list.length];
+      const scriptKeys = [keys.stream(stage, p), keys.stageStats(stage, p), keys.recentRuns(p), keys.delayed(p)];
+      const args: Array<string | number> = [stage, now, ttlSeconds, pipeline.triggerStep ?? "", recentRunsMax, keys.group(stage), limit, list.length, onceWithinMs, runAt];
       for (const e of list) {
         scriptKeys.push(keys.run(e.runId), keys.runLog(e.runId));
         args.push(scriptKeys.length - 1, scriptKeys.length, JSON.stringify(e), e.runId);
@@ -91,7 +111,11 @@ export async function startRuns(redis: RedisClient, payloads: unknown[], { keys,
     }),
   );
   for (const reply of replies) if (Number(reply[0]) === -1) throw new BackpressureError(stage, Number(reply[1]), maxBacklog);
-  return envelopes.map((e) => e.runId);
+  const outcome = new Map<string, StartReport["outcomes"][number]>();
+  [...byPartition.values()].forEach((list, i) =>
+    list.forEach((e, k) => outcome.set(e.runId, replies[i][k] === "delayed" ? "delayed" : replies[i][k] === "" || replies[i][k] === null ? "existing" : "started")),
+  );
+  return { runIds: envelopes.map((e) => e.runId), outcomes: envelopes.map((e) => outcome.get(e.runId) ?? "started") };
 }
 
 /** The pre-check of a batch over several partitions (counts the refusal as the script would). */
@@ -105,7 +129,7 @@ async function checkBacklog(redis: RedisClient, keys: Keys, stage: string, p: nu
   throw new BackpressureError(stage, waiting, limit);
 }
 
-export type RunStatus = "running" | "completed" | "failed" | "dead-lettered" | "skipped";
+export type RunStatus = "running" | "completed" | "failed" | "dead-lettered" | "skipped" | "delayed" | "waiting";
 
 export interface RunView {
   runId: string;
@@ -113,7 +137,15 @@ export interface RunView {
   step: string;
   createdAt?: number;
   updatedAt?: number;
-  steps: Array<{ stage: string; status: string; result?: unknown; ms?: number; attempt?: number; error?: string; at?: number; /** The consumer (worker-host) that committed the step. */ by?: string }>;
+  steps: Array<{ stage: string; status: string; result?: unknown; ms?: number; attempt?: number; error?: string; at?: number; /** The consumer (worker-host) that committed the step. */ by?: string; copied?: boolean }>;
+  /** This run is a rerun: of which run, from which step, with its checkpointed or an edited input. */
+  rerunOf?: { runId: string; fromStep: string; input: string };
+  /** Reruns started from this run, oldest first. */
+  reruns?: Array<{ runId: string; fromStep: string; input: string; at: number }>;
+  /** When delayed: the due time (epoch ms). */
+  dueAt?: number;
+  /** When waiting: the event it waits for, until when, and where it goes next. */
+  waitingFor?: { event: string; timeoutAt: number | null; to: string | null; onTimeout: string | null; since: number };
   log: Array<{ id: string; stage: string; event: string; at: number; [k: string]: unknown }>;
 }
 
@@ -141,14 +173,33 @@ export async function readRun(redis: RedisClient, keys: Keys, pipeline: Pipeline
     const failed = hash[`failed:${stage}`];
     if (done !== undefined) {
       const d = parseJson(done);
-      steps.push({ stage, status: String(d.status ?? "completed"), result: d.result, ms: d.ms as number, attempt: d.attempt as number, at: d.at as number, ...(typeof d.by === "string" ? { by: d.by } : {}) });
+      steps.push({ stage, status: String(d.status ?? "completed"), result: d.result, ms: d.ms as number, attempt: d.attempt as number, at: d.at as number, ...(typeof d.by === "string" ? { by: d.by } : {}), ...(d.copied ? { copied: true } : {}) });
     } else if (failed !== undefined) {
       const f = parseJson(failed);
       steps.push({ stage, status: "dead-lettered", error: String(f.error ?? ""), attempt: f.attempts as number, at: f.at as number });
     }
   }
+  const reruns = Object.entries(hash)
+    .filter(([k]) => k.startsWith("rerun:"))
+    .map(([, v]) => parseJson(v) as { runId: string; fromStep: string; input: string; at: number })
+    .sort((a, b) => a.at - b.at);
+  const waiting = hash.wait_event !== undefined ? hash : undefined;
   return {
     runId,
+    ...(hash.rerun_of !== undefined ? { rerunOf: { runId: String(hash.rerun_of), fromStep: String(hash.rerun_from), input: String(hash.rerun_input ?? "checkpointed") } } : {}),
+    ...(reruns.length > 0 ? { reruns } : {}),
+    ...(hash.due_at !== undefined && hash.status === "delayed" ? { dueAt: Number(hash.due_at) } : {}),
+    ...(waiting
+      ? {
+          waitingFor: {
+            event: String(waiting.wait_event),
+            timeoutAt: waiting.wait_timeout_at ? Number(waiting.wait_timeout_at) : null,
+            to: waiting.wait_to ? String(waiting.wait_to) : null,
+            onTimeout: waiting.wait_on_timeout ? String(waiting.wait_on_timeout) : null,
+            since: Number(waiting.wait_since ?? 0),
+          },
+        }
+      : {}),
     status: String(hash.status ?? "running") as RunStatus,
     step: String(hash.step ?? ""),
     createdAt: hash.created_at !== undefined ? Number(hash.created_at) : undefined,
@@ -162,7 +213,7 @@ export async function readRun(redis: RedisClient, keys: Keys, pipeline: Pipeline
 }
 
 /** Run statuses, as checkpoints record them (the GET /v1/runs filter). */
-export const RUN_STATUSES = ["running", "completed", "failed", "dead-lettered", "skipped"] as const satisfies readonly RunStatus[];
+export const RUN_STATUSES = ["running", "completed", "failed", "dead-lettered", "skipped", "delayed", "waiting"] as const satisfies readonly RunStatus[];
 
 /**
  * Index entries examined at most when filtering by status, over all

@@ -7,6 +7,7 @@
 import type { Keys } from "./keys";
 import type { Pipeline } from "./pipeline";
 import { evalScript, type RedisClient } from "./redis";
+import { nextTicks } from "./schedules";
 
 /** Upper bounds (ms) of the handler latency histogram buckets; the last bucket is +Inf. */
 export const LATENCY_BUCKETS_MS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000] as const;
@@ -46,8 +47,19 @@ export interface StageStats {
   buckets: Array<{ le: number | "inf"; count: number }>;
 }
 
+/** Runs waiting on time or events, and the pipeline's schedules. */
+export interface DurableStats {
+  /** Delayed runs not yet due or not yet moved to their stream. */
+  delayed: number;
+  /** Runs parked until an event arrives (or their wait times out). */
+  parked: number;
+  /** Each schedule of the pipeline with its next tick (ISO, UTC). */
+  schedules: Array<{ name: string; cron: string; next: string | null }>;
+}
+
 export interface PipelineStats {
   stages: StageStats[];
+  durable: DurableStats;
   fanout: { deliveries: number };
   toolCache: { hits: number; misses: number };
 }
@@ -118,9 +130,16 @@ export async function readStats(redis: RedisClient, keys: Keys, pipeline: Pipeli
       return stats;
     }),
   );
-  const [counters, deliveries] = await Promise.all([redis.hgetall<Record<string, unknown>>(keys.counters()), readFanoutDeliveries(redis, keys)]);
+  const [counters, deliveries, delayed, parked] = await Promise.all([
+    redis.hgetall<Record<string, unknown>>(keys.counters()),
+    readFanoutDeliveries(redis, keys),
+    Promise.all(keys.allPartitions.map((p) => redis.zcard(keys.delayed(p)))),
+    Promise.all(keys.allPartitions.map((p) => redis.zcard(keys.parked(p)))),
+  ]);
+  const total = (counts: number[]) => counts.reduce((a, b) => a + num(b), 0);
   return {
     stages,
+    durable: { delayed: total(delayed), parked: total(parked), schedules: nextTicks(pipeline) },
     fanout: { deliveries },
     toolCache: { hits: num(counters?.tool_cache_hits), misses: num(counters?.tool_cache_misses) },
   };
@@ -168,6 +187,9 @@ export function renderPrometheus(stats: PipelineStats): string {
     lines.push(`edgepipe_handler_latency_seconds_sum{stage="${s.name}"} ${s.latencyMs.sum / 1000}`);
     lines.push(`edgepipe_handler_latency_seconds_count{stage="${s.name}"} ${s.latencyMs.count}`);
   }
+  lines.push("# HELP edgepipe_runs_delayed Delayed runs waiting for their time.", "# TYPE edgepipe_runs_delayed gauge", `edgepipe_runs_delayed ${stats.durable.delayed}`);
+  lines.push("# HELP edgepipe_runs_parked Runs parked until an event (or their timeout).", "# TYPE edgepipe_runs_parked gauge", `edgepipe_runs_parked ${stats.durable.parked}`);
+  lines.push("# HELP edgepipe_schedules Cron schedules of the pipeline.", "# TYPE edgepipe_schedules gauge", `edgepipe_schedules ${stats.durable.schedules.length}`);
   lines.push("# HELP edgepipe_fanout_deliveries_total Feed deliveries written by fan-out.", "# TYPE edgepipe_fanout_deliveries_total counter", `edgepipe_fanout_deliveries_total ${stats.fanout.deliveries}`);
   lines.push("# HELP edgepipe_tool_cache_hits_total Tool cache hits.", "# TYPE edgepipe_tool_cache_hits_total counter", `edgepipe_tool_cache_hits_total ${stats.toolCache.hits}`);
   lines.push("# HELP edgepipe_tool_cache_misses_total Tool cache misses.", "# TYPE edgepipe_tool_cache_misses_total counter", `edgepipe_tool_cache_misses_total ${stats.toolCache.misses}`);

@@ -2,7 +2,8 @@
 commit-stage: commit one batch of handler results of one stage, in one
 partition, atomically. For every entry: skip it if its step is already
 checkpointed (redelivery); else append its outputs to the next stream(s),
-write the run checkpoint, append the run's activity log (and refresh both
+write the run checkpoint (with each output's envelope as the next step's
+input, field `input:<stage>`, so a rerun can start there), append the run's activity log (and refresh both
 TTLs when the run ends). Each entry is acked first, and only an entry that
 was still pending in the group is committed: a batch read before a server
 crash that cost the server its last writes (everysec and a power loss) may
@@ -52,12 +53,20 @@ for k = 1, n do
     duplicates = duplicates + 1
     i = i + 2 * nOut
   else
+    local fields = { stepField, stepJson, 'step', stage, 'status', runStatus, 'updated_at', now }
     for _ = 1, nOut do
-      redis.call('XADD', KEYS[tonumber(ARGV[i])], '*', 'e', ARGV[i + 1])
+      local stream = KEYS[tonumber(ARGV[i])]
+      redis.call('XADD', stream, '*', 'e', ARGV[i + 1])
+      -- The next step's input, kept for reruns (POST /v1/runs/:runId/rerun).
+      local to = string.match(stream, ':s:([%w%-]+)$')
+      if to then
+        fields[#fields + 1] = 'input:' .. to
+        fields[#fields + 1] = ARGV[i + 1]
+      end
       i = i + 2
     end
     added = added + nOut
-    redis.call('HSET', runKey, stepField, stepJson, 'step', stage, 'status', runStatus, 'updated_at', now)
+    redis.call('HSET', runKey, unpack(fields))
     redis.call('XADD', logKey, 'MAXLEN', '~', logMax, '*', 'stage', stage, 'event', stepStatus, 'at', now, 'data', stepJson)
     -- enqueue-runs set the TTL; refreshing it on every step cost two calls per
     -- entry, so it is refreshed when the run ends (kept TTL after completion).

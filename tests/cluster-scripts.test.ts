@@ -38,6 +38,8 @@ import { definePipeline, defineStage, StageError, type Pipeline } from "../funct
 import type { AppEnv, RedisClient } from "../functions/redis";
 import { listRuns, startRuns } from "../functions/runs";
 import { redriveDeadLetters } from "../functions/dead-letters";
+import { promoteDue } from "../functions/delayed";
+import { rerunRun } from "../functions/rerun";
 import { readStats } from "../functions/stats";
 import { cachedTool } from "../functions/tools/cache";
 import { tryTakeToken } from "../functions/tools/rate-limit";
@@ -60,6 +62,7 @@ interface ScriptCall {
 
 /** Where each script is called from (for the report). */
 const CALLERS: Record<ScriptName, string> = {
+  claimIdempotency: "functions/idempotency.ts idempotent (Idempotency-Key on POST /v1/runs, /v1/articles)",
   commitStage: "worker-host/stage-worker.ts commitPartition",
   deadLetter: "worker-host/stage-worker.ts deadLetter",
   enqueueRuns: "functions/runs.ts startRuns (POST /v1/runs, /v1/articles)",
@@ -72,10 +75,12 @@ const CALLERS: Record<ScriptName, string> = {
   flowRelease: "worker-host/flow-control.ts giveBack, extendLeases",
   listRuns: "functions/runs.ts listRuns (GET /v1/runs)",
   mintFeedId: "functions/news/stages/fetcher.ts",
+  promoteDue: "functions/delayed.ts promoteDue (worker-host/due-work.ts, the Workers cron)",
   pruneConsumers: "worker-host/host.ts pruneConsumers",
   rateLimit: "functions/tools/rate-limit.ts tryTakeToken",
   reclaimIdle: "worker-host/stage-worker.ts reclaim loop",
   redriveDeadLetters: "functions/dead-letters.ts redriveDeadLetters",
+  rerunRun: "functions/rerun.ts rerunRun (POST /v1/runs/:runId/rerun)",
   retryLater: "worker-host/stage-worker.ts retryLater",
   serverInfo: "functions/app.ts GET /health",
   setInterests: "functions/news/users.ts setInterests",
@@ -222,6 +227,16 @@ async function runFlow(): Promise<void> {
 /** The exported functions that are not on the news handlers' path, called on the cluster. */
 async function runOnCluster(): Promise<void> {
   await startRuns(clusterRedis, Array.from({ length: 40 }, (_, n) => ({ title: `t${n}`, body: "b" })), { keys: newsKeys, pipeline: newsPipeline });
+  await startRuns(clusterRedis, Array.from({ length: 24 }, (_, n) => ({ title: `d${n}`, body: "b" })), { keys: newsKeys, pipeline: newsPipeline, runAt: Date.now() + 50 });
+  await sleep(60);
+  expect((await promoteDue(clusterRedis, newsKeys)).moved).toBe(24);
+  const clusterEnv = { REDIS: clusterRedis, KEY_PREFIX: newsKeys.prefix, PARTITIONS: String(newsKeys.partitions), FEED_BUCKETS: String(newsKeys.feedBuckets) };
+  const started = await startRuns(clusterRedis, Array.from({ length: 12 }, (_, n) => ({ title: `r${n}`, body: "b" })), { keys: newsKeys, pipeline: newsPipeline });
+  for (const runId of started) expect((await rerunRun(clusterRedis, newsKeys, newsPipeline, { runId, fromStep: "fetcher", hasPayload: false })).ok).toBe(true);
+  for (const key of ["k1", "k2", "k3", "k1"]) {
+    const res = await newsApp.request("/v1/runs", { method: "POST", headers: { "content-type": "application/json", "idempotency-key": key }, body: JSON.stringify({ payloads: [{ title: "t", body: "b" }] }) }, clusterEnv);
+    expect(res.status).toBe(202);
+  }
   await redriveDeadLetters(clusterRedis, newsKeys, { stage: "fetcher" });
   await readStats(clusterRedis, newsKeys, newsPipeline);
   await listRuns(clusterRedis, newsKeys, { limit: 10, status: "running" });

@@ -139,4 +139,24 @@ describe("deploy bundle in Miniflare", () => {
     const result = await worker.scheduled({ cron: "*/5 * * * *" });
     expect(result.outcome).toBe("ok");
   });
+
+  it("the cron trigger moves due delayed runs to their stream in workerd (each once); an Idempotency-Key replays there too", async () => {
+    const post = (key: string) =>
+      mf.dispatchFetch("http://edge/v1/articles", { method: "POST", headers: { "content-type": "application/json", "idempotency-key": key }, body: JSON.stringify({ articles: [{ title: "Later", body: "b" }], delayMs: 1 }) });
+    const first = await post("edge-1");
+    expect(first.status).toBe(202);
+    const { runIds } = (await first.json()) as { runIds: string[] };
+    const again = await post("edge-1");
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    expect(((await again.json()) as { runIds: string[] }).runIds).toEqual(runIds);
+    const runKey = `${keyPrefix}:{p0}:run:${runIds[0]}`;
+    expect(await valkey.conn.hget(runKey, "status")).toBe("delayed");
+    const stream = `${keyPrefix}:{p0}:s:fetcher`;
+    const before = await valkey.conn.xlen(stream);
+    const worker = (await mf.getWorker()) as unknown as { scheduled(options: { cron: string }): Promise<{ outcome: string }> };
+    expect((await worker.scheduled({ cron: "*/5 * * * *" })).outcome).toBe("ok");
+    expect((await worker.scheduled({ cron: "*/5 * * * *" })).outcome).toBe("ok");
+    expect(await valkey.conn.hget(runKey, "status")).toBe("running");
+    expect(await valkey.conn.xlen(stream)).toBe(before + 1);
+  });
 });

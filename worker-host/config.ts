@@ -58,6 +58,10 @@ export const HostConfig = z.object({
   MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024 * 1024).default(1024 * 1024),
   /** Largest body of a signed stage call, bytes (handed to the app). */
   STAGE_MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024 * 1024).default(32 * 1024 * 1024),
+  /** How long an Idempotency-Key answers its first answer. */
+  IDEMPOTENCY_TTL_SECONDS: z.coerce.number().int().min(60).max(30 * 24 * 3600).default(24 * 3600),
+  /** How often the host moves due delayed runs to their streams, fires schedules and times out parked runs. */
+  DUE_POLL_MS: z.coerce.number().int().min(20).max(60_000).default(250),
 });
 
 export type HostConfig = z.infer<typeof HostConfig> & {

@@ -9,7 +9,8 @@ import type { Pipeline } from "../functions/pipeline";
 import { flowControlFor } from "./flow-control";
 import type { Invoker } from "./invoker";
 import { StageWorker, type StageHealth, type StageWorkerOptions } from "./stage-worker";
-import { isConnectionError, runScript, withTimeout, type Connection } from "./valkey";
+import { DueWork } from "./due-work";
+import { isConnectionError, runScript, upstashOverValkey, withTimeout, type Connection } from "./valkey";
 
 /** A stage and why /health calls it stuck. */
 export interface StuckStage {
@@ -34,6 +35,11 @@ export interface WorkerHostOptions {
   trimIntervalMs?: number;
   /** Consumers with nothing pending and idle this long are deleted from their group. */
   pruneConsumersIdleMs?: number;
+  /** How often due delayed runs, schedule ticks and wait timeouts are handled (DUE_POLL_MS); 0: not on this host. */
+  duePollMs?: number;
+  /** The due loop's clock (tests run schedules on a faster one). */
+  dueClock?: () => number;
+  recentRunsMax?: number;
   log?: (line: string) => void;
   /** The app's environment (settings): flow key functions and limits given as functions read it. */
   env?: Record<string, unknown>;
@@ -44,6 +50,8 @@ export class WorkerHost {
   readonly workers: StageWorker[];
   private trimTimer: ReturnType<typeof setInterval> | undefined;
   private trimming: Promise<unknown> | undefined;
+  /** Delayed runs, schedules and wait timeouts (worker-host/due-work.ts); undefined with duePollMs 0. */
+  readonly due: DueWork | undefined;
 
   constructor(private readonly options: WorkerHostOptions) {
     const { pipeline, keys, conn, invoker, tuning = {}, log = () => {} } = options;
@@ -54,11 +62,17 @@ export class WorkerHost {
       const flow = flowControlFor(pipeline.stages.get(stage), { stage, keys, conn, env: options.env, leaseMs: visibilityMs, recheckMs: Math.min(1000, visibilityMs), log });
       return new StageWorker({ ...tuning, stage, keys, conn, invoker, consumer: this.consumer, log, ...(flow ? { flow } : {}) });
     });
+    const { duePollMs = 250 } = options;
+    this.due =
+      duePollMs > 0
+        ? new DueWork({ pipeline, keys, redis: upstashOverValkey(conn), pollMs: duePollMs, clock: options.dueClock, checkpointTtlSeconds: tuning.checkpointTtlSeconds, recentRunsMax: options.recentRunsMax, log })
+        : undefined;
   }
 
   /** Creates groups and starts every stage's loops. */
   async run(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.run()));
+    this.due?.start();
     const { trimIntervalMs = 5000 } = this.options;
     this.trimTimer = setInterval(() => {
       if (this.trimming) return;
@@ -133,6 +147,7 @@ export class WorkerHost {
    */
   async close(): Promise<void> {
     if (this.trimTimer) clearInterval(this.trimTimer);
+    await this.due?.close();
     const results = await Promise.allSettled(this.workers.map((w) => w.close()));
     for (const r of results) if (r.status === "rejected") this.options.log?.(`[host] worker close failed: ${r.reason}`);
     try {

@@ -6,24 +6,51 @@
 import { settingsFor } from "../config";
 import type { Keys } from "../keys";
 import { redisFromEnv, type AppEnv, type RedisClient } from "../redis";
+import { newRunId } from "../envelope";
 import { startRuns } from "../runs";
+import { sha256HexSync } from "../tools/sha256";
 import { fetchFeed, type FeedArticle } from "../tools/rss";
 import { feedUrlsOf, newsSettings } from "./config";
 import { newsPipeline } from "./pipeline";
 import { ArticleInput, MAX_ARTICLES_PER_CALL } from "./schema";
 
-/** Starts one run per article (in order); returns the run ids. Articles must be validated. */
-export async function ingestArticles(
-  redis: RedisClient,
-  keys: Keys,
-  articles: ArticleInput[],
-  { ttlSeconds, recentRunsMax, maxBacklog }: { ttlSeconds?: number; recentRunsMax?: number; maxBacklog?: number } = {},
-): Promise<string[]> {
-  const runIds: string[] = [];
+/** Default once-only window of article ids (the news DEDUPE_TTL_SECONDS default). */
+const DEDUPE_WINDOW_MS = 7 * 24 * 3600 * 1000;
+
+/**
+ * The run id of an article: derived from the client's own `id` when it has
+ * one (so a re-post within the dedupe window answers the run it started), a
+ * fresh id otherwise.
+ */
+export function articleRunId(article: ArticleInput): string {
+  return article.id !== undefined ? `a${sha256HexSync(`article:${article.id}`).slice(0, 40)}` : newRunId();
+}
+
+export interface IngestOptions {
+  ttlSeconds?: number;
+  recentRunsMax?: number;
+  /** Backpressure limit (settings BACKPRESSURE_MAX_LAG). */
+  maxBacklog?: number;
+  /** Run ids to use (same length as articles); default articleRunId of each. */
+  runIds?: string[];
+  /** An article id re-posted within this window answers its existing run (news DEDUPE_TTL_SECONDS). */
+  dedupeWindowMs?: number;
+  /** Start the runs at this epoch ms (delayed runs). */
+  runAt?: number;
+}
+
+/**
+ * Starts one run per article (in order); returns the run ids. Articles must
+ * be validated. An article whose `id` started a run within the dedupe window
+ * answers that run's id and starts nothing.
+ */
+export async function ingestArticles(redis: RedisClient, keys: Keys, articles: ArticleInput[], { ttlSeconds, recentRunsMax, maxBacklog, runIds = articles.map(articleRunId), dedupeWindowMs = DEDUPE_WINDOW_MS, runAt }: IngestOptions = {}): Promise<string[]> {
+  const out: string[] = [];
   for (let i = 0; i < articles.length; i += MAX_ARTICLES_PER_CALL) {
-    runIds.push(...(await startRuns(redis, articles.slice(i, i + MAX_ARTICLES_PER_CALL), { keys, pipeline: newsPipeline, ttlSeconds, recentRunsMax, maxBacklog })));
+    const chunk = { keys, pipeline: newsPipeline, ttlSeconds, recentRunsMax, maxBacklog, runIds: runIds.slice(i, i + MAX_ARTICLES_PER_CALL), onceWithinMs: dedupeWindowMs, runAt };
+    out.push(...(await startRuns(redis, articles.slice(i, i + MAX_ARTICLES_PER_CALL), chunk)));
   }
-  return runIds;
+  return out;
 }
 
 /** Trims feed items to what ArticleInput accepts, dropping those it cannot. */
@@ -68,7 +95,7 @@ export async function ingestFeedUrls(env: AppEnv, urls: string[], { fetchImpl }:
         });
         const inputs = toArticleInputs(articles);
         if (inputs.length > 0) {
-          await ingestArticles(redis, keys, inputs, { ttlSeconds: settings.CHECKPOINT_TTL_SECONDS, recentRunsMax: settings.RECENT_RUNS_MAX, maxBacklog: settings.BACKPRESSURE_MAX_LAG });
+          await ingestArticles(redis, keys, inputs, { ttlSeconds: settings.CHECKPOINT_TTL_SECONDS, recentRunsMax: settings.RECENT_RUNS_MAX, maxBacklog: settings.BACKPRESSURE_MAX_LAG, dedupeWindowMs: news.DEDUPE_TTL_SECONDS * 1000 });
         }
         return { url, articles: inputs.length, cacheHit: hit };
       } catch (err) {

@@ -11,7 +11,10 @@ import { UserId } from "../keys";
 import { redisFromEnv, type AppEnv } from "../redis";
 import { decodeCursor, readFeedPage, readTopicItems, readTopics } from "./feeds";
 import { acceptDurably } from "../durable";
-import { ingestArticles } from "./ingest";
+import { dueTime } from "../delayed";
+import { idempotent } from "../idempotency";
+import { newsSettings } from "./config";
+import { articleRunId, ingestArticles } from "./ingest";
 import { IngestRequest, Interests, TopicName } from "./schema";
 import { getUser, listDemoUsers, setInterests } from "./users";
 
@@ -20,15 +23,22 @@ const UidParam = z.object({ uid: UserId });
 /** The news routes as a Hono app (mount with `app.route("/", newsRoutes)`). */
 export const newsRoutes = new Hono<{ Bindings: AppEnv }>()
   .post("/v1/articles", requireApiToken(), validate("json", IngestRequest, { tooLargePath: "articles" }), async (c) => {
-    const { articles } = c.req.valid("json");
+    const body = c.req.valid("json");
     const { keys, settings } = settingsFor(c.env);
-    const runIds = await ingestArticles(redisFromEnv(c.env ?? {}), keys, articles, {
-      ttlSeconds: settings.CHECKPOINT_TTL_SECONDS,
-      recentRunsMax: settings.RECENT_RUNS_MAX,
-      maxBacklog: settings.BACKPRESSURE_MAX_LAG,
+    const news = newsSettings(c.env);
+    const runAt = dueTime(body);
+    return idempotent(c, "articles", body, body.articles.map(articleRunId), async (runIds) => {
+      await ingestArticles(redisFromEnv(c.env ?? {}), keys, body.articles, {
+        runIds,
+        runAt,
+        ttlSeconds: settings.CHECKPOINT_TTL_SECONDS,
+        recentRunsMax: settings.RECENT_RUNS_MAX,
+        maxBacklog: settings.BACKPRESSURE_MAX_LAG,
+        dedupeWindowMs: news.DEDUPE_TTL_SECONDS * 1000,
+      });
+      await acceptDurably(c.env, { on: settings.DURABLE_ACCEPT, timeoutMs: settings.DURABLE_ACCEPT_TIMEOUT_MS }, runIds);
+      return { accepted: runIds.length, runIds, ...(runAt ? { runAt: new Date(runAt).toISOString() } : {}) };
     });
-    await acceptDurably(c.env, { on: settings.DURABLE_ACCEPT, timeoutMs: settings.DURABLE_ACCEPT_TIMEOUT_MS }, runIds);
-    return c.json({ accepted: runIds.length, runIds }, 202);
   })
   .put("/v1/users/:uid", requireApiToken(), validate("param", UidParam), validate("json", z.object({ interests: Interests })), async (c) => {
     const { uid } = c.req.valid("param");

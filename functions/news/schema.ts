@@ -4,6 +4,7 @@
  * public API. One module, so every boundary validates with the same rules.
  */
 import { z } from "zod";
+import { MAX_DELAY_MS } from "../delayed";
 import { FeedId } from "../keys";
 import { TOPICS } from "./classify";
 
@@ -26,9 +27,15 @@ export const ArticleInput = z.object({
 export type ArticleInput = z.infer<typeof ArticleInput>;
 
 /** Body of POST /v1/articles. */
-export const IngestRequest = z.object({
-  articles: z.array(ArticleInput).min(1, "send at least one article").max(MAX_ARTICLES_PER_CALL, `at most ${MAX_ARTICLES_PER_CALL} articles per call`),
-});
+export const IngestRequest = z
+  .object({
+    articles: z.array(ArticleInput).min(1, "send at least one article").max(MAX_ARTICLES_PER_CALL, `at most ${MAX_ARTICLES_PER_CALL} articles per call`),
+    /** Start the runs this many ms from now (delayed runs). */
+    delayMs: z.number().int().min(0).max(MAX_DELAY_MS).optional(),
+    /** Start the runs at this time (ISO 8601 or epoch ms). */
+    runAt: z.union([z.string().datetime({ offset: true }), z.number().int().nonnegative()]).optional(),
+  })
+  .refine((b) => b.delayMs === undefined || b.runAt === undefined, { message: "give delayMs or runAt, not both", path: ["runAt"] });
 
 /**
  * fetcher -> classifier: normalized text plus the minted compact id. title and
