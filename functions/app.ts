@@ -11,6 +11,7 @@ import { z } from "zod";
 import { settingsFor } from "./config";
 import { listDeadLetters, redriveDeadLetters, redriveWithPayload } from "./dead-letters";
 import { rerunRun } from "./rerun";
+import { EventName, resumeRun } from "./wait-for";
 import { idempotent } from "./idempotency";
 import { newRunId } from "./envelope";
 import { dueTime, StartRunsBody } from "./delayed";
@@ -173,6 +174,20 @@ export function createApp({ pipeline, apps = [], mcpTools = [] }: { pipeline: Pi
     .post("/mcp", mcp)
     .get("/mcp", mcp)
     .delete("/mcp", mcp)
+    .post(
+      "/v1/runs/:runId/events/:event",
+      requireApiToken(),
+      validate("param", z.object({ runId: RunId, event: EventName })),
+      validate("json", z.object({ data: z.unknown().optional() })),
+      async (c) => {
+        const { runId, event } = c.req.valid("param");
+        const { data } = c.req.valid("json");
+        const { keys } = settingsFor(c.env);
+        const result = await resumeRun(redisFromEnv(c.env ?? {}), keys, { runId, event, data });
+        if (!result.ok) return result.code === "not_found" ? apiError(c, 404, "not_found", result.message) : apiError(c, 409, "conflict", result.message);
+        return c.json({ runId, event, resumed: true, to: result.to }, 202);
+      },
+    )
     .post(
       "/v1/runs/:runId/rerun",
       requireApiToken(),

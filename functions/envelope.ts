@@ -72,9 +72,11 @@ export type StageRequest = z.infer<typeof StageRequest>;
 /** Per-envelope success: the envelopes for the next stage(s) and a small result for the checkpoint. */
 export const StageSuccess = z.object({
   ok: z.literal(true),
-  status: z.enum(["completed", "skipped"]),
+  status: z.enum(["completed", "skipped", "waiting"]),
   outputs: z.array(Envelope),
   result: z.unknown().optional(),
+  /** With status "waiting": the event the run waits for, when it gives up (epoch ms), where it goes next. */
+  waitFor: z.object({ event: z.string(), timeoutAt: z.number().nullable(), to: z.string(), onTimeout: z.string().nullable() }).optional(),
   /** Handler time for this envelope, milliseconds. */
   ms: z.number().nonnegative(),
   /** Cost the handler reported with ctx.reportCost (budgets correct their estimate by it). */

@@ -64,7 +64,7 @@ export async function idempotent<B extends { runIds: string[] }>(
   const recordKey = keys.idempotency(scope, await sha256Hex(key));
   const bodyHash = await sha256Hex(canonicalJson(requestBody));
   const deadline = Date.now() + WAIT_FOR_ANSWER_MS;
-  for (let wait = 10; ; wait = Math.min(wait * 2, 200)) {
+  for (let wait = 25; ; wait = Math.min(wait * 2, 250)) {
     const reply = await evalScript<unknown[]>(redis, "claimIdempotency", [recordKey], [bodyHash, Date.now(), IDEMPOTENCY_LEASE_MS, settings.IDEMPOTENCY_TTL_SECONDS, JSON.stringify(runIds)]);
     const verdict = String(reply[0]);
     if (verdict === "claimed") {
@@ -73,8 +73,10 @@ export async function idempotent<B extends { runIds: string[] }>(
       try {
         answer = await start(Array.isArray(ids) ? ids.map(String) : runIds);
       } catch (err) {
-        // Nothing was started (refused under backpressure, a failed call): a repeat starts afresh instead of waiting out the lease.
-        await redis.del(recordKey).catch(() => undefined);
+        // Refused under backpressure, nothing of the batch was written: a repeat starts afresh instead of
+        // waiting out the lease. Any other failure may have started some runs: the claim stays, and a
+        // repeat takes it over after the lease with the same run ids.
+        if (err instanceof Error && err.name === "BackpressureError") await redis.del(recordKey).catch(() => undefined);
         throw err;
       }
       await redis.hset(recordKey, { state: "done", status: "202", body: JSON.stringify(answer) });

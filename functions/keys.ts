@@ -287,6 +287,8 @@ export function createKeys({ prefix = "ep", partitions = 1, feedBuckets = 16 }: 
     streamKeyPrefix: (p: number) => `${tag(p)}:s:`,
     /** Prefix of every run-log key of partition `p` (`runLogPrefix(p) + id === runLog(id)`). */
     runLogPrefix: (p: number) => `${tag(p)}:log:`,
+    /** Prefix of every stats hash of partition `p` (`statsPrefix(p) + stage === stageStats(stage, p)`). */
+    statsPrefix: (p: number) => `${tag(p)}:stats:`,
     /** Prefix of every dead-letter stream of partition `p` (`deadLettersPrefix(p) + stage === deadLetters(stage, p)`). */
     deadLettersPrefix: (p: number) => `${tag(p)}:dlq:`,
     /** Consumer group name of a stage (one group per stage stream). */

@@ -93,6 +93,18 @@ export interface Emit {
   branch?: string;
 }
 
+/** A handler's request to wait for an event (StageOutcome.waitFor). */
+export interface WaitFor {
+  /** Event name: 1-64 of a-z, 0-9, '_' and '-', starting with a letter. */
+  event: string;
+  /** Give up after this long (ms, at most 366 days); omitted: wait until the checkpoint expires. */
+  timeoutMs?: number;
+  /** The stage the event's data goes to (one of `next`; default the first). */
+  to?: string;
+  /** The stage a timed-out run goes to (one of `next`); omitted: dead-lettered. */
+  onTimeout?: string;
+}
+
 /** What a handler returns. */
 export interface StageOutcome {
   /** Envelopes for the next stage(s). Omit or leave empty to end the run here. */
@@ -101,6 +113,14 @@ export interface StageOutcome {
   result?: unknown;
   /** Set to a reason to end the run as "skipped" (e.g. a duplicate). */
   skipped?: string;
+  /**
+   * Park the run until an outside event arrives (`POST /v1/runs/:runId/events/:event`):
+   * no consumer is held meanwhile. The event's data becomes the payload of `to`
+   * (default: the stage's first `next`). Past `timeoutMs` the run goes to
+   * `onTimeout` (one of `next`, with `{ timedOut, event, waitedMs }`) or, without
+   * one, is dead-lettered. Not together with `emit`.
+   */
+  waitFor?: WaitFor;
 }
 
 export interface StageDef<S extends z.ZodType = z.ZodType> {

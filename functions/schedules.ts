@@ -7,6 +7,7 @@
  */
 import { settingsFor } from "./config";
 import { promoteDue } from "./delayed";
+import { expireWaits } from "./wait-for";
 import type { Keys } from "./keys";
 import type { Pipeline, Schedule } from "./pipeline";
 import type { AppEnv, RedisClient } from "./redis";
@@ -70,11 +71,12 @@ export const EDGE_CATCH_UP_MS = 15 * 60_000;
  * pipeline's schedule ticks of the last EDGE_CATCH_UP_MS fire (each once,
  * however often this and the hosts run).
  */
-export async function runDueWork(env: AppEnv, pipeline: Pipeline, redis: RedisClient, now = Date.now()): Promise<FireReport & { moved: number }> {
+export async function runDueWork(env: AppEnv, pipeline: Pipeline, redis: RedisClient, now = Date.now()): Promise<FireReport & { moved: number; timedOut: number }> {
   const { keys, settings } = settingsFor(env);
-  const [promoted, fired] = await Promise.all([
+  const [promoted, fired, timedOut] = await Promise.all([
     promoteDue(redis, keys, now),
     fireSchedules(redis, keys, pipeline, { sinceMs: now - EDGE_CATCH_UP_MS, now, ttlSeconds: settings.CHECKPOINT_TTL_SECONDS, recentRunsMax: settings.RECENT_RUNS_MAX }),
+    expireWaits(redis, keys, pipeline, now, settings.CHECKPOINT_TTL_SECONDS),
   ]);
-  return { ...fired, moved: promoted.moved };
+  return { ...fired, moved: promoted.moved, timedOut };
 }

@@ -7,7 +7,8 @@ import type { Context } from "hono";
 import type { z } from "zod";
 import { Envelope, MAX_BATCH, StageRequest, type StageItemResult } from "./envelope";
 import { apiError, toIssues } from "./http";
-import { StageError, type Pipeline, type StageDef } from "./pipeline";
+import { StageError, type Pipeline, type StageDef, type StageOutcome } from "./pipeline";
+import { EventName, MAX_WAIT_MS } from "./wait-for";
 import { redisFromEnv, type AppEnv, type RedisClient } from "./redis";
 import { settingsFor } from "./config";
 import { checkSignatureHeaders, NONCE_TTL_MS, verifyStageSignature } from "./signing";
@@ -48,6 +49,7 @@ async function runOne(stage: StageDef, pipeline: Pipeline, env: AppEnv, redis: R
     // Streamed chunks are stored before the step can commit (the SSE route ends on the commit).
     await output.flush();
     const createdAt = Date.now();
+    if (outcome.waitFor) return waitingResult(stage, outcome, createdAt, started);
     const emits = outcome.emit;
     const outputs: Envelope[] = [];
     if (emits) {
@@ -79,6 +81,26 @@ async function runOne(stage: StageDef, pipeline: Pipeline, env: AppEnv, redis: R
     const message = err instanceof Error ? err.message : String(err);
     return { ok: false, error: { message, retryable }, ms: msSince(started), ...(cost !== undefined ? { cost } : {}) };
   }
+}
+
+/** The result of a handler that asked to wait for an event (checked here, so a bad wait fails its envelope for good). */
+function waitingResult(stage: StageDef, outcome: StageOutcome, now: number, started: number): StageItemResult {
+  const w = outcome.waitFor!;
+  const fail = (message: string): StageItemResult => ({ ok: false, error: { message: `stage ${stage.name}: ${message}`, retryable: false }, ms: msSince(started) });
+  if (outcome.emit && outcome.emit.length > 0) return fail("waitFor and emit together: a waiting run emits when its event arrives");
+  if (!EventName.safeParse(w.event).success) return fail(`waitFor.event ${JSON.stringify(w.event)}: ${EventName.safeParse(w.event).error?.issues[0]?.message}`);
+  const to = w.to ?? stage.next[0];
+  if (!to || !stage.next.includes(to)) return fail(`waitFor.to ${to ?? "(none)"} is not one of its next stages [${stage.next.join(", ")}]`);
+  if (w.onTimeout !== undefined && !stage.next.includes(w.onTimeout)) return fail(`waitFor.onTimeout ${w.onTimeout} is not one of its next stages [${stage.next.join(", ")}]`);
+  if (w.timeoutMs !== undefined && (!Number.isInteger(w.timeoutMs) || w.timeoutMs < 0 || w.timeoutMs > MAX_WAIT_MS)) return fail(`waitFor.timeoutMs must be an integer 0..${MAX_WAIT_MS}`);
+  return {
+    ok: true,
+    status: "waiting",
+    outputs: [],
+    result: outcome.result,
+    waitFor: { event: w.event, timeoutAt: w.timeoutMs !== undefined ? now + w.timeoutMs : null, to, onTimeout: w.onTimeout ?? null },
+    ms: msSince(started),
+  };
 }
 
 /** Milliseconds since `started` (a now() reading), to the microsecond. */

@@ -66,6 +66,7 @@ const CALLERS: Record<ScriptName, string> = {
   commitStage: "worker-host/stage-worker.ts commitPartition",
   deadLetter: "worker-host/stage-worker.ts deadLetter",
   enqueueRuns: "functions/runs.ts startRuns (POST /v1/runs, /v1/articles)",
+  expireWaits: "functions/wait-for.ts expireWaits (worker-host/due-work.ts, the Workers cron)",
   extendLease: "worker-host/stage-worker.ts extendLeases",
   fanOut: "functions/news/fan-out.ts fanOutBucketCall",
   flowAcquire: "worker-host/flow-control.ts admit, readmitOnce",
@@ -76,11 +77,13 @@ const CALLERS: Record<ScriptName, string> = {
   listRuns: "functions/runs.ts listRuns (GET /v1/runs)",
   mintFeedId: "functions/news/stages/fetcher.ts",
   promoteDue: "functions/delayed.ts promoteDue (worker-host/due-work.ts, the Workers cron)",
+  parkRuns: "worker-host/park-runs.ts parkRuns (a handler's waitFor)",
   pruneConsumers: "worker-host/host.ts pruneConsumers",
   rateLimit: "functions/tools/rate-limit.ts tryTakeToken",
   reclaimIdle: "worker-host/stage-worker.ts reclaim loop",
   redriveDeadLetters: "functions/dead-letters.ts redriveDeadLetters",
   rerunRun: "functions/rerun.ts rerunRun (POST /v1/runs/:runId/rerun)",
+  resumeRun: "functions/wait-for.ts resumeRun (POST /v1/runs/:runId/events/:event)",
   retryLater: "worker-host/stage-worker.ts retryLater",
   serverInfo: "functions/app.ts GET /health",
   setInterests: "functions/news/users.ts setInterests",
@@ -220,6 +223,28 @@ async function runFlow(): Promise<void> {
     ...(await startRuns(v.redis, Array.from({ length: 6 }, (_, n) => ({ tenant: `t${n % 3}`, n })), { keys, pipeline, priority: "high" })),
   ];
   await eventually(async () => (await Promise.all(runIds.map((id) => v.conn.hget(keys.run(id), "status")))).every((s) => s === "completed"), { timeoutMs: 30_000 });
+  await host.close();
+  await createGroups(keys, pipeline);
+}
+
+/** Runs that wait for an event (parked, resumed by an event, timed out), on the single server. */
+async function runWaits(): Promise<void> {
+  const keys = createKeys({ prefix: `w${randomHex(3)}`, partitions: CLUSTER_KEY_DEFAULTS.partitions });
+  const Payload = z.object({ n: z.number().int() });
+  const ask = defineStage({ name: "ask", input: Payload, next: ["done", "late"], handle: ({ n }) => ({ waitFor: { event: "approved", timeoutMs: n % 2 === 0 ? 60_000 : 50, onTimeout: "late" } }) });
+  const done = defineStage({ name: "done", input: z.unknown(), next: [], handle: () => ({}) });
+  const late = defineStage({ name: "late", input: z.unknown(), next: [], handle: () => ({}) });
+  const pipeline = definePipeline({ name: "waits", stages: [ask, done, late] });
+  const { host, app, env } = makeHost({ pipeline, keys, conn: v.conn, redis: v.redis });
+  await host.run();
+  const runIds = await startRuns(v.redis, Array.from({ length: 24 }, (_, n) => ({ n })), { keys, pipeline });
+  const status = (id: string) => v.conn.hget(keys.run(id), "status");
+  await eventually(async () => (await Promise.all(runIds.map(status))).every((s) => s === "waiting" || s === "completed"), { timeoutMs: 20_000 });
+  for (const id of runIds.filter((_, n) => n % 2 === 0)) {
+    const res = await app.request(`/v1/runs/${id}/events/approved`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ data: { ok: true } }) }, env);
+    expect(res.status).toBe(202);
+  }
+  await eventually(async () => (await Promise.all(runIds.map(status))).every((s) => s === "completed"), { timeoutMs: 20_000 });
   await host.close();
   await createGroups(keys, pipeline);
 }

@@ -10,6 +10,7 @@ import type { Keys } from "../functions/keys";
 import type { Pipeline } from "../functions/pipeline";
 import type { RedisClient } from "../functions/redis";
 import { fireSchedules } from "../functions/schedules";
+import { expireWaits } from "../functions/wait-for";
 import { isConnectionError } from "./valkey";
 
 export interface DueWorkOptions {
@@ -23,8 +24,6 @@ export interface DueWorkOptions {
   catchUpMs?: number;
   /** The clock (tests run schedules on a faster one). */
   clock?: () => number;
-  /** Extra due work per poll (parked-run timeouts). */
-  extra?: Array<(now: number) => Promise<unknown>>;
   log?: (line: string) => void;
 }
 
@@ -36,10 +35,12 @@ export interface DueWorkFigures {
   /** Schedule ticks this host fired (another host or the cron fired the rest). */
   fired: number;
   alreadyFired: number;
+  /** Parked runs this host moved on past their timeout. */
+  timedOut: number;
 }
 
 export class DueWork {
-  readonly figures: DueWorkFigures = { promoted: 0, maxLateMs: 0, fired: 0, alreadyFired: 0 };
+  readonly figures: DueWorkFigures = { promoted: 0, maxLateMs: 0, fired: 0, alreadyFired: 0, timedOut: 0 };
   private timer: ReturnType<typeof setTimeout> | undefined;
   private running = false;
   private busy: Promise<void> | undefined;
@@ -72,17 +73,19 @@ export class DueWork {
     this.timer.unref?.();
   }
 
-  /** One round: promote due delayed runs, fire due schedule ticks, run the extra steps. */
+  /** One round: promote due delayed runs, fire due schedule ticks, time out parked runs. */
   async pollOnce(): Promise<void> {
     const { redis, keys, pipeline } = this.o;
     const now = this.clock();
-    const [promoted, fired] = await Promise.all([
+    const [promoted, fired, timedOut] = await Promise.all([
       promoteDue(redis, keys, now),
       pipeline.schedules.length > 0
         ? fireSchedules(redis, keys, pipeline, { sinceMs: this.since, now, ttlSeconds: this.o.checkpointTtlSeconds, recentRunsMax: this.o.recentRunsMax })
         : undefined,
-      ...(this.o.extra ?? []).map((step) => step(now)),
+      // Waits time out on the real clock (a faster test clock is for schedules).
+      expireWaits(redis, keys, pipeline, Date.now(), this.o.checkpointTtlSeconds),
     ]);
+    this.figures.timedOut += timedOut;
     this.since = now;
     this.figures.promoted += promoted.moved;
     this.figures.maxLateMs = Math.max(this.figures.maxLateMs, promoted.lateMs);

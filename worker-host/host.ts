@@ -65,7 +65,9 @@ export class WorkerHost {
     const { duePollMs = 250 } = options;
     this.due =
       duePollMs > 0
-        ? new DueWork({ pipeline, keys, redis: upstashOverValkey(conn), pollMs: duePollMs, clock: options.dueClock, checkpointTtlSeconds: tuning.checkpointTtlSeconds, recentRunsMax: options.recentRunsMax, log })
+        ? new DueWork({
+            pipeline, keys, redis: upstashOverValkey(conn), pollMs: duePollMs, clock: options.dueClock, checkpointTtlSeconds: tuning.checkpointTtlSeconds, recentRunsMax: options.recentRunsMax, log,
+          })
         : undefined;
   }
 

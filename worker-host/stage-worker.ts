@@ -24,6 +24,7 @@ import type { StageItemResult } from "../functions/envelope";
 import type { Keys } from "../functions/keys";
 import { latencyField } from "../functions/stats";
 import type { FlowControl, FlowTicket } from "./flow-control";
+import { parkRuns } from "./park-runs";
 import type { Invoker } from "./invoker";
 import { StageProgress, type StageProgressSnapshot } from "./stage-progress";
 import { keySlot } from "../functions/key-slot";
@@ -684,8 +685,17 @@ export class StageWorker {
     return map;
   }
 
-  private async commit(items: Array<{ entry: ParsedEntry; result: Extract<StageItemResult, { ok: true }> | null }>): Promise<void> {
+  private async commit(all: Array<{ entry: ParsedEntry; result: Extract<StageItemResult, { ok: true }> | null }>): Promise<void> {
     const now = Date.now();
+    // Runs that wait for an event are parked (park-runs.ts), the rest committed.
+    let items = all;
+    if (all.some((i) => i.result?.status === "waiting")) {
+      const waiting = all.filter((i) => i.result?.status === "waiting");
+      items = all.filter((i) => i.result?.status !== "waiting");
+      const entries = waiting.map(({ entry, result }) => ({ partition: entry.partition, id: entry.id, envelope: entry.envelope!, result: result!, stepField: this.stepField(entry.envelope!) }));
+      await parkRuns(this.o.conn, this.o.keys, { stage: this.stage, consumer: this.o.consumer, entries, now });
+      if (items.length === 0) return;
+    }
     if (this.o.keys.partitions === 1) {
       await this.commitPartition(0, items, now);
       return;
