@@ -6,6 +6,7 @@ import { hostname } from "node:os";
 import { randomHex } from "../functions/envelope";
 import type { Keys } from "../functions/keys";
 import type { Pipeline } from "../functions/pipeline";
+import type { RedisClient } from "../functions/redis";
 import { flowControlFor } from "./flow-control";
 import type { Invoker } from "./invoker";
 import { StageWorker, type StageHealth, type StageWorkerOptions } from "./stage-worker";
@@ -66,7 +67,7 @@ export class WorkerHost {
     this.due =
       duePollMs > 0
         ? new DueWork({
-            pipeline, keys, redis: upstashOverValkey(conn), pollMs: duePollMs, clock: options.dueClock, checkpointTtlSeconds: tuning.checkpointTtlSeconds, recentRunsMax: options.recentRunsMax, log,
+            pipeline, keys, redis: (options.env?.REDIS as RedisClient | undefined) ?? upstashOverValkey(conn), pollMs: duePollMs, clock: options.dueClock, checkpointTtlSeconds: tuning.checkpointTtlSeconds, recentRunsMax: options.recentRunsMax, log,
           })
         : undefined;
   }
