@@ -112,6 +112,16 @@ export function redrive(stage: string) {
   return json(client.v1["dead-letters"].redrive.$post({ json: { stage } }));
 }
 
+/** A new attempt of a run from a step, with its checkpointed input or `payload` when given. */
+export function rerun(runId: string, fromStep: string, payload?: { value: unknown }) {
+  return json(client.v1.runs[":runId"].rerun.$post({ param: { runId }, json: { fromStep, ...(payload ? { payload: payload.value } : {}) } }));
+}
+
+/** Delivers an event to a run parked by waitFor. */
+export function sendEvent(runId: string, event: string, data: unknown) {
+  return json(client.v1.runs[":runId"].events[":event"].$post({ param: { runId, event }, json: { data } }));
+}
+
 export type FeedPage = Awaited<ReturnType<typeof getFeed>>;
 export type UserProfile = Awaited<ReturnType<typeof getUser>>;
 export type TopicSummary = Awaited<ReturnType<typeof getTopics>>["topics"][number];

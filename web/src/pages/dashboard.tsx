@@ -251,6 +251,41 @@ function Latency({ stages }: { stages: StageStats[] }) {
   );
 }
 
+/** Runs waiting on time or on an event, and the pipeline's schedules with their next tick. */
+function Durable({ stats }: { stats: Stats }) {
+  const { delayed, parked, schedules } = stats.durable;
+  return (
+    <section class="panel wide durable-panel" aria-labelledby="durable-h">
+      <h2 id="durable-h">Waiting runs and schedules</h2>
+      <dl class="facts">
+        <div>
+          <dt>Parked (waiting for an event)</dt>
+          <dd class="parked">{formatNumber(parked)}</dd>
+        </div>
+        <div>
+          <dt>Delayed</dt>
+          <dd class="delayed">{formatNumber(delayed)}</dd>
+        </div>
+        <div>
+          <dt>Schedules</dt>
+          <dd class="schedules">{formatNumber(schedules.length)}</dd>
+        </div>
+      </dl>
+      {schedules.length > 0 ? (
+        <ul class="schedule-list">
+          {schedules.map((s) => (
+            <li data-schedule={s.name}>
+              <strong>{s.name}</strong> <code>{s.cron}</code> next {s.next ? new Date(s.next).toLocaleString() : "never"}
+            </li>
+          ))}
+        </ul>
+      ) : (
+        <p class="sub">This pipeline declares no cron schedules (definePipeline schedules).</p>
+      )}
+    </section>
+  );
+}
+
 function ToolCache({ stats, news }: { stats: Stats; news: boolean }) {
   const { hits, misses } = stats.toolCache;
   const lookups = hits + misses;
@@ -446,6 +481,7 @@ export function DashboardPage({ info }: { info: PipelineInfo }) {
         </section>
         <ToolCache stats={latest} news={info.apps.includes("news")} />
       </div>
+      <Durable stats={latest} />
       <Latency stages={latest.stages} />
       <DeadLetters onRedriven={() => void poll()} />
     </div>

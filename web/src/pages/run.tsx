@@ -5,7 +5,7 @@
  * inspector polls while the run is still running.
  */
 import { useEffect, useState } from "preact/hooks";
-import { ApiError, getRun, getRuns, runStreamUrl, type PipelineInfo, type Run, type RunStatus, type RunSummary } from "../api";
+import { ApiError, errorText, getRun, getRuns, rerun, runStreamUrl, sendEvent, type PipelineInfo, type Run, type RunStatus, type RunSummary } from "../api";
 import { ErrorBox, formatAge, formatMs, formatNumber, href, niceTicks } from "../ui";
 const RUN_PATTERN = "[A-Za-z0-9_\\-]{1,64}";
 
@@ -171,7 +171,110 @@ function RunOutput({ runId }: { runId: string }) {
   );
 }
 
-const STATUSES: RunStatus[] = ["running", "completed", "failed", "dead-lettered", "skipped"];
+const STATUSES: RunStatus[] = ["running", "waiting", "delayed", "completed", "failed", "dead-lettered", "skipped"];
+
+/** Parses the JSON a form field holds; undefined for an empty field, an Error for bad JSON. */
+function parseJsonField(text: string): { value: unknown } | undefined | Error {
+  if (!text.trim()) return undefined;
+  try {
+    return { value: JSON.parse(text) as unknown };
+  } catch (err) {
+    return new Error(`not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/** Links of a run to its reruns and to the run it reran; its delay; its wait with a form to send the event. */
+function DurablePanel({ run, info }: { run: Run; info: PipelineInfo }) {
+  const [eventData, setEventData] = useState("{}");
+  const [fromStep, setFromStep] = useState(run.rerunOf?.fromStep ?? info.entry);
+  const [payload, setPayload] = useState("");
+  const [message, setMessage] = useState<{ ok: boolean; text: string } | null>(null);
+  const [busy, setBusy] = useState(false);
+  const act = async (what: () => Promise<string>) => {
+    setBusy(true);
+    try {
+      setMessage({ ok: true, text: await what() });
+    } catch (err) {
+      setMessage({ ok: false, text: errorText(err) });
+    } finally {
+      setBusy(false);
+    }
+  };
+  const wait = run.waitingFor;
+  return (
+    <section class="durable" aria-labelledby="durable-h">
+      <h3 id="durable-h">Waits and reruns</h3>
+      {run.rerunOf && (
+        <p class="rerun-of">
+          Rerun of <a href={href("runs", run.rerunOf.runId)}><code>{run.rerunOf.runId}</code></a> from step <strong>{run.rerunOf.fromStep}</strong> with its {run.rerunOf.input === "edited" ? "edited" : "checkpointed"} input.
+        </p>
+      )}
+      {run.reruns && run.reruns.length > 0 && (
+        <ul class="reruns" aria-label="Reruns of this run">
+          {run.reruns.map((r) => (
+            <li data-rerun={r.runId}>
+              <a href={href("runs", r.runId)}><code>{r.runId}</code></a> from <strong>{r.fromStep}</strong> ({r.input}, {time(r.at)})
+            </li>
+          ))}
+        </ul>
+      )}
+      {run.status === "delayed" && run.dueAt && <p class="delayed">Delayed: starts at {new Date(run.dueAt).toLocaleString()}.</p>}
+      {wait && (
+        <form
+          class="wait-form"
+          aria-label="Send the event"
+          onSubmit={(e) => {
+            e.preventDefault();
+            const data = parseJsonField(eventData);
+            if (data instanceof Error) return setMessage({ ok: false, text: `Event data is ${data.message}` });
+            void act(async () => {
+              const r = await sendEvent(run.runId, wait.event, data?.value ?? null);
+              return `Event ${r.event} sent: the run resumes at ${r.to}.`;
+            });
+          }}
+        >
+          <p class="waiting">
+            Parked, waiting for event <code class="wait-event">{wait.event}</code> since {time(wait.since)}
+            {wait.timeoutAt ? `; times out at ${new Date(wait.timeoutAt).toLocaleString()}` : "; no timeout"}
+            {wait.onTimeout ? ` (then goes to ${wait.onTimeout})` : wait.timeoutAt ? " (then dead-lettered)" : ""}. Its data goes to <strong>{wait.to}</strong>.
+          </p>
+          <label for="event-data">Event data (JSON)</label>
+          <textarea id="event-data" rows={3} value={eventData} onInput={(e) => setEventData(e.currentTarget.value)} />
+          <button type="submit" disabled={busy}>Send {wait.event}</button>
+        </form>
+      )}
+      <form
+        class="rerun-form"
+        aria-label="Rerun from a step"
+        onSubmit={(e) => {
+          e.preventDefault();
+          const edited = parseJsonField(payload);
+          if (edited instanceof Error) return setMessage({ ok: false, text: `Payload is ${edited.message}` });
+          void act(async () => {
+            const r = await rerun(run.runId, fromStep, edited);
+            location.hash = href("runs", r.runId);
+            return `Rerun ${r.runId} started from ${r.fromStep}.`;
+          });
+        }}
+      >
+        <label for="rerun-step">Rerun from step</label>
+        <select id="rerun-step" value={fromStep} onChange={(e) => setFromStep(e.currentTarget.value)}>
+          {info.stages.map((s) => (
+            <option value={s.name}>{s.name}</option>
+          ))}
+        </select>
+        <label for="rerun-payload">Payload (JSON; empty: the input the step had)</label>
+        <textarea id="rerun-payload" rows={3} value={payload} onInput={(e) => setPayload(e.currentTarget.value)} placeholder="(checkpointed input)" />
+        <button type="submit" disabled={busy}>Rerun</button>
+      </form>
+      {message && (
+        <p class={message.ok ? "ok" : "error"} role="status">
+          {message.text}
+        </p>
+      )}
+    </section>
+  );
+}
 const REFRESH_MS = 2000;
 
 /** The newest runs, refreshed every 2 s while the box is ticked. */
@@ -301,7 +404,8 @@ export function RunPage({ runId, info }: { runId?: string; info: PipelineInfo })
         if (cancelled) return;
         setRun(r);
         setError(null);
-        if (r.status === "running") timer = setTimeout(load, 1000);
+        // A running, delayed or parked run changes by itself (or by an event sent from here).
+        if (r.status === "running" || r.status === "waiting" || r.status === "delayed") timer = setTimeout(load, 1000);
       } catch (err) {
         if (cancelled) return;
         setError(err);
@@ -373,6 +477,7 @@ export function RunPage({ runId, info }: { runId?: string; info: PipelineInfo })
           </dl>
           <Waterfall run={run} trigger={info.triggerStep} />
           <RunOutput runId={run.runId} />
+          <DurablePanel key={run.runId} run={run} info={info} />
           <div class="scroll-x">
             <table>
               <caption class="sr-only">Steps</caption>
@@ -394,6 +499,7 @@ export function RunPage({ runId, info }: { runId?: string; info: PipelineInfo })
                     <th scope="row">{s.stage}</th>
                     <td>
                       <span class={`status ${s.status}`}>{s.status}</span>
+                      {s.copied && <small class="copied"> copied</small>}
                     </td>
                     <td class="num">{formatNumber(s.ms, 2)}</td>
                     <td class="num">{s.attempt ?? "–"}</td>
