@@ -285,8 +285,9 @@ beforeAll(async () => {
   await runNews();
   await runFailures();
   await runFlow();
+  await runWaits();
   await runOnCluster();
-}, 90_000);
+}, 180_000);
 
 afterAll(async () => {
   await Promise.allSettled([v?.stop(), t?.stop()]);
