@@ -39,7 +39,7 @@ describe("run inspector: waits and reruns", () => {
     await page.goto(`${runtime.url}/#/runs/${runId}`);
     await page.locator(".facts .status.waiting").waitFor(WAIT);
     expect(await page.locator(".wait-event").textContent()).toBe("approved");
-    expect(await page.locator(".waiting").textContent()).toContain("Its data goes to publish");
+    expect(await page.locator(".wait-note").textContent()).toContain("Its data goes to publish");
     await browser.shot("durable-parked");
     await page.locator("#event-data").fill('{"by":"ana"}');
     await page.getByRole("button", { name: "Send approved" }).click();

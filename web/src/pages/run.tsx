@@ -233,7 +233,7 @@ function DurablePanel({ run, info }: { run: Run; info: PipelineInfo }) {
             });
           }}
         >
-          <p class="waiting">
+          <p class="wait-note">
             Parked, waiting for event <code class="wait-event">{wait.event}</code> since {time(wait.since)}
             {wait.timeoutAt ? `; times out at ${new Date(wait.timeoutAt).toLocaleString()}` : "; no timeout"}
             {wait.onTimeout ? ` (then goes to ${wait.onTimeout})` : wait.timeoutAt ? " (then dead-lettered)" : ""}. Its data goes to <strong>{wait.to}</strong>.
