@@ -147,7 +147,9 @@ export interface RateKeyFigures {
  * (budget: each entry estimated at twice its reported cost, so the measured
  * rate is right only if the correction after the call works). Counts handler
  * starts per key in a window of `seconds` that begins `warmupS` after the
- * first start (past the burst).
+ * first start (past the burst). The burst is one second's worth: it bounds
+ * what a window can exceed the limit by (1/seconds) and lets the readmit loop
+ * lag by up to a second on a loaded machine without losing refill.
  */
 export async function rateScenario({
   conns,
@@ -176,8 +178,8 @@ export async function rateScenario({
   const input = z.object({ key: z.string(), i: z.number().int() });
   const limits =
     kind === "rate"
-      ? { rateLimit: { key: (p: { key: string }) => p.key, perSecond, burst: Math.max(1, Math.round(perSecond / 4)) } }
-      : { budget: { key: (p: { key: string }) => p.key, tokensPerMinute: perSecond * 60 * cost, burst: Math.round(perSecond * cost / 4), estimate: () => 2 * cost } };
+      ? { rateLimit: { key: (p: { key: string }) => p.key, perSecond, burst: perSecond } }
+      : { budget: { key: (p: { key: string }) => p.key, tokensPerMinute: perSecond * 60 * cost, burst: perSecond * cost, estimate: () => 2 * cost } };
   const stage = defineStage({
     name: "limited",
     input,

@@ -7,7 +7,8 @@
  *   npm run flow:rate        rate limit and token budget per key over 60 s,
  *                            two hosts at once (measured vs limit)
  *
- * Options: --flood N --each N --handler-ms N --seconds N --per-second N.
+ * Options: --flood N --each N --handler-ms N --seconds N --per-second N,
+ * --only rate|budget.
  */
 import { parseArgs } from "node:util";
 import { createKeys } from "../functions/keys";
@@ -23,6 +24,7 @@ const { values, positionals } = parseArgs({
     "handler-ms": { type: "string", default: "20" },
     seconds: { type: "string", default: "60" },
     "per-second": { type: "string", default: "20" },
+    only: { type: "string" },
   },
 });
 const what = positionals[0] ?? "fairness";
@@ -43,7 +45,7 @@ async function main(): Promise<void> {
     } else if (what === "rate") {
       const seconds = Number(values.seconds);
       const perSecond = Number(values["per-second"]);
-      for (const kind of ["rate", "budget"] as const) {
+      for (const kind of (values.only ? [values.only] : ["rate", "budget"]) as Array<"rate" | "budget">) {
         const figures = await rateScenario({ conns, keys: createKeys({ prefix: `${kind}${Date.now() % 100000}` }), kind, perSecond, seconds, warmupS: 2, keyCount: 2 });
         const unit = kind === "rate" ? "entries/s" : "tokens/s";
         console.log(`${kind}: 2 keys, 2 hosts, ${seconds} s window`);

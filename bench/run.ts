@@ -33,6 +33,7 @@ import type { FloorPoint } from "./floor";
 import { extraRows, type ExtraRows } from "./extra-rows";
 import { durableAcceptRows, measureDurableAccept } from "./durable-accept";
 import { clusterRows } from "./cluster";
+import { flowCostRows, measureFlowCost } from "./flow-cost";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes("--quick");
@@ -286,9 +287,11 @@ async function main(): Promise<void> {
     const twoHosts = await attempt("two worker-host processes", () => rowHostProcess(server, articles, 2));
     await flush(server);
     const durableAccept = await attempt("durable accept", () => measureDurableAccept({ quick }));
+    await flush(server);
+    const flowCost = await attempt("flow control cost", () => measureFlowCost({ url: server.url, entries: quick ? 5000 : 20_000 }));
     // Its own servers (one, and a 3-master cluster), started and stopped inside.
     const cluster = await attempt("cluster rows", () => clusterRows({ quick }));
-    Object.assign(results, { passThrough, bullmq, floor, latency, naive, streamMemory, hostProcess, twoHosts, durableAccept, ...extras.results });
+    Object.assign(results, { passThrough, bullmq, floor, latency, naive, streamMemory, hostProcess, twoHosts, durableAccept, flowCost, ...extras.results });
 
     // ------------------------------------------------------------ table
     const rows: Row[] = [];
@@ -343,6 +346,7 @@ async function main(): Promise<void> {
     rows.push(...durableAcceptRows(durableAccept));
     if (isMeasured(cluster)) rows.push(...cluster);
     else rows.push({ row: "9 cluster rows", ours: `not measured (${cluster.notMeasured})`, baseline: "-", ratio: "-", target: "-", verdict: "-" });
+    rows.push(...flowCostRows(flowCost));
     results.table = rows;
 
     console.log("");

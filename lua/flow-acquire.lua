@@ -72,7 +72,8 @@ else
   local tokens = tonumber(state[1]) or limit
   local at = tonumber(state[2]) or now
   if now > at then
-    tokens = math.min(limit, tokens + (now - at) * param)
+    -- Refill stops at the capacity; a refund (flow-release adjust) may have lifted it above.
+    if tokens < limit then tokens = math.min(limit, tokens + (now - at) * param) end
     at = now
   end
   for k = 1, n do

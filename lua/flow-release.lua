@@ -8,8 +8,9 @@ ARGV[1]    op: "release" (concurrency: remove the members' slots),
            "extend" (concurrency: push the deadline of members still held),
            "adjust" (rate/budget: add ARGV[4..] token deltas to the bucket; a
            negative delta charges a cost reported after the call, a positive
-           one refunds an estimate that was too high; the bucket never holds
-           more than its capacity and may go into debt),
+           one refunds an estimate that was too high; refill never fills the
+           bucket past its capacity, a refund may (by what was over-charged:
+           those tokens were never spent), and a charge may put it in debt),
            "queue" (lanes: add ARGV[4] to the count of parked entries in
            KEYS[1], never below 0)
 ARGV[2]    now, epoch ms
@@ -39,7 +40,13 @@ elseif op == 'extend' then
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens')) or param
-for k = 4, #ARGV do tokens = tokens + tonumber(ARGV[k]) end
-if tokens > param then tokens = param end
+local refunds = 0
+for k = 4, #ARGV do
+  local d = tonumber(ARGV[k])
+  tokens = tokens + d
+  if d > 0 then refunds = refunds + d end
+end
+-- At most the capacity plus this call's refunds: tokens refunded are not lost to a full bucket.
+if tokens > param + refunds then tokens = param + refunds end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens))
 return math.floor(tokens)

@@ -101,8 +101,8 @@ describe("per-key rate limit and token budget on two hosts at once", () => {
       console.log(`[flow] ${kind} (reduced, 5 s, 2 hosts): ${figures.map((f) => `${f.key} ${f.measured}/s of ${f.limit}/s (${(f.error * 100).toFixed(1)}%, per host ${f.perHost.join("+")})`).join("; ")}`);
       expect(figures).toHaveLength(2);
       for (const f of figures) {
-        // A loaded machine may fall short; it must never exceed the limit by more than rounding.
-        expect(f.error).toBeLessThan(0.1);
+        // A 5 s window: the burst (1 s worth) bounds the excess; a loaded machine may fall short. Unlimited would be many times over, no budget correction -50%.
+        expect(f.error).toBeLessThan(0.25);
         expect(f.error).toBeGreaterThan(-0.25);
         // Both hosts took part (the limit is shared through Valkey, not split per host).
         expect(f.perHost.every((n) => n > 0)).toBe(true);

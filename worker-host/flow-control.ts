@@ -155,7 +155,6 @@ export class FlowControl {
   start(): void {
     if (this.running) return;
     this.running = true;
-    this.busyUntil = Date.now() + 5000;
     this.loop = this.readmitLoop();
     this.extendTimer = setInterval(() => void this.extendLeases(), Math.max(50, Math.floor(this.o.leaseMs / 3)));
     this.extendTimer.unref?.();
@@ -288,6 +287,8 @@ export class FlowControl {
    */
   private async giveBack(held: Held[], results: ReadonlyMap<FlowEntry, StageItemResult>): Promise<number> {
     const byLimiter = new Map<string, { li: number; values: Array<string | number> }>();
+    // Freed keys are looked at first by the next readmit pass, while parked entries were seen lately.
+    const busy = Date.now() < this.busyUntil;
     for (const h of held) {
       h.taken.forEach((t, li) => {
         if (!t) return;
@@ -303,8 +304,8 @@ export class FlowControl {
         let g = byLimiter.get(t.limiter);
         if (!g) byLimiter.set(t.limiter, (g = { li, values: [] }));
         g.values.push(value);
-        if (kind === "concurrency") this.forced.add(`concurrency:${t.limiter.slice(t.limiter.lastIndexOf(":") + 1, -1)}`);
-        else if (kind === "lanes") for (const lane of PRIORITIES) this.forced.add(`lanes:${lane}`);
+        if (busy && kind === "concurrency") this.forced.add(`concurrency:${t.limiter.slice(t.limiter.lastIndexOf(":") + 1, -1)}`);
+        else if (busy && kind === "lanes") for (const lane of PRIORITIES) this.forced.add(`lanes:${lane}`);
       });
       h.taken = [];
     }

@@ -3,7 +3,8 @@
  * shape from GET /v1/pipeline: a diagram of the stages with throughput,
  * backlog and errors on each box, per-stage throughput as a rate over a
  * sliding window, handler latency percentiles (estimated from the histogram,
- * and said so), tool cache, fan-out, and dead letters with a redrive button.
+ * and said so), tool cache, fan-out, flow control (throttled, parked,
+ * readmitted per stage), and dead letters with a redrive button.
  */
 import { useEffect, useRef, useState } from "preact/hooks";
 import { getDeadLetters, getStats, redrive, type DeadLetter, type PipelineInfo, type Stats } from "../api";
@@ -181,6 +182,41 @@ function PipelineDiagram({ info, stages, rates }: { info: PipelineInfo; stages: 
         failures (each attempt, retried or not), dead = entries moved to dead letters, both since the counters began.
       </p>
     </div>
+  );
+}
+
+/** Flow control per stage: entries held back by a limit, waiting now, put back (all zero for a stage without limits). */
+function FlowControl({ stages }: { stages: StageStats[] }) {
+  return (
+    <section class="panel wide" aria-labelledby="flow-h">
+      <h2 id="flow-h">Flow control</h2>
+      <div class="scroll-x">
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">Stage</th>
+              <th scope="col">throttled</th>
+              <th scope="col">parked now</th>
+              <th scope="col">readmitted</th>
+            </tr>
+          </thead>
+          <tbody>
+            {stages.map((s) => (
+              <tr data-stage={s.name}>
+                <th scope="row">{s.name}</th>
+                <td class="num throttled">{formatNumber(s.flow.throttled)}</td>
+                <td class="num parked">{formatNumber(s.flow.parked)}</td>
+                <td class="num readmitted">{formatNumber(s.flow.readmitted)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      <p class="sub how">
+        A stage's per-key limits (concurrency, rate limit, token budget, priority lanes) hold entries back without blocking other keys: throttled = entries parked so far because their key had no room, parked now = entries waiting in the per-key lists,
+        readmitted = entries put back on the stream when their key had room again. Waiting spends no delivery attempt. All zero for a stage without limits; summed over hosts and partitions.
+      </p>
+    </section>
   );
 }
 
@@ -483,6 +519,7 @@ export function DashboardPage({ info }: { info: PipelineInfo }) {
       </div>
       <Durable stats={latest} />
       <Latency stages={latest.stages} />
+      <FlowControl stages={latest.stages} />
       <DeadLetters onRedriven={() => void poll()} />
     </div>
   );
