@@ -6,6 +6,8 @@
  *                            each, 2 concurrent per tenant (per-tenant p99)
  *   npm run flow:rate        rate limit and token budget per key over 60 s,
  *                            two hosts at once (measured vs limit)
+ *   npm run flow:priorities  2,000 low runs then 200 high through a stage
+ *                            with lanes (limit 4): order and ratio
  *
  * Options: --flood N --each N --handler-ms N --seconds N --per-second N,
  * --only rate|budget.
@@ -13,7 +15,7 @@
 import { parseArgs } from "node:util";
 import { createKeys } from "../functions/keys";
 import { connectValkey } from "../worker-host/valkey";
-import { fairnessScenario, rateScenario } from "./flow-scenarios";
+import { fairnessScenario, prioritiesScenario, rateScenario } from "./flow-scenarios";
 import { startBenchServer } from "./harness";
 
 const { values, positionals } = parseArgs({
@@ -51,7 +53,11 @@ async function main(): Promise<void> {
         console.log(`${kind}: 2 keys, 2 hosts, ${seconds} s window`);
         for (const f of figures) console.log(`  ${f.key}: ${f.measured} ${unit} of ${f.limit} (${(f.error * 100).toFixed(2)}%), per host ${f.perHost.join(" + ")} entries`);
       }
-    } else throw new Error(`unknown measurement ${what}: fairness or rate`);
+    } else if (what === "priorities") {
+      const r = await prioritiesScenario({ conns: [conns[0]], keys, low: values.flood === "10000" ? 2000 : Number(values.flood), high: values.each === "100" ? 200 : Number(values.each), handlerMs: Number(values["handler-ms"]) });
+      console.log(`priorities: ${r.low} low runs, then ${r.high} high, lanes limit 4, weights 8:2:1`);
+      console.log(`  last high done ${r.lastHighMs} ms after they were sent, last low ${r.lastLowMs} ms; while high waited: ${r.duringHigh.high} high, ${r.duringHigh.low} low (ratio ${r.ratio}, stated ${r.statedRatio})`);
+    } else throw new Error(`unknown measurement ${what}: fairness, rate or priorities`);
   } finally {
     for (const c of conns) c.disconnect();
     await server.stop();

@@ -257,12 +257,12 @@ export function createKeys({ prefix = "ep", partitions = 1, feedBuckets = 16 }: 
     toolRate: (tool: string) => `${prefix}:tool:rate:${stageOrTool(tool)}`,
     /**
      * Flow limiter of one stage, limit kind and flow key (a zset of slot leases
-     * for concurrency, a token bucket for rate and budget). Tagged by the flow
-     * key itself: one limiter is one slot, and many keys spread over a cluster.
+     * for concurrency and lanes, a token bucket for rate and budget). A stage's
+     * limiters share its tag {fl:<stage>}: a batch's keys are one script call.
      */
-    flowLimiter: (name: string, kind: FlowKind, flowKey: string) => `${prefix}:{fl:${stage(name)}:${kind}:${flowKeyPart(flowKey)}}`,
+    flowLimiter: (name: string, kind: FlowKind, flowKey: string) => `${prefix}:{fl:${stage(name)}}:${kind}:${flowKeyPart(flowKey)}`,
     /** Entries parked in a stage's priority lanes (all partitions): while above 0, new entries queue behind them. Same tag as the lanes limiter. */
-    flowLanesQueued: (name: string) => `${prefix}:{fl:${stage(name)}:lanes:all}:queued`,
+    flowLanesQueued: (name: string) => `${prefix}:{fl:${stage(name)}}:lanes-queued`,
     /** Ready set of a stage in partition `p`: zset "<kind>:<flow key part>" -> when its parked entries may be readmitted. */
     flowReady: (name: string, p: number) => `${tag(p)}:fr:${stage(name)}`,
     /** Prefix of the waiting lists of a stage in partition `p` (`flowWaitingPrefix + readyMember` is the list). */

@@ -1,8 +1,9 @@
 --[[
-flow-release: give back or adjust room in one flow limiter (see
-flow-acquire.lua for the kinds and the limiter's layout).
+flow-release: give back or adjust room in flow limiters of one stage (see
+flow-acquire.lua for the kinds and the limiters' layout), one group per
+limiter; a stage's limiters share one slot.
 
-KEYS[1]    the limiter key
+KEYS[1..]  limiter keys (or, for "queue", the lanes' parked count)
 
 ARGV[1]    op: "release" (concurrency: remove the members' slots),
            "extend" (concurrency: push the deadline of members still held),
@@ -15,38 +16,50 @@ ARGV[1]    op: "release" (concurrency: remove the members' slots),
            KEYS[1], never below 0)
 ARGV[2]    now, epoch ms
 ARGV[3]    extend: lease length, ms; adjust: bucket capacity
-ARGV[4..]  release/extend: members; adjust: deltas
+ARGV[4]    G groups, followed per group by keyIdx, N, then N values:
+           release/extend: members; adjust: deltas; queue: one delta
 
-Returns    release: slots held after the call; extend: members extended;
-           adjust: tokens in the bucket after the call (floored); queue: the count
+Returns    per group: release: slots held after the call; extend: members
+           extended; adjust: tokens in the bucket after the call (floored);
+           queue: the count
 ]]
 local op, now, param = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-if op == 'release' then
-  for k = 4, #ARGV do redis.call('ZREM', KEYS[1], ARGV[k]) end
-  return redis.call('ZCARD', KEYS[1])
-elseif op == 'queue' then
-  local n = redis.call('INCRBY', KEYS[1], ARGV[4])
-  if n < 0 then
-    redis.call('SET', KEYS[1], 0)
-    n = 0
+local out = {}
+local i = 5
+for g = 1, tonumber(ARGV[4]) do
+  local key, n = KEYS[tonumber(ARGV[i])], tonumber(ARGV[i + 1])
+  local first, last = i + 2, i + 1 + n
+  i = last + 1
+  if op == 'release' then
+    for k = first, last do redis.call('ZREM', key, ARGV[k]) end
+    out[g] = redis.call('ZCARD', key)
+  elseif op == 'queue' then
+    local c = redis.call('INCRBY', key, ARGV[first])
+    if c < 0 then
+      redis.call('SET', key, 0)
+      c = 0
+    end
+    redis.call('PEXPIRE', key, 86400000)
+    out[g] = c
+  elseif op == 'extend' then
+    local c = 0
+    for k = first, last do c = c + redis.call('ZADD', key, 'XX', 'CH', now + param, ARGV[k]) end
+    if c > 0 then redis.call('PEXPIRE', key, param + 60000) end
+    out[g] = c
+  elseif redis.call('EXISTS', key) == 0 then
+    out[g] = 0
+  else
+    local tokens = tonumber(redis.call('HGET', key, 'tokens')) or param
+    local refunds = 0
+    for k = first, last do
+      local d = tonumber(ARGV[k])
+      tokens = tokens + d
+      if d > 0 then refunds = refunds + d end
+    end
+    -- At most the capacity plus this call's refunds: tokens refunded are not lost to a full bucket.
+    if tokens > param + refunds then tokens = param + refunds end
+    redis.call('HSET', key, 'tokens', tostring(tokens))
+    out[g] = math.floor(tokens)
   end
-  redis.call('PEXPIRE', KEYS[1], 86400000)
-  return n
-elseif op == 'extend' then
-  local n = 0
-  for k = 4, #ARGV do n = n + redis.call('ZADD', KEYS[1], 'XX', 'CH', now + param, ARGV[k]) end
-  if n > 0 then redis.call('PEXPIRE', KEYS[1], param + 60000) end
-  return n
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens')) or param
-local refunds = 0
-for k = 4, #ARGV do
-  local d = tonumber(ARGV[k])
-  tokens = tokens + d
-  if d > 0 then refunds = refunds + d end
-end
--- At most the capacity plus this call's refunds: tokens refunded are not lost to a full bucket.
-if tokens > param + refunds then tokens = param + refunds end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens))
-return math.floor(tokens)
+return out

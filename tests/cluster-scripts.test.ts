@@ -118,7 +118,7 @@ function recordScripts(conn: Connection, sink: ScriptCall[]): void {
 function tagShape(key: string): string {
   const tag = hashTag(key);
   if (tag === undefined) return "(no tag)";
-  return `{${tag.replace(/^([pb])\d+(-\d+)?$/, "$1<N>").replace(/^fl:.*$/, "fl:<stage>:<kind>:<flow key>")}}`;
+  return `{${tag.replace(/^([pb])\d+(-\d+)?$/, "$1<N>").replace(/^fl:.*$/, "fl:<stage>")}}`;
 }
 
 const SLOT_ERROR = /CROSSSLOT|do not hash to the same slot|non local key|Too many Cluster redirections/;

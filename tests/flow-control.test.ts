@@ -67,7 +67,7 @@ describe("per-key concurrency", () => {
     const pipeline = definePipeline({ name: "lease", stages: [only] });
     // A host that died after its commit, before releasing: its slot lease runs 1.5 s from now.
     const died = Date.now();
-    await runScript(v.conn, "flowAcquire", [keys.flowLimiter("only", "concurrency", "acme")], ["concurrency", died, 1, 1500, 0, 1, "dead-run", 1, ""]);
+    await runScript(v.conn, "flowAcquire", [keys.flowLimiter("only", "concurrency", "acme")], ["concurrency", died, 1, 1500, 0, 0, 1, 1, 1, "dead-run", 1, ""]);
     const { host } = makeHost({ pipeline, keys, conn: v.conn, redis: v.redis, tuning: { visibilityMs: 1500 } });
     await host.run();
     try {

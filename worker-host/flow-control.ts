@@ -218,15 +218,23 @@ export class FlowControl {
         g.amounts.push(amount);
       }
       const denied = new Set<Held>();
-      await Promise.all(
-        [...groups].map(async ([limiter, g]) => {
-          const args: Array<string | number> = [lim.kind, now, lim.cap, lim.param, 0, g.items.length];
-          for (let k = 0; k < g.items.length; k++) {
-            const r = g.items[k].h.entry.reservation;
+      if (groups.size === 0) continue;
+      const list = [...groups];
+      const replies = await this.acquire(
+        lim,
+        list.map(([limiter, g]) => ({
+          limiter,
+          items: g.items.map((item, k) => {
+            const r = item.h.entry.reservation;
             const reserved = r !== undefined && r.startsWith(`${lim.kind}:`) ? (holdsSlots(lim.kind) ? r.slice(lim.kind.length + 1) : "1") : "";
-            args.push(g.items[k].h.member, g.amounts[k], reserved);
-          }
-          const [flags, waitMs] = await runScript<[number[], number]>(this.o.conn, "flowAcquire", this.limiterKeys(lim.kind, limiter), args);
+            return [item.h.member, g.amounts[k], reserved] as [string, number, string];
+          }),
+        })),
+        false,
+        now,
+      );
+      list.forEach(([limiter, g], gi) => {
+          const [flags, waitMs] = replies[gi];
           for (let k = 0; k < g.items.length; k++) {
             const h = g.items[k].h;
             if (Number(flags[k]) === 1) h.taken[li] = { limiter, amount: g.amounts[k] };
@@ -237,8 +245,7 @@ export class FlowControl {
               park.push({ h, kind: lim.kind, flowKey: lim.kind === "lanes" ? (h.entry.envelope!.priority ?? "normal") : g.flowKey, dueAt });
             }
           }
-        }),
-      );
+      });
       if (denied.size > 0) live = live.filter((item) => !denied.has(item.h));
     }
     const ctxOf = new Map<Held, { payload: unknown; ctx: FlowKeyContext }>(allLive.map((item) => [item.h, item]));
@@ -304,22 +311,22 @@ export class FlowControl {
         let g = byLimiter.get(t.limiter);
         if (!g) byLimiter.set(t.limiter, (g = { li, values: [] }));
         g.values.push(value);
-        if (busy && kind === "concurrency") this.forced.add(`concurrency:${t.limiter.slice(t.limiter.lastIndexOf(":") + 1, -1)}`);
+        if (busy && kind === "concurrency") this.forced.add(`concurrency:${t.limiter.slice(t.limiter.lastIndexOf(":") + 1)}`);
         else if (busy && kind === "lanes") for (const lane of PRIORITIES) this.forced.add(`lanes:${lane}`);
       });
       h.taken = [];
     }
     let freed = 0;
     const now = Date.now();
+    // One call per limit kind: a stage's limiters share one slot.
     await Promise.all(
-      [...byLimiter].map(async ([limiter, { li, values }]) => {
-        const lim = this.limiters[li];
+      this.limiters.map(async (lim, li) => {
+        const groups = [...byLimiter].filter(([, g]) => g.li === li).map(([key, g]) => ({ key, values: g.values }));
+        if (groups.length === 0) return;
         if (holdsSlots(lim.kind)) {
-          await runScript(this.o.conn, "flowRelease", [limiter], ["release", now, 0, ...values]);
-          freed += values.length;
-        } else {
-          await runScript(this.o.conn, "flowRelease", [limiter], ["adjust", now, lim.cap, ...values]);
-        }
+          await this.releaseCall("release", now, 0, groups);
+          for (const g of groups) freed += g.values.length;
+        } else await this.releaseCall("adjust", now, lim.cap, groups);
       }),
     );
     return freed;
@@ -347,7 +354,7 @@ export class FlowControl {
           return;
         }
         // Swapped for the entry's own member if it got that far; either way neither is held now.
-        await runScript(this.o.conn, "flowRelease", [keys.flowLimiter(stage, kind, flowKey)], ["release", Date.now(), 0, r.slice(kind.length + 1), h.member]);
+        await this.releaseCall("release", Date.now(), 0, [{ key: keys.flowLimiter(stage, kind, flowKey), values: [r.slice(kind.length + 1), h.member] }]);
       }),
     );
   }
@@ -380,7 +387,7 @@ export class FlowControl {
         const parked = Number(await runScript(this.o.conn, "flowPark", keyList, args));
         this.counters.parked += parked;
         const lanes = list.filter((i) => i.kind === "lanes").length;
-        if (lanes > 0 && parked > 0) await runScript(this.o.conn, "flowRelease", [keys.flowLanesQueued(stage)], ["queue", Date.now(), 0, Math.min(lanes, parked)]);
+        if (lanes > 0 && parked > 0) await this.releaseCall("queue", Date.now(), 0, [{ key: keys.flowLanesQueued(stage), values: [Math.min(lanes, parked)] }]);
       }),
     );
   }
@@ -452,7 +459,7 @@ export class FlowControl {
           const tokens = amounts.map(() => (kind === "concurrency" ? `r:${randomHex(6)}` : "1"));
           const args: Array<string | number> = [kind, now, lim.cap, kind === "concurrency" ? this.o.reserveMs : lim.param, 1, wanted];
           for (let k = 0; k < wanted; k++) args.push(tokens[k], amounts[k], "");
-          const [flags, waitMs] = await runScript<[number[], number]>(this.o.conn, "flowAcquire", [limiter], args);
+          const [[flags, waitMs]] = await this.acquireRaw(kind, args, [limiter]);
           const granted = flags.filter((f) => Number(f) === 1).length;
           const later = kind === "concurrency" ? now + this.o.recheckMs : now + Math.max(1, Number(waitMs) || 1);
           if (granted === 0) {
@@ -474,7 +481,7 @@ export class FlowControl {
       }
       const moved = await runScript<number[]>(this.o.conn, "flowReadmit", keyList, args);
       const lanesMoved = groups.reduce((n, g, k) => n + (g.member.startsWith("lanes:") ? Number(moved[k]) : 0), 0);
-      if (lanesMoved > 0) await runScript(this.o.conn, "flowRelease", [keys.flowLanesQueued(stage)], ["queue", Date.now(), 0, -lanesMoved]);
+      if (lanesMoved > 0) await this.releaseCall("queue", Date.now(), 0, [{ key: keys.flowLanesQueued(stage), values: [-lanesMoved] }]);
       await Promise.all(
         groups.map(async (g, k) => {
           const m = Number(moved[k]);
@@ -483,7 +490,7 @@ export class FlowControl {
           // Another host readmitted these first: free the room reserved for nothing.
           const lim = this.limiters[g.li];
           const rest = g.tokens.slice(m).map((t) => t.slice(t.indexOf(":") + 1));
-          if (holdsSlots(lim.kind)) await runScript(this.o.conn, "flowRelease", [g.limiter], ["release", Date.now(), 0, ...rest]);
+          if (holdsSlots(lim.kind)) await this.releaseCall("release", Date.now(), 0, [{ key: g.limiter, values: rest }]);
         }),
       );
     }
@@ -491,9 +498,36 @@ export class FlowControl {
     return nextDue;
   }
 
-  /** KEYS of a flow-acquire call: the lanes limiter also reads its parked count. */
-  private limiterKeys(kind: FlowKind, limiter: string): string[] {
-    return kind === "lanes" ? [limiter, this.o.keys.flowLanesQueued(this.o.stage)] : [limiter];
+  /** One flow-acquire call for every group of one limit kind (a stage's limiters share one slot). */
+  private acquire(lim: Limiter, groups: Array<{ limiter: string; items: Array<[string, number, string]> }>, prefixOnly: boolean, now: number): Promise<Array<[number[], number]>> {
+    const keys = groups.map((g) => g.limiter);
+    const args: Array<string | number> = [lim.kind, now, lim.cap, lim.param, prefixOnly ? 1 : 0];
+    if (lim.kind === "lanes") keys.push(this.o.keys.flowLanesQueued(this.o.stage));
+    args.push(lim.kind === "lanes" ? keys.length : 0, groups.length);
+    groups.forEach((g, k) => {
+      args.push(k + 1, g.items.length);
+      for (const item of g.items) args.push(...item);
+    });
+    return runScript<Array<[number[], number]>>(this.o.conn, "flowAcquire", keys, args);
+  }
+
+  /**
+   * A single-group acquire from the one-group argument layout the readmit
+   * pass builds: [kind, now, cap, param, prefixOnly, n, ...items].
+   */
+  private acquireRaw(kind: FlowKind, flat: Array<string | number>, keys: string[]): Promise<Array<[number[], number]>> {
+    const [, now, cap, param, prefixOnly, n, ...items] = flat;
+    const lim: Limiter = { kind, key: () => "", cap: Number(cap), param: Number(param), amount: () => 1 };
+    const triples: Array<[string, number, string]> = [];
+    for (let k = 0; k < Number(n); k++) triples.push([String(items[3 * k]), Number(items[3 * k + 1]), String(items[3 * k + 2])]);
+    return this.acquire(lim, [{ limiter: keys[0], items: triples }], Number(prefixOnly) === 1, Number(now));
+  }
+
+  /** One flow-release call over several limiters of the stage. */
+  private releaseCall(op: "release" | "extend" | "adjust" | "queue", now: number, param: number, groups: Array<{ key: string; values: Array<string | number> }>): Promise<unknown> {
+    const args: Array<string | number> = [op, now, param, groups.length];
+    groups.forEach((g, k) => args.push(k + 1, g.values.length, ...g.values));
+    return runScript(this.o.conn, "flowRelease", groups.map((g) => g.key), args);
   }
 
   /**
@@ -514,7 +548,7 @@ export class FlowControl {
     const tokens = Array.from({ length: wanted }, () => `r:${randomHex(6)}`);
     const args: Array<string | number> = ["lanes", now, lim.cap, this.o.reserveMs, 1, wanted];
     for (const t of tokens) args.push(t, 1, "");
-    const [flags] = await runScript<[number[], number]>(this.o.conn, "flowAcquire", this.limiterKeys("lanes", limiter), args);
+    const [[flags]] = await this.acquireRaw("lanes", args, [limiter]);
     const granted = flags.filter((f) => Number(f) === 1).length;
     const counts = new Map<Priority, number>();
     for (let k = 0; k < granted; k++) {
@@ -540,7 +574,7 @@ export class FlowControl {
       return { member, limiter, li, count, tokens: mine, nextDue: now + this.o.recheckMs };
     });
     // Reserved but not handed out (a lane with weight 0): freed at once.
-    if (used < granted) await runScript(this.o.conn, "flowRelease", [limiter], ["release", now, 0, ...tokens.slice(used, granted)]);
+    if (used < granted) await this.releaseCall("release", now, 0, [{ key: limiter, values: tokens.slice(used, granted) }]);
     return groups;
   }
 
@@ -561,7 +595,7 @@ export class FlowControl {
     if (this.holding.size === 0) return;
     const now = Date.now();
     try {
-      await Promise.all([...this.holding].map(([limiter, members]) => runScript(this.o.conn, "flowRelease", [limiter], ["extend", now, this.o.leaseMs, ...members.keys()])));
+      await this.releaseCall("extend", now, this.o.leaseMs, [...this.holding].map(([key, members]) => ({ key, values: [...members.keys()] })));
     } catch (err) {
       this.o.log(`[${this.o.stage}] extending flow leases failed: ${(err as Error).message}`);
     }
