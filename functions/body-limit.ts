@@ -1,8 +1,9 @@
 /**
  * Bounded request bodies, checked before a body is read: a declared
  * Content-Length over the limit is refused at once, and a body without one
- * (chunked) is read through a counting reader that stops at the limit. So a
- * huge post costs at most the limit in memory, on Node and Workers alike.
+ * (chunked) is read through a counting reader that keeps nothing past the limit
+ * (the rest is dropped as it arrives). So a huge post costs at most the limit
+ * in memory, on Node and Workers alike.
  * JSON nesting is bounded too, by a scan of the text (no recursion), so a deep
  * document answers 400 instead of overflowing a stack later.
  */
@@ -35,7 +36,9 @@ export async function readBodyLimited(request: Request, maxBytes: number): Promi
     if (done) break;
     total += value.byteLength;
     if (total > maxBytes) {
-      await reader.cancel().catch(() => {});
+      // Keep nothing more, but let the rest arrive and be dropped: cancelling would reset the
+      // connection under a client still uploading, so it would never read the 413.
+      void discardRest(reader);
       return { ok: false };
     }
     chunks.push(value);
@@ -48,6 +51,15 @@ export async function readBodyLimited(request: Request, maxBytes: number): Promi
     at += chunk.byteLength;
   }
   return { ok: true, bytes };
+}
+
+/** Reads a stream to its end, dropping every chunk (memory stays flat). */
+async function discardRest(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
+  try {
+    for (;;) if ((await reader.read()).done) return;
+  } catch {
+    // the client went away, or the runtime cancelled the body once the answer was sent
+  }
 }
 
 /**

@@ -49,7 +49,9 @@ export function serveHttp({ app, env, keys, pipeline, port, hostname, webDir, ho
   return new Promise((resolve, reject) => {
     let server: ServerType;
     try {
-      server = serve({ fetch, port, hostname }, (info) => {
+      // Headers up to 1 MiB reach the app (which answers them with JSON); beyond, the parser's own
+      // refusal is JSON too (clientError below), never a bare status line or a reset.
+      server = serve({ fetch, port, hostname, serverOptions: { maxHeaderSize: MAX_HEADER_BYTES } }, (info) => {
         resolve({
           url: `http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${info.port}`,
           close: () =>
@@ -61,10 +63,23 @@ export function serveHttp({ app, env, keys, pipeline, port, hostname, webDir, ho
         });
       });
       server.on("error", reject);
+      server.on("clientError", answerClientError);
     } catch (err) {
       reject(err);
     }
   });
+}
+
+/** Largest request head (request line + headers) the Node server reads. */
+export const MAX_HEADER_BYTES = 1024 * 1024;
+
+/** A request the HTTP parser refused (headers too large, malformed): a JSON error as the API gives, then close. */
+function answerClientError(err: NodeJS.ErrnoException, socket: import("node:stream").Duplex): void {
+  if (!socket.writable || (socket as { _httpMessage?: unknown })._httpMessage) return void socket.destroy();
+  const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
+  const status = tooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request";
+  const body = JSON.stringify({ error: tooLarge ? { code: "payload_too_large", message: `request line and headers are larger than ${MAX_HEADER_BYTES} bytes` } : { code: "bad_request", message: "malformed HTTP request" } });
+  socket.end(`HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }
 
 /**

@@ -1,0 +1,500 @@
+/**
+ * `npm run fuzz`: property-based fuzzing (fast-check) of every route of the
+ * news app, under Node (`npm start`'s runtime, API_TOKEN set) and under
+ * workerd (the deploy bundle in Miniflare, reaching Valkey through the REST
+ * bridge), against a server of its own. Random and malicious path parameters,
+ * queries, headers and bodies (path traversal, `{`/`}` hash-tag injection,
+ * `*`, CR/LF, NUL, lone surrogates, huge strings, deep JSON, wrong content
+ * types, forged signatures). The oracle: never a 5xx, every 4xx is JSON
+ * `{ error: { code, message } }`, no request hangs, the process does not
+ * crash, and afterwards SCAN finds no key outside the project's namespaces.
+ *
+ *   npm run fuzz -- --seed 42 --cases 500 [--runtime node|workerd|both] [--rss]
+ *
+ * `--rss` also sends 400 MB unsigned (and forged-signature) stage posts to
+ * the Node runtime and reports its RSS while they stream.
+ */
+import { request as httpRequest } from "node:http";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { pathToFileURL } from "node:url";
+import fc from "fast-check";
+import { newEnvelope } from "../../../functions/envelope";
+import { app, pipeline } from "../../../functions/news/index";
+import { NewsSettings } from "../../../functions/news/config";
+import { signStageRequest, type SigningKey } from "../../../functions/signing";
+import { loadConfig } from "../../config";
+import { startHttpModeStack } from "../../http-mode";
+import { startRuntime } from "../../runtime";
+import { connectValkey, closeConnection } from "../../valkey";
+import { findServerBinary, launchValkey } from "../../valkey-launcher";
+import { buildWorkerBundle } from "../../worker-bundle";
+
+export const FUZZ_TOKEN = "fuzz-api-token-0123";
+const SIGNING_KEY: SigningKey = { kid: "fuzz", secret: "fuzz-signing-secret-0123456789" };
+
+/** Strings an attacker tries in ids, fields and headers. */
+const HOSTILE = [
+  "../../etc/passwd", "..%2f..%2fetc%2fpasswd", "%2e%2e%2f", "/", "\\..\\", "..", ".",
+  "{p0}", "}{", "{b1}:feed:x", "ep:{p0}:run:x", "}", "{", "*", "?", "[a-z]", "\r\nSET x 1\r\n", "\n", "\r", "\0", "a\0b",
+  "\ud800", "\udfff", "x\ud83dy", "😀", "ﾟ", "\u202e", "' OR 1=1 --", "<script>", "${jndi:ldap://x}", "%00", "%", "%zz",
+  "18446744073709551616-0", "18446744073709551615-18446744073709551615", "-1-0", "0-0", "1e999", "NaN", "-0", "null", "true",
+  "__proto__", "constructor", "prototype", "", " ", "u0001", "fetcher", "sports", "a".repeat(65), "x".repeat(10_000),
+];
+const CONTENT_TYPES = ["application/json", "application/json; charset=utf-8", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml", "", "application/json; charset=utf-16", "APPLICATION/JSON"];
+
+export interface FuzzCase {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body?: string;
+  /** Sign the (stage) request with the real key (so it gets past the signature). */
+  sign?: boolean;
+}
+
+const hostileString = fc.oneof(
+  { weight: 4, arbitrary: fc.constantFrom(...HOSTILE) },
+  { weight: 2, arbitrary: fc.string({ maxLength: 40 }) },
+  { weight: 2, arbitrary: fc.string({ unit: "binary", maxLength: 40 }) },
+  { weight: 1, arbitrary: fc.string({ unit: fc.constantFrom("{", "}", "*", ":", "/", "\r", "\n", "\0", "\ud800", "%", "."), maxLength: 20 }) },
+  { weight: 1, arbitrary: fc.integer({ min: 100, max: 200_000 }).map((n) => "y".repeat(n)) },
+);
+
+/** One path segment as a client would put it on the wire (lone surrogates as invalid UTF-8 bytes). */
+function segment(s: string): string {
+  try {
+    return encodeURIComponent(s);
+  } catch {
+    return s.replace(/[\ud800-\udfff]/g, "%ED%A0%80").replace(/[^A-Za-z0-9%_.~-]/g, (ch) => {
+      try {
+        return encodeURIComponent(ch);
+      } catch {
+        return "%ED%A0%80";
+      }
+    });
+  }
+}
+
+const deepJson = fc.integer({ min: 30, max: 6000 }).chain((n) => fc.constantFrom("[", "{\"a\":").map((open) => open.repeat(n) + (open === "[" ? "1" + "]".repeat(n) : "1" + "}".repeat(n))));
+
+/** A JSON-ish value with hostile strings at any depth. */
+const hostileJson: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
+  value: fc.oneof(
+    { depthSize: "small", withCrossShrink: true },
+    hostileString,
+    fc.integer(),
+    fc.double(),
+    fc.boolean(),
+    fc.constant(null),
+    fc.array(tie("value"), { maxLength: 5 }),
+    fc.dictionary(fc.oneof(hostileString, fc.constantFrom("articles", "payloads", "stage", "ids", "interests", "envelopes", "title", "body", "url", "jsonrpc", "method", "params")), tie("value"), { maxKeys: 5 }),
+  ),
+})).value;
+
+/** Bodies shaped like each route's input, with hostile fields, so validation (not just JSON parsing) is exercised. */
+const shapedBody = fc.oneof(
+  fc.record({ articles: fc.array(fc.record({ title: hostileString, body: hostileString, url: hostileString, id: hostileString, source: hostileString, publishedAt: hostileString }, { requiredKeys: ["title", "body"] }), { maxLength: 4 }) }),
+  fc.record({ payloads: fc.array(hostileJson, { minLength: 1, maxLength: 4 }), stage: fc.oneof(hostileString, fc.constantFrom(...pipeline.stages.keys())) }, { requiredKeys: ["payloads"] }),
+  fc.record({ stage: fc.oneof(hostileString, fc.constantFrom(...pipeline.stages.keys())), ids: fc.array(hostileString, { maxLength: 4 }) }, { requiredKeys: ["stage"] }),
+  fc.record({ interests: fc.array(fc.oneof(hostileString, fc.constantFrom("sports", "tech", "world")), { maxLength: 12 }) }),
+  fc.record({ envelopes: fc.array(fc.oneof(hostileJson, fc.constantFrom(...pipeline.stages.keys()).chain((s) => hostileJson.map((p) => ({ ...newEnvelope(s, p), runId: "fz" })))), { maxLength: 3 }) }),
+  fc.record({ jsonrpc: fc.constant("2.0"), id: fc.integer(), method: fc.constantFrom("initialize", "tools/list", "tools/call", "x"), params: hostileJson }),
+  fc.record({ fromStep: hostileString, payload: hostileJson, data: hostileJson }),
+);
+
+const body = fc.oneof(
+  { weight: 4, arbitrary: shapedBody.map((v) => JSON.stringify(v)) },
+  { weight: 2, arbitrary: hostileJson.map((v) => JSON.stringify(v) ?? "null") },
+  { weight: 1, arbitrary: deepJson },
+  { weight: 1, arbitrary: hostileString },
+  { weight: 1, arbitrary: fc.constantFrom("{", "[", "{\"a\":", "\"", "nul", "{\"articles\":[{\"title\":\"\\ud800\",\"body\":\"x\"}]}") },
+  { weight: 1, arbitrary: fc.integer({ min: 1, max: 3 }).map((mb) => JSON.stringify({ payloads: ["z".repeat(mb * 1024 * 1024)] })) },
+);
+
+/** Header values fetch can send (it refuses control characters; those go out raw, see RAW_PROBES). */
+function headerSafe(value: string): string | undefined {
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x08\x0a-\x1f\x7f]/.test(value)) return undefined;
+  try {
+    new Headers({ x: value });
+    return value;
+  } catch {
+    return undefined;
+  }
+}
+
+const headers = fc.record(
+  {
+    "content-type": fc.constantFrom(...CONTENT_TYPES),
+    authorization: fc.oneof(fc.constant(`Bearer ${FUZZ_TOKEN}`), fc.constant("Bearer wrong-token"), hostileString.map((s) => `Bearer ${s}`)),
+    "last-event-id": hostileString,
+    "x-edgepipe-timestamp": fc.oneof(fc.constant(String(Math.floor(Date.now() / 1000))), hostileString),
+    "x-edgepipe-signature": fc.oneof(hostileString, fc.constant(`v2=${"0".repeat(64)},kid=fuzz,nonce=${"a".repeat(32)}`), fc.constant("v1=zz,kid=fuzz")),
+    accept: fc.constantFrom("application/json", "text/event-stream", "*/*", "application/json, text/event-stream"),
+    origin: fc.constantFrom("http://evil.example", "null"),
+  },
+  { requiredKeys: ["content-type"] },
+).map((h) => Object.fromEntries(Object.entries(h).flatMap(([k, v]) => (headerSafe(v) === undefined ? [] : [[k, v]]))));
+
+/** The routes of the app (GET also answers HEAD), as fuzz endpoints. */
+export function fuzzEndpoints(): Array<{ method: string; path: string }> {
+  const seen = new Set<string>();
+  const out: Array<{ method: string; path: string }> = [];
+  for (const r of app.routes) {
+    if (r.method === "ALL" || r.path.includes("*")) continue;
+    const key = `${r.method} ${r.path}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ method: r.method, path: r.path });
+  }
+  out.push({ method: "HEAD", path: "/v1/feeds/:uid/events" });
+  return out;
+}
+
+/** The arbitrary of cases for one endpoint. */
+function casesFor({ method, path }: { method: string; path: string }): fc.Arbitrary<FuzzCase> {
+  const params = [...path.matchAll(/:([A-Za-z]+)/g)].map((m) => m[1]);
+  const paramValues = fc.tuple(...params.map((p) => fc.oneof(hostileString, fc.constantFrom(p === "name" ? "fetcher" : p === "uid" ? "u0001" : p === "topic" ? "sports" : "fz-run")))) as fc.Arbitrary<string[]>;
+  const query = fc.array(fc.tuple(fc.constantFrom("limit", "cursor", "stage", "status", "after", "x", "__proto__"), hostileString), { maxLength: 3 });
+  return fc.record({ values: paramValues, query, headers, body, sign: fc.boolean(), rawMethod: fc.constantFrom(method, method, method, "PATCH", "OPTIONS") }).map(({ values, query, headers, body, sign, rawMethod }) => {
+    let i = 0;
+    const filled = path.replace(/:([A-Za-z]+)/g, () => segment(values[i++] ?? ""));
+    const qs = query.length ? `?${query.map(([k, v]) => `${k}=${segment(v)}`).join("&")}` : "";
+    const withBody = !["GET", "HEAD", "OPTIONS"].includes(rawMethod);
+    return { method: rawMethod, path: filled + qs, headers, ...(withBody ? { body } : {}), sign: sign && path.startsWith("/stages/") };
+  });
+}
+
+export interface EndpointReport {
+  endpoint: string;
+  cases: number;
+  statuses: Record<string, number>;
+  serverErrors: number;
+  nonJson4xx: number;
+  hangs: number;
+  /** workerd answered 431 itself (request head over its limit) before the Worker ran. */
+  platform431: number;
+  /** /health answered 503 (its contract when Valkey is slow), counted apart. */
+  health503: number;
+  examples: string[];
+}
+
+export interface FuzzReport {
+  runtime: string;
+  endpoints: EndpointReport[];
+  totalCases: number;
+  serverErrors: number;
+  nonJson4xx: number;
+  hangs: number;
+  platform431: number;
+  crashes: number;
+  keysOutside: string[];
+  rawProbes?: number;
+  rawBad?: string[];
+}
+
+type Send = (c: FuzzCase) => Promise<{ status: number; contentType: string; text: string }>;
+
+async function runCases(runtime: string, send: Send, { seed, cases }: { seed: number; cases: number }): Promise<EndpointReport[]> {
+  const reports: EndpointReport[] = [];
+  for (const [n, endpoint] of fuzzEndpoints().entries()) {
+    const samples = fc.sample(casesFor(endpoint), { seed: seed + n, numRuns: cases });
+    const report: EndpointReport = { endpoint: `${endpoint.method} ${endpoint.path}`, cases: 0, statuses: {}, serverErrors: 0, nonJson4xx: 0, hangs: 0, platform431: 0, health503: 0, examples: [] };
+    // A few at a time: enough to overlap waiting, not a load test.
+    for (let i = 0; i < samples.length; i += 8) {
+      await Promise.all(
+        samples.slice(i, i + 8).map(async (c) => {
+          report.cases++;
+          const describe = () => `${c.method} ${c.path.slice(0, 120)} ${JSON.stringify(c.headers).slice(0, 200)} body=${(c.body ?? "").slice(0, 120)}`;
+          try {
+            const res = await send(c);
+            report.statuses[res.status] = (report.statuses[res.status] ?? 0) + 1;
+            if (res.status === 503 && endpoint.path === "/health") {
+              // /health's contract: 503 when Valkey does not answer within 700 ms (a loaded machine), not an error of the input.
+              report.health503++;
+            } else if (res.status >= 500) {
+              report.serverErrors++;
+              if (report.examples.length < 5) report.examples.push(`${res.status}: ${describe()} -> ${res.text.slice(0, 300)}`);
+            } else if (runtime === "workerd" && res.status === 431 && /header too large/i.test(res.text)) {
+              // workerd's own limit on the request head (the Worker never sees the request): counted, reported, not the app's answer.
+              report.platform431++;
+            } else if (res.status >= 400 && c.method !== "HEAD" && !isErrorJson(res, endpoint.path === "/mcp")) {
+              report.nonJson4xx++;
+              if (report.examples.length < 5) report.examples.push(`${res.status} not JSON: ${describe()} -> ${res.text.slice(0, 200)}`);
+            }
+          } catch (err) {
+            report.hangs++;
+            const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+            if (report.examples.length < 5) report.examples.push(`no answer (${(err as Error).message}${cause ? `: ${cause.code ?? ""} ${cause.message ?? ""}` : ""}): ${describe()}`);
+          }
+        }),
+      );
+    }
+    reports.push(report);
+    console.log(`[fuzz ${runtime}] ${report.endpoint}: ${report.cases} cases, statuses ${JSON.stringify(report.statuses)}${report.serverErrors + report.nonJson4xx + report.hangs ? `, PROBLEMS ${report.serverErrors} 5xx / ${report.nonJson4xx} non-JSON 4xx / ${report.hangs} hangs` : ""}`);
+  }
+  return reports;
+}
+
+/** The API's error shape; on /mcp a JSON-RPC error (`{ jsonrpc, error: { code: number, message } }`) is the protocol's. */
+function isErrorJson(res: { contentType: string; text: string }, jsonRpc: boolean): boolean {
+  if (!res.contentType.includes("application/json")) return false;
+  try {
+    const body = JSON.parse(res.text) as { error?: { code?: unknown; message?: unknown } };
+    if (jsonRpc && typeof body.error?.code === "number" && typeof body.error?.message === "string") return true;
+    return typeof body.error?.code === "string" && typeof body.error?.message === "string";
+  } catch {
+    return false;
+  }
+}
+
+/** Reads a response, stopping early for a stream (SSE) once its headers arrived. */
+async function readAnswer(res: Response, abort: AbortController): Promise<{ status: number; contentType: string; text: string }> {
+  const contentType = res.headers.get("content-type") ?? "";
+  if (contentType.includes("text/event-stream")) {
+    abort.abort();
+    return { status: res.status, contentType, text: "" };
+  }
+  return { status: res.status, contentType, text: await res.text() };
+}
+
+async function signedHeaders(c: FuzzCase): Promise<Record<string, string>> {
+  if (!c.sign) return c.headers;
+  const path = c.path.split("?")[0];
+  return { ...c.headers, ...(await signStageRequest(SIGNING_KEY, c.method, decodeURIComponentSafe(path), c.body ?? "")) };
+}
+
+function decodeURIComponentSafe(path: string): string {
+  try {
+    return new URL(path, "http://x").pathname;
+  } catch {
+    return path;
+  }
+}
+
+/**
+ * Requests fetch cannot send (CR/LF/NUL in the request line and headers,
+ * oversized heads, broken framing), written to the socket as is. Each must
+ * get a JSON 4xx or a clean close, never a 5xx.
+ */
+const RAW_PROBES = [
+  "GET /v1/users/a\r\nSET%20x HTTP/1.1\r\nHost: x\r\n\r\n",
+  "GET /v1/users/u1 HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n",
+  "GET /v1/users/u1 HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n",
+  "GET /v1/feeds/u1/events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 1\r\nLast-Event-ID\0: 2\r\n\r\n",
+  "POST /v1/runs HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n{}{}{}",
+  "POST /v1/runs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nzz\r\n",
+  "POST /stages/fetcher HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffff\r\n",
+  `GET /v1/users/${"a".repeat(2 * 1024 * 1024)} HTTP/1.1\r\nHost: x\r\n\r\n`,
+  `GET /v1/topics HTTP/1.1\r\nHost: x\r\nX-Big: ${"b".repeat(2 * 1024 * 1024)}\r\n\r\n`,
+  "\0\0\0\0\r\n\r\n",
+  "GET / HTTP/9.9\r\n\r\n",
+];
+
+/** Sends the raw probes; counts answers that are 5xx or a 4xx without a JSON body. */
+async function rawProbes(url: string): Promise<{ probes: number; bad: string[] }> {
+  const { connect } = await import("node:net");
+  const { hostname, port } = new URL(url);
+  const bad: string[] = [];
+  for (const probe of RAW_PROBES) {
+    const answer = await new Promise<string>((resolve) => {
+      const socket = connect(Number(port), hostname);
+      let text = "";
+      socket.setTimeout(10_000, () => socket.destroy());
+      socket.on("data", (d) => (text += d.toString("latin1")));
+      socket.on("close", () => resolve(text));
+      socket.on("error", () => undefined);
+      socket.write(probe, "latin1", () => socket.end());
+    });
+    const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 0);
+    const json = /content-type: application\/json/i.test(answer) && /"error":\{"code":"/.test(answer);
+    if (status >= 500 || (status >= 400 && !json)) bad.push(`${JSON.stringify(probe.slice(0, 60))} -> ${answer.slice(0, 120)}`);
+  }
+  return { probes: RAW_PROBES.length, bad };
+}
+
+export interface FuzzOptions {
+  seed?: number;
+  cases?: number;
+  runtimes?: Array<"node" | "workerd">;
+  rss?: boolean;
+  log?: (line: string) => void;
+}
+
+/** Starts a server, the runtimes, fuzzes them, checks the keyspace; resolves with one report per runtime. */
+export async function runFuzz({ seed = 42, cases = 500, runtimes = ["node", "workerd"], rss = false, log = console.log }: FuzzOptions = {}): Promise<{ reports: FuzzReport[]; rss?: RssReport }> {
+  const dir = mkdtempSync(join(tmpdir(), "edgepipe-fuzz-"));
+  const valkey = await launchValkey({ dataDir: join(dir, "valkey"), binary: findServerBinary(), appendOnly: false });
+  const admin = connectValkey(valkey.url, { name: "fuzz-admin", log: () => {} });
+  const reports: FuzzReport[] = [];
+  let crashes = 0;
+  const onCrash = (err: unknown) => {
+    crashes++;
+    log(`[fuzz] unhandled: ${(err as Error)?.stack ?? err}`);
+  };
+  process.on("unhandledRejection", onCrash);
+  process.on("uncaughtException", onCrash);
+  const quietError = console.error;
+  // The app logs every 500 with its details; the fuzz counts them instead.
+  console.error = () => {};
+  let rssReport: RssReport | undefined;
+  try {
+    const base = { VALKEY_URL: valkey.url, PORT: "0", HOST: "127.0.0.1", DEMO: "off", API_TOKEN: FUZZ_TOKEN, STAGE_SIGNING_KEYS: `${SIGNING_KEY.kid}:${SIGNING_KEY.secret}`, WEB_DIR: "", BLOCK_MS: "200" };
+    if (runtimes.includes("node")) {
+      const rt = await startRuntime({ config: loadConfig({ ...base, KEY_PREFIX: "fzn" }, { appSettings: NewsSettings }), pipeline, app, log: () => {} });
+      try {
+        // Signed stage calls over HTTP: the Node app verifies them like a Worker does (STAGE_SIGNING_KEYS is set).
+        const send: Send = async (c) => {
+          const abort = new AbortController();
+          const timer = setTimeout(() => abort.abort(new Error("no answer within 20 s")), 20_000);
+          try {
+            const res = await fetch(`${rt.url}${c.path}`, { method: c.method, headers: await signedHeaders(c), body: c.body, signal: abort.signal });
+            return await readAnswer(res, abort);
+          } finally {
+            clearTimeout(timer);
+          }
+        };
+        const endpoints = await runCases("node", send, { seed, cases });
+        const raw = await rawProbes(rt.url);
+        log(`[fuzz node] raw socket probes (CR/LF/NUL in the head, 2 MB heads, broken framing): ${raw.probes}, bad answers ${raw.bad.length}${raw.bad.length ? `: ${raw.bad.join("; ")}` : ""}`);
+        reports.push({ ...summarize("node", endpoints, crashes), rawProbes: raw.probes, rawBad: raw.bad });
+        if (rss) rssReport = await measureRss(rt.url, log);
+      } finally {
+        await rt.close();
+      }
+    }
+    if (runtimes.includes("workerd")) {
+      const bundle = await buildWorkerBundle({ outdir: join(dir, "worker") });
+      const stack = await startHttpModeStack({
+        config: loadConfig({ ...base, KEY_PREFIX: "fzw", UPSTASH_REDIS_REST_URL: "http://127.0.0.1:0" }, { appSettings: NewsSettings }),
+        pipeline,
+        workerd: { kind: "miniflare", scriptPath: bundle.scriptPath },
+        vars: { STAGE_SIGNING_KEYS: `${SIGNING_KEY.kid}:${SIGNING_KEY.secret}` },
+        log: () => {},
+      });
+      try {
+        const send: Send = async (c) => {
+          const abort = new AbortController();
+          const timer = setTimeout(() => abort.abort(new Error("no answer within 20 s")), 20_000);
+          try {
+            const res = await fetch(`${stack.url}${c.path}`, { method: c.method, headers: await signedHeaders(c), body: c.body, signal: abort.signal });
+            return await readAnswer(res, abort);
+          } finally {
+            clearTimeout(timer);
+          }
+        };
+        const before = crashes;
+        const endpoints = await runCases("workerd", send, { seed, cases });
+        reports.push(summarize("workerd", endpoints, crashes - before));
+      } finally {
+        await stack.close();
+      }
+    }
+    // Every key on the server must be in a namespace of the runtimes.
+    const outside: string[] = [];
+    let cursor = "0";
+    do {
+      const [next, keys] = (await admin.scan(cursor, "COUNT", 1000)) as [string, string[]];
+      cursor = next;
+      for (const k of keys) if (!k.startsWith("fzn:") && !k.startsWith("fzw:")) outside.push(k);
+    } while (cursor !== "0");
+    for (const r of reports) r.keysOutside = outside;
+  } finally {
+    console.error = quietError;
+    process.off("unhandledRejection", onCrash);
+    process.off("uncaughtException", onCrash);
+    await closeConnection(admin, 500);
+    await valkey.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return { reports, rss: rssReport };
+}
+
+function summarize(runtime: string, endpoints: EndpointReport[], crashes: number): FuzzReport {
+  const sum = (f: (e: EndpointReport) => number) => endpoints.reduce((a, e) => a + f(e), 0);
+  return { runtime, endpoints, totalCases: sum((e) => e.cases), serverErrors: sum((e) => e.serverErrors), nonJson4xx: sum((e) => e.nonJson4xx), hangs: sum((e) => e.hangs), platform431: sum((e) => e.platform431), crashes, keysOutside: [] };
+}
+
+export interface RssReport {
+  baselineMb: number;
+  peakMb: number;
+  posts: Array<{ kind: string; status: number; sentMb: number; ms: number }>;
+}
+
+/** Streams `mb` MB to the stage route without buffering it here; resolves with the answer's status. */
+function streamPost(url: string, mb: number, headers: Record<string, string>): Promise<{ status: number; sentMb: number }> {
+  return new Promise((resolve, reject) => {
+    const chunk = Buffer.alloc(1024 * 1024, 0x20);
+    let sent = 0;
+    let status = 0;
+    const req = httpRequest(`${url}/stages/fetcher`, { method: "POST", headers: { "content-type": "application/json", ...headers } }, (res) => {
+      status = res.statusCode ?? 0;
+      res.resume();
+      res.on("end", () => {
+        req.destroy();
+        resolve({ status, sentMb: sent });
+      });
+    });
+    req.on("error", (err) => (status ? resolve({ status, sentMb: sent }) : reject(err)));
+    const pump = () => {
+      while (sent < mb && !status) {
+        sent++;
+        if (!req.write(chunk)) return void req.once("drain", pump);
+      }
+      if (!status) req.end();
+    };
+    pump();
+  });
+}
+
+/** RSS of this process (the Node runtime runs in it) while 400 MB stage posts stream in. */
+async function measureRss(url: string, log: (line: string) => void): Promise<RssReport> {
+  global.gc?.();
+  const baseline = process.memoryUsage().rss;
+  let peak = baseline;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
+  const posts: RssReport["posts"] = [];
+  try {
+    const forged = { "x-edgepipe-timestamp": String(Math.floor(Date.now() / 1000)), "x-edgepipe-signature": `v2=${"0".repeat(64)},kid=fuzz,nonce=${"b".repeat(32)}` };
+    for (const [kind, headers] of [["unsigned", {}], ["unsigned", {}], ["unsigned", {}], ["forged signature (valid headers)", forged]] as const) {
+      const started = Date.now();
+      const { status, sentMb } = await streamPost(url, 400, headers);
+      posts.push({ kind, status, sentMb, ms: Date.now() - started });
+      log(`[fuzz rss] 400 MB ${kind} stage post: ${status} after ${sentMb} MB sent; rss peak so far ${(peak / 1e6).toFixed(0)} MB`);
+    }
+  } finally {
+    clearInterval(sampler);
+  }
+  return { baselineMb: Math.round(baseline / 1e6), peakMb: Math.round(peak / 1e6), posts };
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { seed: { type: "string", default: "42" }, cases: { type: "string", default: "500" }, runtime: { type: "string", default: "both" }, rss: { type: "boolean", default: false } },
+  });
+  const runtimes = values.runtime === "both" ? (["node", "workerd"] as const) : ([values.runtime] as Array<"node" | "workerd">);
+  const started = Date.now();
+  const { reports, rss } = await runFuzz({ seed: Number(values.seed), cases: Number(values.cases), runtimes: [...runtimes], rss: values.rss });
+  let failed = false;
+  for (const r of reports) {
+    console.log(`\n${r.runtime}: ${r.totalCases} cases over ${r.endpoints.length} endpoints (${Math.min(...r.endpoints.map((e) => e.cases))} to ${Math.max(...r.endpoints.map((e) => e.cases))} each), seed ${values.seed}`);
+    console.log(`  5xx ${r.serverErrors}, non-JSON 4xx ${r.nonJson4xx}, hangs ${r.hangs}, crashes ${r.crashes}, keys outside the namespace ${r.keysOutside.length}${r.platform431 ? `; workerd's own 431 for heads over its limit: ${r.platform431}` : ""}`);
+    for (const e of r.endpoints) for (const ex of e.examples) console.log(`  ${e.endpoint}: ${ex}`);
+    if (r.rawProbes !== undefined) console.log(`  raw socket probes ${r.rawProbes}, bad answers ${r.rawBad?.length ?? 0}${r.rawBad?.length ? `: ${r.rawBad.join("; ")}` : ""}`);
+    if (r.serverErrors || r.nonJson4xx || r.hangs || r.crashes || r.keysOutside.length || r.rawBad?.length) failed = true;
+    if (r.keysOutside.length) console.log(`  outside: ${r.keysOutside.slice(0, 10).join(", ")}`);
+  }
+  if (rss) console.log(`\nRSS under 400 MB stage posts: baseline ${rss.baselineMb} MB, peak ${rss.peakMb} MB; ${rss.posts.map((p) => `${p.kind} -> ${p.status} after ${p.sentMb} MB`).join("; ")}`);
+  console.log(`\nfuzz ${failed ? "FAILED" : "passed"} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  process.exit(failed ? 1 : 0);
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  main(process.argv.slice(2)).catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
