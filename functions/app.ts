@@ -28,6 +28,7 @@ import { apiCors } from "./cors";
 import { isUnavailableError, withDeadline } from "./unavailable";
 import { acceptDurably, NotDurableError, notDurableMessage } from "./durable";
 import { serveRunStream } from "./run-stream";
+import { parseTraceparent } from "./envelope";
 import { frameworkMcpTools, mcpRoute, type McpTool } from "./mcp";
 
 export type AppBindings = { Bindings: AppEnv };
@@ -110,6 +111,7 @@ export function createApp({ pipeline, apps = [], mcpTools = [] }: { pipeline: Pi
             ttlSeconds: settings.CHECKPOINT_TTL_SECONDS,
             recentRunsMax: settings.RECENT_RUNS_MAX,
             maxBacklog: settings.BACKPRESSURE_MAX_LAG,
+            trace: parseTraceparent(c.req.header("traceparent")),
           });
           await acceptDurably(c.env, { on: settings.DURABLE_ACCEPT, timeoutMs: settings.DURABLE_ACCEPT_TIMEOUT_MS }, runIds);
           return { accepted: runIds.length, runIds, ...(runAt ? { runAt: new Date(runAt).toISOString() } : {}) };

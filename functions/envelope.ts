@@ -7,6 +7,10 @@ import { RUN_ID_PATTERN, RunId, STAGE_NAME_PATTERN, StageName } from "./keys";
 
 const TRACE_ID_PATTERN = /^(?!0{32})[0-9a-f]{32}$/;
 const BRANCH_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+const SPAN_ID_PATTERN = /^(?!0{16})[0-9a-f]{16}$/;
+
+/** W3C trace-context span id: 16 lowercase hex chars, not all zero. */
+export const SpanId = z.string().regex(SPAN_ID_PATTERN, "span ids are 16 lowercase hex chars");
 
 /** W3C trace-context trace id: 32 lowercase hex chars, not all zero. */
 export const TraceId = z.string().regex(TRACE_ID_PATTERN, "traceId must be 32 lowercase hex chars");
@@ -24,6 +28,12 @@ export const Envelope = z.object({
   branch: z.string().regex(BRANCH_PATTERN).optional(),
   /** The run's priority lane (absent: normal); carried to every later envelope of the run. */
   priority: z.enum(["high", "low"]).optional(),
+  /** The span this envelope's hop is a child of (the previous hop's, or the run's ingest span). */
+  parentSpanId: SpanId.optional(),
+  /** Entry envelopes: the caller's span (from its `traceparent`), parent of the ingest span. */
+  callerSpanId: SpanId.optional(),
+  /** Set by a tracing worker-host on dispatch: the hop's own span, parent of the outputs. */
+  spanId: SpanId.optional(),
   payload: z.unknown(),
 });
 export type Envelope = z.infer<typeof Envelope>;
@@ -49,6 +59,12 @@ export function checkEnvelope(value: unknown): Envelope | undefined {
   if (v.branch !== undefined) {
     if (typeof v.branch !== "string" || !BRANCH_PATTERN.test(v.branch)) return undefined;
     out.branch = v.branch;
+  }
+  for (const f of ["parentSpanId", "callerSpanId", "spanId"] as const) {
+    const id = v[f];
+    if (id === undefined) continue;
+    if (typeof id !== "string" || !SPAN_ID_PATTERN.test(id)) return undefined;
+    out[f] = id;
   }
   if (v.priority !== undefined) {
     if (v.priority !== "high" && v.priority !== "low") return undefined;
@@ -132,8 +148,23 @@ export function newRunId(now = Date.now()): string {
 }
 
 /** Builds the first envelope of a new run. */
-export function newEnvelope(stage: string, payload: unknown, { runId = newRunId(), now = Date.now(), priority }: { runId?: string; now?: number; priority?: Priority } = {}): Envelope {
-  const envelope: Envelope = { runId, stage, attempt: 1, traceId: randomHex(16), createdAt: now, payload };
+export function newEnvelope(stage: string, payload: unknown, { runId = newRunId(), now = Date.now(), priority, trace }: { runId?: string; now?: number; priority?: Priority; trace?: TraceParent } = {}): Envelope {
+  // parentSpanId names the run's ingest span, parent of its first hop (a tracing host exports it).
+  const envelope: Envelope = { runId, stage, attempt: 1, traceId: trace?.traceId ?? randomHex(16), createdAt: now, parentSpanId: randomHex(8), payload };
+  if (trace) envelope.callerSpanId = trace.spanId;
   if (priority && priority !== "normal") envelope.priority = priority;
   return envelope;
+}
+
+/** A caller's W3C trace context: the trace to join and the caller's span. */
+export interface TraceParent {
+  traceId: string;
+  spanId: string;
+}
+
+/** Parses a W3C `traceparent` header (`00-<trace id>-<span id>-<flags>`); undefined when absent or malformed (a new trace starts). */
+export function parseTraceparent(header: string | undefined | null): TraceParent | undefined {
+  const m = header ? /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/.exec(header.trim()) : null;
+  if (!m || m[1] === "ff" || !TRACE_ID_PATTERN.test(m[2]) || !SPAN_ID_PATTERN.test(m[3])) return undefined;
+  return { traceId: m[2], spanId: m[3] };
 }

@@ -2,7 +2,7 @@
  * Starting runs and reading them back: checkpoint hash + activity log, and
  * the recent-runs list (GET /v1/runs).
  */
-import { newEnvelope, type Envelope, type Priority } from "./envelope";
+import { newEnvelope, type Envelope, type Priority, type TraceParent } from "./envelope";
 import type { Keys } from "./keys";
 import type { Pipeline } from "./pipeline";
 import { evalScript, type RedisClient } from "./redis";
@@ -33,6 +33,8 @@ export interface StartRunsOptions {
   onceWithinMs?: number;
   /** Start later: epoch ms when the runs are due (held in the partition's delayed set until then). */
   runAt?: number;
+  /** The caller's trace (its `traceparent` header): the runs join it. */
+  trace?: TraceParent;
 }
 
 /** Default backlog limit of ingest (settings BACKPRESSURE_MAX_LAG). */
@@ -78,10 +80,10 @@ export interface StartReport {
 }
 
 /** startRuns, also saying per run whether it started, was delayed or already existed (once-only starts). */
-export async function startRunsReport(redis: RedisClient, payloads: unknown[], { keys, pipeline, stage = pipeline.entry, ttlSeconds = 7 * 24 * 3600, runIds, recentRunsMax = RECENT_RUNS_MAX, maxBacklog = 0, priority, onceWithinMs = 0, runAt = 0 }: StartRunsOptions): Promise<StartReport> {
+export async function startRunsReport(redis: RedisClient, payloads: unknown[], { keys, pipeline, stage = pipeline.entry, ttlSeconds = 7 * 24 * 3600, runIds, recentRunsMax = RECENT_RUNS_MAX, maxBacklog = 0, priority, onceWithinMs = 0, runAt = 0, trace }: StartRunsOptions): Promise<StartReport> {
   if (!pipeline.stages.has(stage)) throw new Error(`unknown stage ${stage}`);
   const now = Date.now();
-  const envelopes: Envelope[] = payloads.map((payload, i) => newEnvelope(stage, payload, { now, priority, ...(runIds ? { runId: runIds[i] } : {}) }));
+  const envelopes: Envelope[] = payloads.map((payload, i) => newEnvelope(stage, payload, { now, priority, trace, ...(runIds ? { runId: runIds[i] } : {}) }));
   const byPartition = new Map<number, Envelope[]>();
   for (const e of envelopes) {
     const p = keys.partitionOf(e.runId);

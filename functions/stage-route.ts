@@ -65,6 +65,9 @@ async function runOne(stage: StageDef, pipeline: Pipeline, env: AppEnv, redis: R
           ? { runId: envelope.runId, stage: to, attempt: 1, traceId: envelope.traceId, createdAt, branch, payload: emit.payload }
           : { runId: envelope.runId, stage: to, attempt: 1, traceId: envelope.traceId, createdAt, payload: emit.payload };
         if (envelope.priority) out.priority = envelope.priority;
+        // The next hop is a child of this one (of this hop's parent when no tracing host named it).
+        const parentSpanId = envelope.spanId ?? envelope.parentSpanId;
+        if (parentSpanId) out.parentSpanId = parentSpanId;
         outputs.push(out);
       }
     }

@@ -62,6 +62,11 @@ export const HostConfig = z.object({
   IDEMPOTENCY_TTL_SECONDS: z.coerce.number().int().min(60).max(30 * 24 * 3600).default(24 * 3600),
   /** How often the host moves due delayed runs to their streams, fires schedules and times out parked runs. */
   DUE_POLL_MS: z.coerce.number().int().min(20).max(60_000).default(250),
+  /** OpenTelemetry (the standard variables): traces are exported over OTLP/HTTP only when the endpoint is set. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional(),
+  OTEL_EXPORTER_OTLP_PROTOCOL: z.enum(["http/protobuf", "http/json"]).default("http/protobuf"),
+  OTEL_EXPORTER_OTLP_HEADERS: z.string().optional(),
+  OTEL_SERVICE_NAME: z.string().min(1).default("edgepipe-worker-host"),
 });
 
 export type HostConfig = z.infer<typeof HostConfig> & {

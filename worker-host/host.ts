@@ -61,7 +61,7 @@ export class WorkerHost {
     this.workers = stages.map((stage) => {
       const visibilityMs = tuning.visibilityMs ?? 30_000;
       const flow = flowControlFor(pipeline.stages.get(stage), { stage, keys, conn, env: options.env, leaseMs: visibilityMs, recheckMs: Math.min(1000, visibilityMs), log });
-      return new StageWorker({ ...tuning, stage, keys, conn, invoker, consumer: this.consumer, log, ...(flow ? { flow } : {}) });
+      return new StageWorker({ ...tuning, stage, keys, conn, invoker, consumer: this.consumer, log, entry: stage === pipeline.entry, ...(flow ? { flow } : {}) });
     });
     const { duePollMs = 250 } = options;
     this.due =

@@ -15,6 +15,7 @@ import type { Pipeline } from "../functions/pipeline";
 import type { AppEnv } from "../functions/redis";
 import { workerTuning, type HostConfig } from "./config";
 import { WorkerHost } from "./host";
+import { tracingFromEnv } from "./tracing";
 import { HttpInvoker } from "./http-invoker";
 import { bridgeSettingsFromEnv, startRestBridge, type RestBridge } from "./rest-bridge";
 import { connectValkey, upstashOverValkey, type Connection } from "./valkey";
@@ -300,6 +301,8 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
     let host: WorkerHost | undefined;
     if (startHost) {
       const { keys } = settingsFor(env);
+      const tracing = tracingFromEnv(config);
+      if (tracing) cleanup.push(["tracing", () => tracing.shutdown()]);
       host = new WorkerHost({
         pipeline,
         keys,
@@ -308,7 +311,7 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
         streamMaxLen: config.STREAM_MAXLEN,
         duePollMs: config.DUE_POLL_MS,
         recentRunsMax: config.RECENT_RUNS_MAX,
-        tuning: workerTuning(config),
+        tuning: { ...workerTuning(config), ...(tracing ? { tracer: tracing.tracer } : {}) },
         env,
         log,
       });

@@ -9,6 +9,7 @@ import type { Pipeline } from "../functions/pipeline";
 import type { AppEnv } from "../functions/redis";
 import { workerTuning, type HostConfig } from "./config";
 import { WorkerHost } from "./host";
+import { tracingFromEnv } from "./tracing";
 import { InProcessInvoker, type Invoker } from "./invoker";
 import { serveHttp, type HttpServer } from "./server";
 import { launchCluster, type RunningCluster } from "./cluster-launcher";
@@ -130,6 +131,7 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
   // fan-out's PUBLISH reaches every node over the cluster bus.
   const notifier = new ValkeyNotifier(mode === "cluster" ? () => asCluster(conn).duplicate() as unknown as Connection : () => connectValkey(url!, { name: "edgepipe-notifier", log }), log);
   env.NOTIFIER = notifier;
+  const tracing = tracingFromEnv(config);
   const host = new WorkerHost({
     pipeline,
     keys,
@@ -138,7 +140,7 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
     streamMaxLen: config.STREAM_MAXLEN,
     duePollMs: config.DUE_POLL_MS,
     recentRunsMax: config.RECENT_RUNS_MAX,
-    tuning: workerTuning(config),
+    tuning: { ...workerTuning(config), ...(tracing ? { tracer: tracing.tracer } : {}) },
     env,
     log,
   });
@@ -161,6 +163,7 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
         const steps: Array<[string, () => Promise<unknown>]> = [
           ["http server", () => withTimeout(server.close(), 1000, "http server close")],
           ["worker-host", () => host.close()],
+          ["tracing", async () => tracing?.shutdown()],
           ["connections", () => Promise.all([notifier.close(), barrier?.close(), closeConnection(conn, 500)])],
           ["embedded valkey", async () => Promise.all([valkey?.stop(), cluster?.stop()])],
         ];

@@ -26,6 +26,7 @@ import { latencyField } from "../functions/stats";
 import type { FlowControl, FlowTicket } from "./flow-control";
 import { parkRuns } from "./park-runs";
 import type { Invoker } from "./invoker";
+import type { HopOutcome, HopTracer } from "./tracing";
 import { StageProgress, type StageProgressSnapshot } from "./stage-progress";
 import { keySlot } from "../functions/key-slot";
 import { asCluster, encodeCommand, isClusterConnection, isConnectionError, openBlockingConnection, runScript, sendAbandonable, withTimeout, type AbandonableCommand, type Connection } from "./valkey";
@@ -61,6 +62,10 @@ export interface StageWorkerOptions {
   log?: (line: string) => void;
   /** The stage's flow limits (flow-control.ts); absent for a stage without limits, which then pays nothing for them. */
   flow?: FlowControl;
+  /** OpenTelemetry hop spans (tracing.ts); absent when tracing is off, which then costs nothing. */
+  tracer?: HopTracer;
+  /** This stage is the pipeline's entry (its first delivery of a run also emits the run's ingest span). */
+  entry?: boolean;
 }
 
 /** A stream entry as read from Valkey. */
@@ -170,7 +175,7 @@ export class StageWorker {
   readonly stage: string;
   /** Checkpoint field of this stage's step (a branch adds `#branch`). */
   private readonly plainStepField: string;
-  private readonly o: Required<Omit<StageWorkerOptions, "log" | "flow">> & { log: (line: string) => void };
+  private readonly o: Required<Omit<StageWorkerOptions, "log" | "flow" | "tracer" | "entry">> & { log: (line: string) => void; tracer?: HopTracer; entry?: boolean };
   private readonly flow: FlowControl | undefined;
   /** The blocking read loops (one, or one per partition on a cluster). */
   private readers: Reader[] = [];
@@ -607,9 +612,11 @@ export class StageWorker {
   /** Dispatches the valid entries and commits, retries or dead-letters each; `ran` collects the results (flow control corrects budgets by them). */
   private async dispatchAndSettle(malformed: ParsedEntry[], alreadyDone: ParsedEntry[], valid: ParsedEntry[], ran?: Map<ParsedEntry, StageItemResult>): Promise<void> {
     let results: StageItemResult[] = [];
+    let traced: ReturnType<HopTracer["begin"]> | undefined;
     if (valid.length > 0) {
       const envelopes: Envelope[] = new Array(valid.length);
       for (let k = 0; k < valid.length; k++) envelopes[k] = valid[k].envelope!;
+      traced = this.o.tracer?.begin(this.stage, envelopes, { entry: this.o.entry === true });
       try {
         const lease = { since: Date.now(), entries: valid };
         this.leases.add(lease);
@@ -640,11 +647,20 @@ export class StageWorker {
       } else retries.push({ entry, error: r.error.message });
     }
 
+    const settleStart = traced ? Date.now() : 0;
     // The common case (everything succeeded) awaits the commit alone: no Promise.all per batch.
     if (dead.length === 0 && retries.length === 0) {
       if (commits.length > 0) await this.withConnectionRetry("commit", () => this.commit(commits));
       this.progress.advanced();
+      traced?.end(results, valid.map(() => ({ kind: "committed" })), { startedAt: settleStart, endedAt: Date.now() });
       return;
+    }
+    if (traced) {
+      const outcome = new Map<ParsedEntry, HopOutcome>();
+      for (const d of dead) outcome.set(d.entry, { kind: "dead-lettered", error: d.error });
+      for (const r of retries) outcome.set(r.entry, { kind: "retry", error: r.error });
+      const end = traced.end;
+      traced = { end: (res, _o, times) => end(res, valid.map((e) => outcome.get(e) ?? { kind: "committed" }), times) };
     }
     await Promise.all([
       commits.length > 0 ? this.withConnectionRetry("commit", () => this.commit(commits)) : undefined,
@@ -652,6 +668,7 @@ export class StageWorker {
       retries.length > 0 ? this.withConnectionRetry("retry", () => this.retryLater(retries)) : undefined,
     ]);
     this.progress.advanced();
+    traced?.end(results, [], { startedAt: settleStart, endedAt: Date.now() });
   }
 
   /**

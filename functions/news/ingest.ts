@@ -3,6 +3,7 @@
  * step is recorded by enqueue-runs.lua). Used by POST /v1/articles, the cron
  * trigger (RSS/Atom feeds in FEED_URLS), the replay CLI and the demo.
  */
+import type { TraceParent } from "../envelope";
 import { settingsFor } from "../config";
 import type { Keys } from "../keys";
 import { redisFromEnv, type AppEnv, type RedisClient } from "../redis";
@@ -37,6 +38,8 @@ export interface IngestOptions {
   dedupeWindowMs?: number;
   /** Start the runs at this epoch ms (delayed runs). */
   runAt?: number;
+  /** The caller's trace (its `traceparent`): the runs join it. */
+  trace?: TraceParent;
 }
 
 /**
@@ -44,10 +47,10 @@ export interface IngestOptions {
  * be validated. An article whose `id` started a run within the dedupe window
  * answers that run's id and starts nothing.
  */
-export async function ingestArticles(redis: RedisClient, keys: Keys, articles: ArticleInput[], { ttlSeconds, recentRunsMax, maxBacklog, runIds = articles.map(articleRunId), dedupeWindowMs = DEDUPE_WINDOW_MS, runAt }: IngestOptions = {}): Promise<string[]> {
+export async function ingestArticles(redis: RedisClient, keys: Keys, articles: ArticleInput[], { ttlSeconds, recentRunsMax, maxBacklog, runIds = articles.map(articleRunId), dedupeWindowMs = DEDUPE_WINDOW_MS, runAt, trace }: IngestOptions = {}): Promise<string[]> {
   const out: string[] = [];
   for (let i = 0; i < articles.length; i += MAX_ARTICLES_PER_CALL) {
-    const chunk = { keys, pipeline: newsPipeline, ttlSeconds, recentRunsMax, maxBacklog, runIds: runIds.slice(i, i + MAX_ARTICLES_PER_CALL), onceWithinMs: dedupeWindowMs, runAt };
+    const chunk = { keys, pipeline: newsPipeline, ttlSeconds, recentRunsMax, maxBacklog, runIds: runIds.slice(i, i + MAX_ARTICLES_PER_CALL), onceWithinMs: dedupeWindowMs, runAt, trace };
     out.push(...(await startRuns(redis, articles.slice(i, i + MAX_ARTICLES_PER_CALL), chunk)));
   }
   return out;

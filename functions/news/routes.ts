@@ -3,6 +3,7 @@
  * core app by functions/index.ts. Every input is validated with zod before it
  * can reach a key.
  */
+import { parseTraceparent } from "../envelope";
 import { Hono } from "hono";
 import { z } from "zod";
 import { settingsFor } from "../config";
@@ -35,6 +36,7 @@ export const newsRoutes = new Hono<{ Bindings: AppEnv }>()
         recentRunsMax: settings.RECENT_RUNS_MAX,
         maxBacklog: settings.BACKPRESSURE_MAX_LAG,
         dedupeWindowMs: news.DEDUPE_TTL_SECONDS * 1000,
+        trace: parseTraceparent(c.req.header("traceparent")),
       });
       await acceptDurably(c.env, { on: settings.DURABLE_ACCEPT, timeoutMs: settings.DURABLE_ACCEPT_TIMEOUT_MS }, runIds);
       return { accepted: runIds.length, runIds, ...(runAt ? { runAt: new Date(runAt).toISOString() } : {}) };

@@ -1,0 +1,182 @@
+/**
+ * OpenTelemetry traces of news runs, received over OTLP/HTTP (http/json) by a
+ * collector stand-in started here: 100 runs form 100 traces, each an
+ * `ingest` span and one span per hop (fetcher -> classifier -> enricher ->
+ * fanout) chained parent to child, each hop with `queue wait`, `handler` and
+ * `commit` children; one run retried once (its enricher's summary endpoint
+ * fails the first call: two enricher spans, the first with a `retry` event)
+ * and one dead-lettered (a `dead-lettered` event); a caller's `traceparent`
+ * is joined. In-process and through workerd.
+ */
+import { createServer, type Server } from "node:http";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { randomHex } from "../functions/envelope";
+import { NewsSettings } from "../functions/news/config";
+import { app, pipeline } from "../functions/news/index";
+import { loadConfig } from "../worker-host/config";
+import { startHttpModeStack, type HttpModeStack } from "../worker-host/http-mode";
+import { startRuntime, type Runtime } from "../worker-host/runtime";
+import { buildWorkerBundle } from "../worker-host/worker-bundle";
+import { eventually, startTestValkey, type TestValkey } from "./helpers/valkey";
+
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  attributes?: Array<{ key: string; value: { stringValue?: string; intValue?: string | number } }>;
+  events?: Array<{ name: string; attributes?: OtlpSpan["attributes"] }>;
+}
+
+/** An OTLP/HTTP trace receiver (JSON): every span it was sent. */
+async function startReceiver(): Promise<{ url: string; spans: OtlpSpan[]; requests: () => number; close: () => Promise<void> }> {
+  const spans: OtlpSpan[] = [];
+  let requests = 0;
+  const server: Server = createServer(async (req, res) => {
+    let raw = "";
+    for await (const part of req) raw += part;
+    if (req.method === "POST" && req.url === "/v1/traces" && /json/.test(req.headers["content-type"] ?? "")) {
+      requests++;
+      const body = JSON.parse(raw) as { resourceSpans: Array<{ scopeSpans: Array<{ spans: OtlpSpan[] }> }> };
+      for (const rs of body.resourceSpans) for (const ss of rs.scopeSpans) spans.push(...ss.spans);
+      res.writeHead(200, { "content-type": "application/json" }).end("{}");
+    } else res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, spans, requests: () => requests, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+/** A summary endpoint that fails the first call for a title containing RETRY-ME, and answers the rest with a short streamed summary. */
+async function startSummaryLlm(): Promise<{ url: string; close: () => Promise<void> }> {
+  let failed = false;
+  const server: Server = createServer(async (req, res) => {
+    let raw = "";
+    for await (const part of req) raw += part;
+    if (!failed && raw.includes("RETRY-ME")) {
+      failed = true;
+      res.writeHead(503).end("overloaded, try later");
+      return;
+    }
+    res.writeHead(200, { "content-type": "text/event-stream" });
+    for (const t of ["A ", "short ", "summary."]) res.write(`data: ${JSON.stringify({ choices: [{ delta: { content: t } }] })}\n\n`);
+    res.end("data: [DONE]\n\n");
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+const attr = (s: OtlpSpan, key: string) => {
+  const v = s.attributes?.find((a) => a.key === key)?.value;
+  return v?.stringValue ?? (v?.intValue !== undefined ? Number(v.intValue) : undefined);
+};
+
+let valkey: TestValkey;
+const outdir = mkdtempSync(join(tmpdir(), "edgepipe-otel-"));
+let scriptPath: string;
+
+beforeAll(async () => {
+  const [v, bundle] = await Promise.all([startTestValkey(), buildWorkerBundle({ outdir })]);
+  valkey = v;
+  scriptPath = bundle.scriptPath;
+}, 180_000);
+
+afterAll(async () => {
+  await valkey?.stop();
+  rmSync(outdir, { recursive: true, force: true });
+});
+
+const HOPS = ["fetcher", "classifier", "enricher", "fanout"] as const;
+
+describe.each(["in-process", "workerd"] as const)("OpenTelemetry traces of 100 news runs: %s", (mode) => {
+  it("form 100 traces with ingest -> fetcher -> classifier -> enricher -> fanout links, a retry and a dead letter as events, the caller's traceparent joined", async () => {
+    const receiver = await startReceiver();
+    const llm = await startSummaryLlm();
+    const vars = {
+      VALKEY_URL: valkey.url, PORT: "0", HOST: "127.0.0.1", DEMO: "off", KEY_PREFIX: `ot${randomHex(3)}`, BLOCK_MS: "100", RETRY_BACKOFF_MS: "50",
+      LLM_SUMMARY: "on", LLM_SUMMARY_BASE_URL: llm.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", OTEL_SERVICE_NAME: `edgepipe-test-${mode}`,
+      ...(mode === "workerd" ? { UPSTASH_REDIS_REST_URL: "http://127.0.0.1:0" } : {}),
+    };
+    const config = loadConfig(vars, { appSettings: NewsSettings });
+    let stack: Runtime | HttpModeStack | undefined;
+    try {
+      stack = mode === "in-process" ? await startRuntime({ config, pipeline, app, log: () => {} }) : await startHttpModeStack({ config, pipeline, workerd: { kind: "miniflare", scriptPath }, log: () => {} });
+      const url = stack.url;
+      const post = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
+        const res = await fetch(`${url}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+        expect(res.status).toBe(202);
+        return ((await res.json()) as { runIds: string[] }).runIds;
+      };
+      const tag = randomHex(4);
+      const plain = await post("/v1/articles", { articles: Array.from({ length: 98 }, (_, i) => ({ title: `Story ${i} of batch ${tag}`, body: `Body ${i} ${tag}: the council voted on item ${i} and markets moved ${i} points.` })) });
+      const callerTrace = randomHex(16);
+      const callerSpan = randomHex(8);
+      const [retried] = await post("/v1/articles", { articles: [{ title: `RETRY-ME story ${tag}`, body: "A story whose summary call fails once." }] }, { traceparent: `00-${callerTrace}-${callerSpan}-01` });
+      const [dead] = await post("/v1/runs", { payloads: [{ title: "", body: 42 }] });
+      const all = [...plain, retried, dead];
+      expect(new Set(all).size).toBe(100);
+
+      // Every run ends, and its spans arrive (the batch processor exports every 500 ms).
+      await eventually(async () => {
+        for (const runId of all) {
+          const run = (await (await fetch(`${url}/v1/runs/${runId}`)).json()) as { status: string };
+          if (run.status === "running") return undefined;
+        }
+        return true;
+      }, { timeoutMs: 120_000, stepMs: 200 });
+      const hopSpans = () => receiver.spans.filter((s) => s.name === "fanout" || s.name === "fetcher");
+      await eventually(() => (hopSpans().filter((s) => s.name === "fanout").length >= 99 && hopSpans().filter((s) => s.name === "fetcher").length >= 100 ? true : undefined), { timeoutMs: 60_000, stepMs: 100 });
+      await new Promise((r) => setTimeout(r, 1200)); // the last children of the last hops
+
+      const byRun = new Map<string, OtlpSpan[]>();
+      for (const s of receiver.spans) {
+        const runId = attr(s, "edgepipe.run_id");
+        if (typeof runId === "string") byRun.set(runId, [...(byRun.get(runId) ?? []), s]);
+      }
+      const traces = new Set(all.map((runId) => byRun.get(runId)?.[0]?.traceId));
+      expect(traces.size).toBe(100);
+      expect(traces.has(undefined)).toBe(false);
+      const children = (span: OtlpSpan) => receiver.spans.filter((s) => s.parentSpanId === span.spanId && s.traceId === span.traceId).map((s) => s.name).filter((n) => !(HOPS as readonly string[]).includes(n)).sort();
+
+      for (const runId of [...plain, retried]) {
+        const spans = byRun.get(runId)!;
+        expect(new Set(spans.map((s) => s.traceId)).size).toBe(1);
+        const ingest = spans.filter((s) => s.name === "ingest");
+        expect(ingest).toHaveLength(1);
+        let parent = ingest[0];
+        for (const hop of HOPS) {
+          const hopSpans = spans.filter((s) => s.name === hop);
+          expect(hopSpans.length, `${runId} ${hop}`).toBe(runId === retried && hop === "enricher" ? 2 : 1);
+          for (const h of hopSpans) expect(h.parentSpanId, `${runId} ${hop} parent`).toBe(parent.spanId);
+          const last = hopSpans.find((h) => attr(h, "edgepipe.attempt") === hopSpans.length)!;
+          expect(children(last), `${runId} ${hop} children`).toEqual(hopSpans.length > 1 ? ["commit", "handler"] : ["commit", "handler", "queue wait"]);
+          parent = last;
+        }
+      }
+      // The retried run joined the caller's trace; its first enricher attempt carries the retry event with the error.
+      const r = byRun.get(retried)!;
+      expect(r[0].traceId).toBe(callerTrace);
+      expect(r.find((s) => s.name === "ingest")!.parentSpanId).toBe(callerSpan);
+      const firstEnricher = r.find((s) => s.name === "enricher" && attr(s, "edgepipe.attempt") === 1)!;
+      const retryEvent = firstEnricher.events?.find((e) => e.name === "retry");
+      expect(retryEvent).toBeDefined();
+      expect(String(retryEvent!.attributes?.find((a) => a.key === "exception.message")?.value.stringValue)).toMatch(/503/);
+      expect(r.find((s) => s.name === "enricher" && attr(s, "edgepipe.attempt") === 2)!.events?.find((e) => e.name === "redelivered")).toBeDefined();
+      // The dead-lettered run: ingest -> fetcher, whose span says why.
+      const d = byRun.get(dead)!;
+      const fetcher = d.find((s) => s.name === "fetcher")!;
+      expect(fetcher.parentSpanId).toBe(d.find((s) => s.name === "ingest")!.spanId);
+      const deadEvent = fetcher.events?.find((e) => e.name === "dead-lettered");
+      expect(String(deadEvent?.attributes?.find((a) => a.key === "exception.message")?.value.stringValue)).toMatch(/invalid payload for stage fetcher/);
+      expect(d.some((s) => s.name === "classifier")).toBe(false);
+      console.log(`tracing (${mode}): ${receiver.spans.length} spans in ${receiver.requests()} OTLP requests, ${traces.size} traces`);
+    } finally {
+      await stack?.close();
+      await receiver.close();
+      await llm.close();
+    }
+  }, 300_000);
+});

@@ -1,0 +1,156 @@
+/**
+ * OpenTelemetry traces of the worker-host (official @opentelemetry/* SDK,
+ * OTLP/HTTP): one trace per run, one span per hop (a delivery of an envelope
+ * to its stage) with `queue wait`, `handler` and `commit` child spans, retries
+ * and dead letters as span events with the error, and the run's `ingest` span
+ * (the enqueue) as the root or as a child of the caller's `traceparent`.
+ * The span ids travel in the envelopes, so a hop's span is the parent of the
+ * next hop's wherever the handler ran (in-process or in workerd).
+ * Off unless OTEL_EXPORTER_OTLP_ENDPOINT is set; then nothing is built.
+ */
+import { context, ROOT_CONTEXT, trace, SpanStatusCode, TraceFlags, type Context as OtelContext } from "@opentelemetry/api";
+import { resourceFromAttributes } from "@opentelemetry/resources";
+import { BasicTracerProvider, BatchSpanProcessor, RandomIdGenerator, type IdGenerator, type SpanExporter } from "@opentelemetry/sdk-trace-base";
+import { OTLPTraceExporter as OtlpProtoExporter } from "@opentelemetry/exporter-trace-otlp-proto";
+import { OTLPTraceExporter as OtlpJsonExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import { randomHex, type Envelope } from "../functions/envelope";
+import type { StageItemResult } from "../functions/envelope";
+
+/** How each dispatched envelope ended. */
+export type HopOutcome = { kind: "committed" } | { kind: "retry"; error: string } | { kind: "dead-lettered"; error: string };
+
+/** What the stage worker calls around a batch (worker-host/stage-worker.ts). */
+export interface HopTracer {
+  /** Before dispatch: names each envelope's hop span (`envelope.spanId`) so its outputs become children. */
+  begin(stage: string, envelopes: Envelope[], { entry }: { entry: boolean }): HopBatch;
+}
+
+export interface HopBatch {
+  /** After the commit, retry or dead letter of the batch. */
+  end(results: readonly StageItemResult[], outcomes: readonly HopOutcome[], settle: { startedAt: number; endedAt: number }): void;
+}
+
+/** An IdGenerator that hands out the span id the caller preset (the one the envelopes carry), else a random one. */
+class PresetIdGenerator implements IdGenerator {
+  next: string | undefined;
+  /** The trace id of the next root span (the run's, which the envelopes carry). */
+  nextTrace: string | undefined;
+  private readonly random = new RandomIdGenerator();
+  generateTraceId(): string {
+    const id = this.nextTrace;
+    this.nextTrace = undefined;
+    return id ?? this.random.generateTraceId();
+  }
+  generateSpanId(): string {
+    const id = this.next;
+    this.next = undefined;
+    return id ?? this.random.generateSpanId();
+  }
+}
+
+export interface TracingOptions {
+  /** OTLP/HTTP base URL (OTEL_EXPORTER_OTLP_ENDPOINT); traces go to `<endpoint>/v1/traces`. */
+  endpoint: string;
+  /** `http/protobuf` (default) or `http/json` (OTEL_EXPORTER_OTLP_PROTOCOL). */
+  protocol?: "http/protobuf" | "http/json";
+  /** `key=value,key2=value2` (OTEL_EXPORTER_OTLP_HEADERS). */
+  headers?: string;
+  serviceName?: string;
+}
+
+export interface HostTracing {
+  tracer: HopTracer;
+  /** Exports what is buffered (the batch processor also does it every OTEL_BSP_SCHEDULE_DELAY ms). */
+  flush(): Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+function parseHeaders(text: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of (text ?? "").split(",")) {
+    const at = part.indexOf("=");
+    if (at > 0) out[decodeURIComponent(part.slice(0, at).trim())] = decodeURIComponent(part.slice(at + 1).trim());
+  }
+  return out;
+}
+
+/** Tracing from the standard variables; undefined (zero cost) when OTEL_EXPORTER_OTLP_ENDPOINT is unset. */
+export function tracingFromEnv(env: { OTEL_EXPORTER_OTLP_ENDPOINT?: string; OTEL_EXPORTER_OTLP_PROTOCOL?: "http/protobuf" | "http/json"; OTEL_EXPORTER_OTLP_HEADERS?: string; OTEL_SERVICE_NAME?: string }): HostTracing | undefined {
+  if (!env.OTEL_EXPORTER_OTLP_ENDPOINT) return undefined;
+  return startTracing({ endpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT, protocol: env.OTEL_EXPORTER_OTLP_PROTOCOL, headers: env.OTEL_EXPORTER_OTLP_HEADERS, serviceName: env.OTEL_SERVICE_NAME });
+}
+
+/** Builds the SDK pipeline (provider, batch processor, OTLP exporter) and the hop tracer on it. */
+export function startTracing({ endpoint, protocol = "http/protobuf", headers, serviceName = "edgepipe-worker-host" }: TracingOptions): HostTracing {
+  const url = `${endpoint.replace(/\/+$/, "")}/v1/traces`;
+  const exporterOptions = { url, headers: parseHeaders(headers) };
+  const exporter: SpanExporter = protocol === "http/json" ? new OtlpJsonExporter(exporterOptions) : new OtlpProtoExporter(exporterOptions);
+  const ids = new PresetIdGenerator();
+  const provider = new BasicTracerProvider({
+    resource: resourceFromAttributes({ "service.name": serviceName }),
+    idGenerator: ids,
+    spanProcessors: [new BatchSpanProcessor(exporter, { scheduledDelayMillis: 500, maxExportBatchSize: 512, maxQueueSize: 20_000 })],
+  });
+  const tracer = provider.getTracer("edgepipe");
+
+  const parentContext = (traceId: string, spanId: string | undefined): OtelContext => {
+    if (spanId) return trace.setSpanContext(ROOT_CONTEXT, { traceId, spanId, traceFlags: TraceFlags.SAMPLED, isRemote: true });
+    // A root span of the run's own trace id.
+    ids.nextTrace = traceId;
+    return ROOT_CONTEXT;
+  };
+
+  const hopTracer: HopTracer = {
+    begin(stage, envelopes, { entry }) {
+      const dispatchedAt = Date.now();
+      const spans = envelopes.map((e) => {
+        // The run's ingest span (its id minted at enqueue), once, when the entry stage first sees the run.
+        if (entry && e.attempt === 1 && e.parentSpanId) {
+          ids.next = e.parentSpanId;
+          const ingest = tracer.startSpan("ingest", { startTime: e.createdAt, attributes: { "edgepipe.run_id": e.runId, "edgepipe.stage": stage } }, parentContext(e.traceId, e.callerSpanId));
+          ingest.end(e.createdAt);
+        }
+        const spanId = randomHex(8);
+        e.spanId = spanId;
+        ids.next = spanId;
+        const span = tracer.startSpan(
+          stage,
+          { startTime: e.attempt === 1 ? Math.min(e.createdAt, dispatchedAt) : dispatchedAt, attributes: { "edgepipe.run_id": e.runId, "edgepipe.stage": stage, "edgepipe.attempt": e.attempt, "messaging.system": "valkey-streams" } },
+          parentContext(e.traceId, e.parentSpanId),
+        );
+        return span;
+      });
+      return {
+        end(results, outcomes, settle) {
+          for (let k = 0; k < spans.length; k++) {
+            const span = spans[k];
+            const e = envelopes[k];
+            const inner = trace.setSpan(context.active(), span);
+            if (e.attempt === 1) tracer.startSpan("queue wait", { startTime: e.createdAt }, inner).end(dispatchedAt);
+            else span.addEvent("redelivered", { "edgepipe.attempt": e.attempt }, dispatchedAt);
+            const r = results[k];
+            const handlerEnd = dispatchedAt + (r?.ms ?? 0);
+            const h = tracer.startSpan("handler", { startTime: dispatchedAt }, inner);
+            if (r && !r.ok) h.setStatus({ code: SpanStatusCode.ERROR, message: r.error.message });
+            h.end(handlerEnd);
+            tracer.startSpan("commit", { startTime: settle.startedAt }, inner).end(settle.endedAt);
+            const o = outcomes[k];
+            if (o.kind === "retry") {
+              span.addEvent("retry", { "exception.message": o.error, "edgepipe.attempt": e.attempt }, settle.endedAt);
+              span.setStatus({ code: SpanStatusCode.ERROR, message: o.error });
+            } else if (o.kind === "dead-lettered") {
+              span.addEvent("dead-lettered", { "exception.message": o.error, "edgepipe.attempt": e.attempt }, settle.endedAt);
+              span.setStatus({ code: SpanStatusCode.ERROR, message: o.error });
+            }
+            span.end(settle.endedAt);
+          }
+        },
+      };
+    },
+  };
+  return {
+    tracer: hopTracer,
+    flush: () => provider.forceFlush(),
+    shutdown: () => provider.shutdown(),
+  };
+}
