@@ -53,7 +53,7 @@ export async function idempotent<B extends { runIds: string[] }>(
   requestBody: unknown,
   runIds: string[],
   start: (runIds: string[]) => Promise<B>,
-) {
+): Promise<Response> {
   const key = c.req.header(IDEMPOTENCY_HEADER);
   if (key === undefined) return c.json(await start(runIds), 202);
   if (!KEY_PATTERN.test(key)) {
