@@ -22,7 +22,7 @@ Kinds:
                bucket is full (it then goes into debt), so it is never stuck.
                A reserved item was charged when it was readmitted: it passes.
 
-KEYS[1..]  limiter keys (zset for concurrency/lanes, hash for rate/budget) and,
+KEYS[1]..KEYS[n]  limiter keys (zset for concurrency/lanes, hash for rate/budget) and,
            for lanes, the count of parked entries (a string), referenced by
            1-based index from ARGV
 
