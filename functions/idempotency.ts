@@ -8,7 +8,8 @@
  * over after a short lease with the same run ids, which enqueue-runs.lua
  * starts at most once, so no crash point can start a second set of runs.
  */
-import type { Context } from "hono";
+import type { Context, TypedResponse } from "hono";
+import type { JSONParsed } from "hono/utils/types";
 import { settingsFor } from "./config";
 import { apiError } from "./http";
 import { evalScript, redisFromEnv, type AppEnv } from "./redis";
@@ -22,6 +23,11 @@ export const REPLAYED_HEADER = "Idempotent-Replayed";
 export const IDEMPOTENCY_LEASE_MS = 10_000;
 /** A repeat waits this long at most for the first request's answer before answering 409. */
 const WAIT_FOR_ANSWER_MS = 15_000;
+
+/** What `idempotent` answers: the route's 202 body, or an error (400 bad key, 409 in flight, 422 reused). */
+export type IdempotentAnswer<B> =
+  | (Response & TypedResponse<JSONParsed<B>, 202, "json">)
+  | ReturnType<typeof apiError>;
 
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 
@@ -53,7 +59,7 @@ export async function idempotent<B extends { runIds: string[] }>(
   requestBody: unknown,
   runIds: string[],
   start: (runIds: string[]) => Promise<B>,
-): Promise<Response> {
+): Promise<IdempotentAnswer<B>> {
   const key = c.req.header(IDEMPOTENCY_HEADER);
   if (key === undefined) return c.json(await start(runIds), 202);
   if (!KEY_PATTERN.test(key)) {
