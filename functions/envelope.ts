@@ -28,7 +28,7 @@ export const Envelope = z.object({
   branch: z.string().regex(BRANCH_PATTERN).optional(),
   /** The run's priority lane (absent: normal); carried to every later envelope of the run. */
   priority: z.enum(["high", "low"]).optional(),
-  /** The span this envelope's hop is a child of (the previous hop's, or the run's ingest span). */
+  /** The span this envelope's hop is a child of (the previous hop's); absent on entry envelopes (their parent is the run's ingest span) and whenever tracing is off. */
   parentSpanId: SpanId.optional(),
   /** Entry envelopes: the caller's span (from its `traceparent`), parent of the ingest span. */
   callerSpanId: SpanId.optional(),
@@ -149,8 +149,8 @@ export function newRunId(now = Date.now()): string {
 
 /** Builds the first envelope of a new run. */
 export function newEnvelope(stage: string, payload: unknown, { runId = newRunId(), now = Date.now(), priority, trace }: { runId?: string; now?: number; priority?: Priority; trace?: TraceParent } = {}): Envelope {
-  // parentSpanId names the run's ingest span, parent of its first hop (a tracing host exports it).
-  const envelope: Envelope = { runId, stage, attempt: 1, traceId: trace?.traceId ?? randomHex(16), createdAt: now, parentSpanId: randomHex(8), payload };
+  // No span id is minted here: a tracing host derives the run's ingest span id from the run (worker-host/tracing.ts), so tracing off costs nothing.
+  const envelope: Envelope = { runId, stage, attempt: 1, traceId: trace?.traceId ?? randomHex(16), createdAt: now, payload };
   if (trace) envelope.callerSpanId = trace.spanId;
   if (priority && priority !== "normal") envelope.priority = priority;
   return envelope;

@@ -1,12 +1,15 @@
 /**
- * OpenTelemetry traces of news runs, received over OTLP/HTTP (http/json) by a
- * collector stand-in started here: 100 runs form 100 traces, each an
+ * OpenTelemetry traces of news runs, received over OTLP/HTTP by a collector
+ * stand-in started here (tests/helpers/otlp.ts: it decodes http/protobuf, the
+ * default, which the in-process host sends, and http/json, which the host of
+ * the workerd case is set to): 100 runs form 100 traces, each an
  * `ingest` span and one span per hop (fetcher -> classifier -> enricher ->
  * fanout) chained parent to child, each hop with `queue wait`, `handler` and
  * `commit` children; one run retried once (its enricher's summary endpoint
  * fails the first call: two enricher spans, the first with a `retry` event)
  * and one dead-lettered (a `dead-lettered` event); a caller's `traceparent`
- * is joined. In-process and through workerd.
+ * is joined. In-process and through workerd. With tracing off, no envelope
+ * carries a span id.
  */
 import { createServer, type Server } from "node:http";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -15,6 +18,7 @@ import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomHex } from "../functions/envelope";
+import { createKeys } from "../functions/keys";
 import { NewsSettings } from "../functions/news/config";
 import { app, pipeline } from "../functions/news/index";
 import { loadConfig } from "../worker-host/config";
@@ -22,33 +26,7 @@ import { startHttpModeStack, type HttpModeStack } from "../worker-host/http-mode
 import { startRuntime, type Runtime } from "../worker-host/runtime";
 import { buildWorkerBundle } from "../worker-host/worker-bundle";
 import { eventually, startTestValkey, type TestValkey } from "./helpers/valkey";
-
-interface OtlpSpan {
-  traceId: string;
-  spanId: string;
-  parentSpanId?: string;
-  name: string;
-  attributes?: Array<{ key: string; value: { stringValue?: string; intValue?: string | number } }>;
-  events?: Array<{ name: string; attributes?: OtlpSpan["attributes"] }>;
-}
-
-/** An OTLP/HTTP trace receiver (JSON): every span it was sent. */
-async function startReceiver(): Promise<{ url: string; spans: OtlpSpan[]; requests: () => number; close: () => Promise<void> }> {
-  const spans: OtlpSpan[] = [];
-  let requests = 0;
-  const server: Server = createServer(async (req, res) => {
-    let raw = "";
-    for await (const part of req) raw += part;
-    if (req.method === "POST" && req.url === "/v1/traces" && /json/.test(req.headers["content-type"] ?? "")) {
-      requests++;
-      const body = JSON.parse(raw) as { resourceSpans: Array<{ scopeSpans: Array<{ spans: OtlpSpan[] }> }> };
-      for (const rs of body.resourceSpans) for (const ss of rs.scopeSpans) spans.push(...ss.spans);
-      res.writeHead(200, { "content-type": "application/json" }).end("{}");
-    } else res.writeHead(404).end();
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, spans, requests: () => requests, close: () => new Promise((r) => server.close(() => r())) };
-}
+import { startOtlpReceiver, type OtlpSpan } from "./helpers/otlp";
 
 /** A summary endpoint that fails the first call for a title containing RETRY-ME, and answers the rest with a short streamed summary. */
 async function startSummaryLlm(): Promise<{ url: string; close: () => Promise<void> }> {
@@ -93,12 +71,13 @@ const HOPS = ["fetcher", "classifier", "enricher", "fanout"] as const;
 
 describe.each(["in-process", "workerd"] as const)("OpenTelemetry traces of 100 news runs: %s", (mode) => {
   it("form 100 traces with ingest -> fetcher -> classifier -> enricher -> fanout links, a retry and a dead letter as events, the caller's traceparent joined", async () => {
-    const receiver = await startReceiver();
+    const receiver = await startOtlpReceiver();
     const llm = await startSummaryLlm();
     const vars = {
       VALKEY_URL: valkey.url, PORT: "0", HOST: "127.0.0.1", DEMO: "off", KEY_PREFIX: `ot${randomHex(3)}`, BLOCK_MS: "100", RETRY_BACKOFF_MS: "50",
-      LLM_SUMMARY: "on", LLM_SUMMARY_BASE_URL: llm.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", OTEL_SERVICE_NAME: `edgepipe-test-${mode}`,
-      ...(mode === "workerd" ? { UPSTASH_REDIS_REST_URL: "http://127.0.0.1:0" } : {}),
+      LLM_SUMMARY: "on", LLM_SUMMARY_BASE_URL: llm.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_SERVICE_NAME: `edgepipe-test-${mode}`,
+      // The host exports with the default protocol (http/protobuf) in-process, http/json with workerd: both encodings are decoded by the receiver.
+      ...(mode === "workerd" ? { UPSTASH_REDIS_REST_URL: "http://127.0.0.1:0", OTEL_EXPORTER_OTLP_PROTOCOL: "http/json" } : {}),
     };
     const config = loadConfig(vars, { appSettings: NewsSettings });
     let stack: Runtime | HttpModeStack | undefined;
@@ -172,11 +151,45 @@ describe.each(["in-process", "workerd"] as const)("OpenTelemetry traces of 100 n
       const deadEvent = fetcher.events?.find((e) => e.name === "dead-lettered");
       expect(String(deadEvent?.attributes?.find((a) => a.key === "exception.message")?.value.stringValue)).toMatch(/invalid payload for stage fetcher/);
       expect(d.some((s) => s.name === "classifier")).toBe(false);
-      console.log(`tracing (${mode}): ${receiver.spans.length} spans in ${receiver.requests()} OTLP requests, ${traces.size} traces`);
+      // The host's spans came in the configured encoding only.
+      const hostEncoding = mode === "in-process" ? "protobuf" : "json";
+      expect(receiver.requests[hostEncoding]).toBeGreaterThan(0);
+      expect(receiver.spans.filter((s) => s.service === `edgepipe-test-${mode}`).length).toBe(receiver.spans.length);
+      if (mode === "in-process") expect(receiver.requests.json).toBe(0);
+      console.log(`tracing (${mode}): ${receiver.spans.length} spans in ${JSON.stringify(receiver.requests)} OTLP requests, ${traces.size} traces`);
     } finally {
       await stack?.close();
       await receiver.close();
       await llm.close();
     }
   }, 300_000);
+});
+
+describe("tracing off", () => {
+  it("mints no span id: no envelope of a run carries one, at any hop", async () => {
+    const prefix = `of${randomHex(3)}`;
+    const config = loadConfig({ VALKEY_URL: valkey.url, PORT: "0", HOST: "127.0.0.1", DEMO: "off", KEY_PREFIX: prefix, BLOCK_MS: "100" }, { appSettings: NewsSettings });
+    const stack = await startRuntime({ config, pipeline, app, log: () => {} });
+    try {
+      const res = await fetch(`${stack.url}/v1/articles`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ articles: [1, 2, 3].map((i) => ({ title: `Untraced ${i} ${prefix}`, body: `Body ${i} of an untraced story.` })) }) });
+      const { runIds } = (await res.json()) as { runIds: string[] };
+      await eventually(async () => {
+        for (const runId of runIds) if (((await (await fetch(`${stack.url}/v1/runs/${runId}`)).json()) as { status: string }).status === "running") return undefined;
+        return true;
+      }, { timeoutMs: 30_000, stepMs: 100 });
+      const keys = createKeys({ prefix, partitions: config.PARTITIONS });
+      let entries = 0;
+      for (const stage of pipeline.stages.keys()) {
+        for (let p = 0; p < (config.PARTITIONS); p++) {
+          for (const [, fields] of (await valkey.conn.xrange(keys.stream(stage, p), "-", "+")) as Array<[string, string[]]>) {
+            entries++;
+            expect(fields.join(" ")).not.toMatch(/SpanId/);
+          }
+        }
+      }
+      expect(entries).toBe(3 * pipeline.stages.size);
+    } finally {
+      await stack.close();
+    }
+  }, 60_000);
 });

@@ -8,6 +8,7 @@
  * next hop's wherever the handler ran (in-process or in workerd).
  * Off unless OTEL_EXPORTER_OTLP_ENDPOINT is set; then nothing is built.
  */
+import { createHash } from "node:crypto";
 import { context, ROOT_CONTEXT, trace, SpanStatusCode, TraceFlags, type Context as OtelContext } from "@opentelemetry/api";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { BasicTracerProvider, BatchSpanProcessor, RandomIdGenerator, type IdGenerator, type SpanExporter } from "@opentelemetry/sdk-trace-base";
@@ -18,6 +19,15 @@ import type { StageItemResult } from "../functions/envelope";
 
 /** How each dispatched envelope ended. */
 export type HopOutcome = { kind: "committed" } | { kind: "retry"; error: string } | { kind: "dead-lettered"; error: string };
+
+/**
+ * The span id of a run's `ingest` span: the first 8 bytes of SHA-256(trace id, run id), so
+ * every host derives the same one and enqueue mints none (a caller's trace may hold many runs).
+ */
+export function ingestSpanId(traceId: string, runId: string): string {
+  const id = createHash("sha256").update(`${traceId}:${runId}`).digest("hex").slice(0, 16);
+  return /^0+$/.test(id) ? "0000000000000001" : id;
+}
 
 /** What the stage worker calls around a batch (worker-host/stage-worker.ts). */
 export interface HopTracer {
@@ -104,9 +114,11 @@ export function startTracing({ endpoint, protocol = "http/protobuf", headers, se
     begin(stage, envelopes, { entry }) {
       const dispatchedAt = Date.now();
       const spans = envelopes.map((e) => {
-        // The run's ingest span (its id minted at enqueue), once, when the entry stage first sees the run.
-        if (entry && e.attempt === 1 && e.parentSpanId) {
-          ids.next = e.parentSpanId;
+        // The run's ingest span, once, when the entry stage first sees the run. Its id is derived from
+        // the run (nothing minted at enqueue), so a retried entry hop finds the same parent.
+        const parentSpanId = e.parentSpanId ?? (entry ? ingestSpanId(e.traceId, e.runId) : undefined);
+        if (entry && e.attempt === 1 && !e.parentSpanId) {
+          ids.next = parentSpanId;
           const ingest = tracer.startSpan("ingest", { startTime: e.createdAt, attributes: { "edgepipe.run_id": e.runId, "edgepipe.stage": stage } }, parentContext(e.traceId, e.callerSpanId));
           ingest.end(e.createdAt);
         }
@@ -116,7 +128,7 @@ export function startTracing({ endpoint, protocol = "http/protobuf", headers, se
         const span = tracer.startSpan(
           stage,
           { startTime: e.attempt === 1 ? Math.min(e.createdAt, dispatchedAt) : dispatchedAt, attributes: { "edgepipe.run_id": e.runId, "edgepipe.stage": stage, "edgepipe.attempt": e.attempt, "messaging.system": "valkey-streams" } },
-          parentContext(e.traceId, e.parentSpanId),
+          parentContext(e.traceId, parentSpanId),
         );
         return span;
       });
