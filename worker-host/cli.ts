@@ -22,7 +22,7 @@ import { resetDataDir } from "./data-dir";
 import { HttpInvoker } from "./http-invoker";
 import { startHttpModeStack } from "./http-mode";
 import { choosePipeline, loadApp, type LoadedApp } from "./load-app";
-import { startRuntime } from "./runtime";
+import { SHUTDOWN_MS, startRuntime } from "./runtime";
 import { ensureWebBuild, WEB_DIST_DIR } from "./static-files";
 import { buildWorkerBundle } from "./worker-bundle";
 import { writeWorkerProject } from "./worker-project";
@@ -80,13 +80,26 @@ function startAppTasks(app: EdgeApp, ctx: Omit<AppStartContext, "signal">): Abor
   return stop;
 }
 
-/** Ctrl-C / SIGTERM (and SIGHUP for dev): stop once, cleanly, then exit 0. */
-function onSignals(signals: NodeJS.Signals[], what: string, close: () => Promise<void>): void {
+/**
+ * Ctrl-C / SIGTERM (and SIGHUP for dev): stop once, cleanly, then exit 0.
+ * `close` bounds its own waits; should it still not be done after
+ * `forceAfterMs` (an event loop starved on a loaded machine), or on a second
+ * Ctrl-C, the process exits anyway: whatever was not committed stays pending
+ * in the server and another consumer reclaims it, so nothing is lost.
+ */
+function onSignals(signals: NodeJS.Signals[], what: string, close: () => Promise<void>, forceAfterMs: number): void {
   let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      console.log(`${signal} again: exiting now (uncommitted work stays pending for another consumer)`);
+      process.exit(130);
+    }
     stopping = true;
     console.log(`\n${signal}: stopping ${what}...`);
+    setTimeout(() => {
+      console.log(`still stopping after ${forceAfterMs} ms: exiting now (uncommitted work stays pending for another consumer)`);
+      process.exit(0);
+    }, forceAfterMs).unref();
     await close();
     console.log("stopped cleanly");
     process.exit(0);
@@ -119,7 +132,7 @@ async function start(loaded: LoadedApp, config: HostConfig, { resetFirst }: { re
   onSignals(["SIGINT", "SIGTERM"], "(finishing in-flight work)", async () => {
     tasks?.abort();
     await runtime.close();
-  });
+  }, SHUTDOWN_MS + 1000);
   console.log(describe(loaded));
   if (runtime.mode === "cluster") console.log(`valkey cluster: ${runtime.valkeyUrl}${runtime.cluster ? ` (embedded, ${runtime.cluster.masters.length} masters; data in ${runtime.cluster.dataDir} is kept between starts)` : ""}`);
   else console.log(`valkey: ${runtime.valkeyUrl}${runtime.valkey ? ` (embedded; data in ${config.VALKEY_DATA_DIR} is kept between starts, npm run reset deletes it)` : ""}`);
@@ -144,7 +157,7 @@ async function dev(loaded: LoadedApp, config: HostConfig): Promise<void> {
   onSignals(["SIGINT", "SIGTERM", "SIGHUP"], `worker-host, wrangler dev, REST bridge${stack.valkey ? ", embedded valkey" : ""}`, async () => {
     tasks?.abort();
     await stack.close();
-  });
+  }, 20_000);
   console.log(`${describe(loaded)}, in workerd (wrangler dev)`);
   console.log(`valkey: ${stack.valkeyUrl}${stack.valkey ? " (embedded)" : ""}; handlers reach it at ${stack.restUrl}`);
   console.log(`worker-host dispatches over signed HTTP to ${config.STAGE_BASE_URL ?? stack.url}/stages/:name`);

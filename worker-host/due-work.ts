@@ -11,7 +11,7 @@ import type { Pipeline } from "../functions/pipeline";
 import type { RedisClient } from "../functions/redis";
 import { fireSchedules } from "../functions/schedules";
 import { expireWaits } from "../functions/wait-for";
-import { isConnectionError } from "./valkey";
+import { isConnectionError, withTimeout } from "./valkey";
 
 export interface DueWorkOptions {
   pipeline: Pipeline;
@@ -95,9 +95,10 @@ export class DueWork {
     }
   }
 
-  async close(): Promise<void> {
+  /** Stops the loop; waits for the round in progress at most `timeoutMs` (its scripts are atomic, so one cut short leaves nothing half done). */
+  async close(timeoutMs = 1000): Promise<void> {
     this.running = false;
     clearTimeout(this.timer);
-    await this.busy?.catch(() => undefined);
+    if (this.busy) await withTimeout(this.busy, Math.max(0, timeoutMs), "due round").catch(() => undefined);
   }
 }

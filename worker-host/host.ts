@@ -146,15 +146,18 @@ export class WorkerHost {
 
   /**
    * Graceful stop: stop reading, commit in-flight batches, each worker within
-   * its closeTimeoutMs (what cannot commit by then stays pending for reclaim).
+   * its closeTimeoutMs, and the whole stop by `deadline` (epoch ms) when one
+   * is given: what cannot commit by then stays pending, reclaimed by another
+   * consumer after the visibility timeout.
    */
-  async close(): Promise<void> {
+  async close({ deadline }: { deadline?: number } = {}): Promise<void> {
     if (this.trimTimer) clearInterval(this.trimTimer);
-    await this.due?.close();
-    const results = await Promise.allSettled(this.workers.map((w) => w.close()));
+    const left = (cap: number) => Math.max(0, Math.min(cap, (deadline ?? Infinity) - Date.now()));
+    // The due round and the stage workers stop side by side: neither waits for the other.
+    const results = await Promise.allSettled([this.due?.close(left(1000)), ...this.workers.map((w) => w.close({ deadline }))]);
     for (const r of results) if (r.status === "rejected") this.options.log?.(`[host] worker close failed: ${r.reason}`);
     try {
-      if (this.trimming) await withTimeout(this.trimming, 500, "stream trim");
+      if (this.trimming) await withTimeout(this.trimming, left(500), "stream trim");
     } catch {
       // logged by the trim timer, or left to finish on its own
     }

@@ -54,10 +54,17 @@ export interface RuntimeOptions {
   /** Defaults to in-process dispatch through `app`. */
   invoker?: Invoker;
   log?: (line: string) => void;
+  /** close() finishes within about this long (default SHUTDOWN_MS), the embedded server's own stop aside. */
+  shutdownMs?: number;
 }
 
+/** How long close() takes at most: Ctrl-C of a host under load exits well within 5 s. */
+export const SHUTDOWN_MS = 3000;
+/** Of that, kept for the span exporter's flush and closing the connections after the worker-host stopped. */
+const SHUTDOWN_FLUSH_MS = 500;
+
 /** Starts everything `npm start` runs and resolves once it is serving. */
-export async function startRuntime({ config, pipeline, app, invoker, log = console.log }: RuntimeOptions): Promise<Runtime> {
+export async function startRuntime({ config, pipeline, app, invoker, log = console.log, shutdownMs = SHUTDOWN_MS }: RuntimeOptions): Promise<Runtime> {
   let valkey: RunningValkey | undefined;
   let cluster: RunningCluster | undefined;
   let seeds: SeedNode[] | undefined = config.VALKEY_CLUSTER_NODES ? parseSeedNodes(config.VALKEY_CLUSTER_NODES) : undefined;
@@ -160,20 +167,19 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
     barrier,
     close() {
       closing ??= (async () => {
-        const steps: Array<[string, () => Promise<unknown>]> = [
-          ["http server", () => withTimeout(server.close(), 1000, "http server close")],
-          ["worker-host", () => host.close()],
-          ["tracing", async () => tracing?.shutdown()],
-          ["connections", () => Promise.all([notifier.close(), barrier?.close(), closeConnection(conn, 500)])],
-          ["embedded valkey", async () => Promise.all([valkey?.stop(), cluster?.stop()])],
-        ];
-        for (const [name, step] of steps) {
-          try {
-            await step();
-          } catch (err) {
-            log(`[shutdown] ${name}: ${(err as Error).message}`);
-          }
-        }
+        // One budget for the whole stop, whatever the load and the server do: the HTTP server and the
+        // worker-host stop side by side; batches that cannot commit by the host's deadline stay pending
+        // for another consumer; the span exporter and the connections get what is left, bounded too.
+        const deadline = Date.now() + shutdownMs;
+        const left = (cap: number) => Math.max(0, Math.min(cap, deadline - Date.now()));
+        const report = (name: string) => (err: unknown) => log(`[shutdown] ${name}: ${(err as Error).message}`);
+        await Promise.all([
+          withTimeout(server.close(), left(1000), "http server close").catch(report("http server")),
+          host.close({ deadline: deadline - SHUTDOWN_FLUSH_MS }).catch(report("worker-host")),
+        ]);
+        if (tracing) await withTimeout(tracing.shutdown(), Math.max(100, left(SHUTDOWN_FLUSH_MS)), "span export").catch(report("tracing"));
+        await Promise.all([notifier.close(), barrier?.close(), closeConnection(conn, Math.max(100, left(500)))]).catch(report("connections"));
+        await Promise.all([valkey?.stop(), cluster?.stop()]).catch(report("embedded valkey"));
       })();
       return closing;
     },

@@ -257,26 +257,30 @@ export class StageWorker {
   }
 
   /**
-   * Stops reading and lets in-flight batches commit, within closeTimeoutMs:
-   * with the server reachable they commit; otherwise (or when a handler runs
-   * longer) their entries stay pending and are reclaimed after the
-   * visibility timeout, by this host's next run or by another host.
+   * Stops reading and lets in-flight batches commit, within closeTimeoutMs
+   * (or by `deadline`, epoch ms, when that is sooner): with the server
+   * reachable they commit; otherwise (or when a handler runs longer) their
+   * entries stay pending and are reclaimed after the visibility timeout, by
+   * this host's next run or by another host. Every wait here is bounded by
+   * that deadline: the unblock, the read loop, the reclaim loop, in-flight
+   * handlers and their commits (whose connection retries stop at it too),
+   * the flow readmit loop.
    */
-  async close(): Promise<void> {
+  async close({ deadline: given }: { deadline?: number } = {}): Promise<void> {
     if (!this.running) return;
     this.running = false;
-    const deadline = Date.now() + this.o.closeTimeoutMs;
+    const deadline = Math.min(Date.now() + this.o.closeTimeoutMs, given ?? Infinity);
     this.closeDeadline = deadline;
+    const left = (cap = Infinity) => Math.max(0, Math.min(cap, deadline - Date.now()));
     for (const wake of [...this.sleepers]) wake();
     // CLIENT UNBLOCK ends the read with no entries, so nothing is left delivered and unread;
     // when the server does not answer quickly, the read is abandoned instead.
-    await Promise.all(this.readers.map((r) => this.unblock(r)));
-    if (!(await settlesWithin(this.readLoop, 500))) for (const r of this.readers) r.pending?.reject(new Error("the stage worker is closing"));
-    const left = () => deadline - Date.now();
+    await Promise.all(this.readers.map((r) => this.unblock(r, left(500))));
+    if (!(await settlesWithin(this.readLoop, left(500)))) for (const r of this.readers) r.pending?.reject(new Error("the stage worker is closing"));
     if (!(await settlesWithin(this.readLoop, left()))) this.o.log(`[${this.stage}] read loop still waiting at close (a batch slot never freed)`);
     if (!(await settlesWithin(this.reclaimLoop, left()))) this.o.log(`[${this.stage}] reclaim loop still busy at close`);
     if (!(await settlesWithin(Promise.all(this.inFlight), left()))) {
-      this.o.log(`[${this.stage}] close: ${this.inFlight.size} batch(es) not committed within ${this.o.closeTimeoutMs} ms; their entries stay pending and are reclaimed after the visibility timeout`);
+      this.o.log(`[${this.stage}] close: ${this.inFlight.size} batch(es) not committed by the close deadline; their entries stay pending and are reclaimed after the visibility timeout`);
     }
     if (this.flow && !(await settlesWithin(this.flow.stop(), left()))) this.o.log(`[${this.stage}] flow readmit loop still busy at close`);
     clearInterval(this.leaseTimer);
@@ -288,12 +292,12 @@ export class StageWorker {
   }
 
   /** Ends a reader's outstanding read with no entries (CLIENT UNBLOCK on its server), so nothing is left delivered and unread. */
-  private async unblock(r: Reader): Promise<void> {
+  private async unblock(r: Reader, ms: number): Promise<void> {
     if (!r.pending || r.id === undefined) return;
     const via = r.node === undefined ? this.o.conn : commandConnectionTo(asCluster(this.o.conn), r.node);
     if (!via) return;
     try {
-      await withTimeout(via.client("UNBLOCK", r.id), 500, "CLIENT UNBLOCK");
+      await withTimeout(via.client("UNBLOCK", r.id), ms, "CLIENT UNBLOCK");
     } catch (err) {
       this.o.log(`[${this.stage}] unblock failed: ${(err as Error).message}`);
     }
