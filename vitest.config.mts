@@ -1,8 +1,13 @@
 import { defineConfig } from "vitest/config";
 
+/**
+ * Two projects over tests/: `suite` is `npm test` (every *.test.ts, kept near two
+ * minutes), `slow` is `npm run test:slow` (the *.slow.test.ts files: whole runs too
+ * heavy for the suite, each with a reduced version in it). CI runs both.
+ * `npx vitest run tests/x.test.ts` (or x.slow.test.ts) runs that file either way.
+ */
 export default defineConfig({
   test: {
-    include: ["tests/**/*.test.ts"],
     // Builds web/dist once for the browser and serving tests.
     globalSetup: ["tests/global-setup.ts"],
     // Each file starts its own server on a free port; two cores, so two forks.
@@ -11,5 +16,9 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: ["default", "./tests/helpers/summary-reporter.ts"],
+    projects: [
+      { extends: true, test: { name: "suite", include: ["tests/**/*.test.ts"], exclude: ["tests/**/*.slow.test.ts", "**/node_modules/**"] } },
+      { extends: true, test: { name: "slow", include: ["tests/**/*.slow.test.ts"] } },
+    ],
   },
 });

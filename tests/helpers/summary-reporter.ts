@@ -1,22 +1,47 @@
 /**
  * Prints one plain closing line, `tests: N passed, N failed, N skipped`, after
- * vitest's own summary, so CI logs state the count in a runner-neutral form.
+ * vitest's own summary, so CI logs state the count in a runner-neutral form,
+ * and the slowest files before it (`slowest: 12.3 s tests/x.test.ts (import
+ * 1.2 s)`), so a file that makes `npm test` long is named in every run;
+ * every file's times go to tests/artifacts/test-times.json.
  */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join, relative } from "node:path";
 import type { Reporter, TestModule } from "vitest/node";
+
+const SHOWN = 10;
 
 export default class SummaryReporter implements Reporter {
   onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
     let passed = 0;
     let failed = 0;
     let skipped = 0;
+    const times: Array<{ file: string; seconds: number; importSeconds: number; tests: number }> = [];
     for (const mod of testModules) {
+      let tests = 0;
       for (const test of mod.children.allTests()) {
+        tests++;
         const state = test.result().state;
         if (state === "passed") passed++;
         else if (state === "failed") failed++;
         else skipped++;
       }
-      if (mod.state() === "failed" && [...mod.children.allTests()].length === 0) failed++;
+      if (mod.state() === "failed" && tests === 0) failed++;
+      const d = mod.diagnostic();
+      times.push({ file: relative(process.cwd(), mod.moduleId), seconds: (d.duration + d.collectDuration) / 1000, importSeconds: d.collectDuration / 1000, tests });
+    }
+    times.sort((a, b) => b.seconds - a.seconds);
+    if (times.length > 1) {
+      const total = times.reduce((s, t) => s + t.seconds, 0);
+      process.stdout.write(`\nslowest files (import + hooks + tests; all ${times.length} files: ${total.toFixed(0)} s over the workers):\n`);
+      for (const t of times.slice(0, SHOWN)) process.stdout.write(`  ${t.seconds.toFixed(1).padStart(6)} s  ${t.file} (import ${t.importSeconds.toFixed(1)} s)\n`);
+    }
+    if (times.length > 1) try {
+      const dir = join(process.cwd(), "tests", "artifacts");
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, "test-times.json"), `${JSON.stringify(times, null, 1)}\n`);
+    } catch {
+      // a read-only checkout: the list above is enough
     }
     process.stdout.write(`\ntests: ${passed} passed, ${failed} failed, ${skipped} skipped\n`);
   }
