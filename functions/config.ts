@@ -29,6 +29,12 @@ export const Settings = z.object({
   DURABLE_ACCEPT_TIMEOUT_MS: z.coerce.number().int().min(10).max(60_000).default(2000),
   /** How long an Idempotency-Key answers its first answer (POST /v1/runs, app ingest routes). */
   IDEMPOTENCY_TTL_SECONDS: z.coerce.number().int().min(60).max(30 * 24 * 3600).default(24 * 3600),
+  /** Where handlers in a Worker send their spans (OTLP/HTTP base URL); unset: they send none. In-process handlers use the host's exporter. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional(),
+  OTEL_EXPORTER_OTLP_PROTOCOL: z.enum(["http/protobuf", "http/json"]).default("http/protobuf"),
+  OTEL_EXPORTER_OTLP_HEADERS: z.string().optional(),
+  /** The `service.name` of the spans handlers send from a Worker. */
+  OTEL_SERVICE_NAME: z.string().min(1).default("edgepipe-stages"),
 });
 export type Settings = z.infer<typeof Settings>;
 

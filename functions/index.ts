@@ -31,5 +31,6 @@ export { Envelope, newEnvelope } from "./envelope";
 export { readRunOutput, type RunStream, type RunStreamChunk } from "./run-stream";
 export { defineMcpTool, McpToolError, type McpTool, type McpToolContext } from "./mcp";
 export { cachedTool, CachedToolError, type CachedToolOptions, type CachedToolResult } from "./tools/cache";
+export { inSpan, type TraceScope, type ActiveSpan, type SpanAttributes } from "./tracing";
 export { takeToken, tryTakeToken, type RateLimit } from "./tools/rate-limit";
 export type { RunView, RunStatus } from "./runs";

@@ -7,6 +7,7 @@ import type { z } from "zod";
 import type { RedisClient } from "./redis";
 import type { Keys } from "./keys";
 import type { RunStream } from "./run-stream";
+import type { TraceScope } from "./tracing";
 import { parseCron, type Cron } from "./cron";
 
 /** Throw from a handler to fail an envelope; `retryable: false` dead-letters it at once. */
@@ -42,6 +43,12 @@ export interface StageContext {
    * `await ctx.stream.write(token)`. Every chunk is stored before the step commits.
    */
   stream: RunStream;
+  /**
+   * Spans of this hop, children of the host's hop span (functions/tracing.ts);
+   * undefined when the run is not traced. Use `inSpan(ctx.trace, name, fn)`,
+   * which just calls `fn` when it is undefined.
+   */
+  trace?: TraceScope;
 }
 
 /** What a flow key function sees besides the (validated) payload. */

@@ -6,6 +6,7 @@
  */
 import { Redis } from "@upstash/redis/cloudflare";
 import { LUA } from "./lua.generated";
+import type { SpanSink } from "./tracing";
 
 /** The client type handlers see (same API on Workers and in-process). */
 export type RedisClient = Pick<Redis, keyof Redis>;
@@ -34,6 +35,8 @@ export interface AppEnv {
   /** Opens the read-only MCP tools (API_TOKEN opens them all). */
   API_READ_TOKEN?: string;
   STAGE_SIGNING_KEYS?: string;
+  /** Injected in-process by a tracing worker-host: takes the handlers' spans (functions/tracing.ts). */
+  SPAN_SINK?: SpanSink;
   [key: string]: unknown;
 }
 

@@ -13,6 +13,7 @@ import { redisFromEnv, type AppEnv, type RedisClient } from "./redis";
 import { settingsFor } from "./config";
 import { checkSignatureHeaders, NONCE_TTL_MS, verifyStageSignature } from "./signing";
 import { lazyRunStream } from "./run-stream";
+import { fetchSpanSink, traceScope, type SpanRecord, type SpanSink, type TraceScope } from "./tracing";
 import { jsonDepthExceeds, MAX_STAGE_JSON_DEPTH, payloadTooLarge, readBodyLimited } from "./body-limit";
 
 const decoder = new TextDecoder();
@@ -21,7 +22,7 @@ function now(): number {
   return performance.now();
 }
 
-async function runOne(stage: StageDef, pipeline: Pipeline, env: AppEnv, redis: RedisClient, envelope: Envelope): Promise<StageItemResult> {
+async function runOne(stage: StageDef, pipeline: Pipeline, env: AppEnv, redis: RedisClient, envelope: Envelope, trace?: TraceScope): Promise<StageItemResult> {
   const started = now();
   const input = stage.input.safeParse(envelope.payload);
   if (!input.success) {
@@ -45,6 +46,7 @@ async function runOne(stage: StageDef, pipeline: Pipeline, env: AppEnv, redis: R
       env,
       reportCost,
       stream: output.stream,
+      ...(trace ? { trace } : {}),
     });
     // Streamed chunks are stored before the step can commit (the SSE route ends on the commit).
     await output.flush();
@@ -134,15 +136,56 @@ export const inProcessBatches = new WeakMap<Request, InProcessBatch>();
 export const TAKES_BATCHES_BY_REFERENCE = Symbol.for("edgepipe.stageBatchesByReference");
 
 /** Runs a validated batch through a stage (used by the route, and directly by tests). */
-export async function runStageBatch(pipeline: Pipeline, stageName: string, env: AppEnv, envelopes: Envelope[]): Promise<StageItemResult[]> {
+export async function runStageBatch(pipeline: Pipeline, stageName: string, env: AppEnv, envelopes: Envelope[], { background }: { background?: (work: Promise<void>) => boolean } = {}): Promise<StageItemResult[]> {
   const stage = pipeline.stages.get(stageName);
   if (!stage) throw new Error(`unknown stage ${stageName}`);
   // One client per batch: over HTTP its auto-pipelining then merges the commands of
   // every envelope in the batch into few requests (not shared across requests).
   const redis = redisFromEnv(env);
+  // Handler spans only when the host traces the run (it named the hop's span) and they can go somewhere.
+  if (envelopes[0].spanId !== undefined) {
+    const sink = spanSinkFor(env);
+    if (sink) return runTraced(stage, pipeline, env, redis, envelopes, sink, background);
+  }
   // A batch of one (the usual case at low load) skips Promise.all's per-batch allocations.
   if (envelopes.length === 1) return [await runOne(stage, pipeline, env, redis, envelopes[0])];
   return Promise.all(envelopes.map((e) => runOne(stage, pipeline, env, redis, e)));
+}
+
+const fetchSinks = new WeakMap<object, SpanSink | null>();
+
+/** The host's sink in-process, else a fetch exporter from the OTEL_* settings (memoized per env), else none. */
+function spanSinkFor(env: AppEnv): SpanSink | undefined {
+  if (env.SPAN_SINK) return env.SPAN_SINK;
+  let sink = fetchSinks.get(env);
+  if (sink === undefined) {
+    sink = fetchSpanSink(settingsFor(env).settings) ?? null;
+    fetchSinks.set(env, sink);
+  }
+  return sink ?? undefined;
+}
+
+/** The batch with a trace scope per traced envelope; its spans are exported once, in the background when the runtime can (waitUntil). */
+async function runTraced(stage: StageDef, pipeline: Pipeline, env: AppEnv, redis: RedisClient, envelopes: Envelope[], sink: SpanSink, background?: (work: Promise<void>) => boolean): Promise<StageItemResult[]> {
+  const spans: SpanRecord[] = [];
+  const results = await Promise.all(envelopes.map((e) => runOne(stage, pipeline, env, redis, e, e.spanId ? traceScope(spans, e.traceId, e.spanId) : undefined)));
+  if (spans.length > 0) {
+    const exported = Promise.resolve(sink.export(spans)).catch(() => undefined);
+    if (!background?.(exported)) await exported;
+  }
+  return results;
+}
+
+/** Hands work to the Workers runtime's waitUntil (the response need not wait for it); false where there is none. */
+function waitUntilOf(c: Context<{ Bindings: AppEnv }>): (work: Promise<void>) => boolean {
+  return (work) => {
+    try {
+      c.executionCtx.waitUntil(work);
+      return true;
+    } catch {
+      return false;
+    }
+  };
 }
 
 /** The Hono handler for `POST /stages/:name`. */
@@ -190,7 +233,7 @@ export function stageRoute(pipeline: Pipeline) {
     if (mismatched >= 0) {
       return apiError(c, 400, "validation_failed", `envelopes[${mismatched}].stage is ${parsed.data.envelopes[mismatched].stage}, not ${name}`);
     }
-    const results = await runStageBatch(pipeline, name, env, parsed.data.envelopes);
+    const results = await runStageBatch(pipeline, name, env, parsed.data.envelopes, { background: waitUntilOf(c) });
     return c.json({ results });
   };
 }

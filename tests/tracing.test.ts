@@ -8,8 +8,10 @@
  * `commit` children; one run retried once (its enricher's summary endpoint
  * fails the first call: two enricher spans, the first with a `retry` event)
  * and one dead-lettered (a `dead-lettered` event); a caller's `traceparent`
- * is joined. In-process and through workerd. With tracing off, no envelope
- * carries a span id.
+ * is joined; the enricher's handler adds `tool enrich` (cache miss, a hit on
+ * the retry) and `llm summary` spans under its hop span, through the host's
+ * exporter in-process and with its own fetch exporter from workerd. The tool
+ * cache's lock wait is a span; with tracing off, no envelope carries a span id.
  */
 import { createServer, type Server } from "node:http";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -25,7 +27,9 @@ import { loadConfig } from "../worker-host/config";
 import { startHttpModeStack, type HttpModeStack } from "../worker-host/http-mode";
 import { startRuntime, type Runtime } from "../worker-host/runtime";
 import { buildWorkerBundle } from "../worker-host/worker-bundle";
-import { eventually, startTestValkey, type TestValkey } from "./helpers/valkey";
+import { cachedTool } from "../functions/tools/cache";
+import { fetchSpanSink, traceScope, type SpanRecord } from "../functions/tracing";
+import { eventually, startTestValkey, testKeys, type TestValkey } from "./helpers/valkey";
 import { startOtlpReceiver, type OtlpSpan } from "./helpers/otlp";
 
 /** A summary endpoint that fails the first call for a title containing RETRY-ME, and answers the rest with a short streamed summary. */
@@ -75,14 +79,15 @@ describe.each(["in-process", "workerd"] as const)("OpenTelemetry traces of 100 n
     const llm = await startSummaryLlm();
     const vars = {
       VALKEY_URL: valkey.url, PORT: "0", HOST: "127.0.0.1", DEMO: "off", KEY_PREFIX: `ot${randomHex(3)}`, BLOCK_MS: "100", RETRY_BACKOFF_MS: "50",
-      LLM_SUMMARY: "on", LLM_SUMMARY_BASE_URL: llm.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_SERVICE_NAME: `edgepipe-test-${mode}`,
+      LLM_SUMMARY: "on", LLM_SUMMARY_BASE_URL: llm.url, ENRICH_CACHE: "on", OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_SERVICE_NAME: `edgepipe-test-${mode}`,
       // The host exports with the default protocol (http/protobuf) in-process, http/json with workerd: both encodings are decoded by the receiver.
       ...(mode === "workerd" ? { UPSTASH_REDIS_REST_URL: "http://127.0.0.1:0", OTEL_EXPORTER_OTLP_PROTOCOL: "http/json" } : {}),
     };
     const config = loadConfig(vars, { appSettings: NewsSettings });
     let stack: Runtime | HttpModeStack | undefined;
     try {
-      stack = mode === "in-process" ? await startRuntime({ config, pipeline, app, log: () => {} }) : await startHttpModeStack({ config, pipeline, workerd: { kind: "miniflare", scriptPath }, log: () => {} });
+      // In workerd the handlers export their own spans: here in http/protobuf (the host's are http/json), so both encodings of one run's spans meet in the receiver.
+      stack = mode === "in-process" ? await startRuntime({ config, pipeline, app, log: () => {} }) : await startHttpModeStack({ config, pipeline, workerd: { kind: "miniflare", scriptPath }, vars: { OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf" }, log: () => {} });
       const url = stack.url;
       const post = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
         const res = await fetch(`${url}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
@@ -107,7 +112,7 @@ describe.each(["in-process", "workerd"] as const)("OpenTelemetry traces of 100 n
         return true;
       }, { timeoutMs: 120_000, stepMs: 200 });
       const hopSpans = () => receiver.spans.filter((s) => s.name === "fanout" || s.name === "fetcher");
-      await eventually(() => (hopSpans().filter((s) => s.name === "fanout").length >= 99 && hopSpans().filter((s) => s.name === "fetcher").length >= 100 ? true : undefined), { timeoutMs: 60_000, stepMs: 100 });
+      await eventually(() => (hopSpans().filter((s) => s.name === "fanout").length >= 99 && hopSpans().filter((s) => s.name === "fetcher").length >= 100 && receiver.spans.filter((s) => s.name === "llm summary").length >= 100 ? true : undefined), { timeoutMs: 60_000, stepMs: 100 });
       await new Promise((r) => setTimeout(r, 1200)); // the last children of the last hops
 
       const byRun = new Map<string, OtlpSpan[]>();
@@ -131,7 +136,16 @@ describe.each(["in-process", "workerd"] as const)("OpenTelemetry traces of 100 n
           expect(hopSpans.length, `${runId} ${hop}`).toBe(runId === retried && hop === "enricher" ? 2 : 1);
           for (const h of hopSpans) expect(h.parentSpanId, `${runId} ${hop} parent`).toBe(parent.spanId);
           const last = hopSpans.find((h) => attr(h, "edgepipe.attempt") === hopSpans.length)!;
-          expect(children(last), `${runId} ${hop} children`).toEqual(hopSpans.length > 1 ? ["commit", "handler"] : ["commit", "handler", "queue wait"]);
+          const handlerSpans = hop === "enricher" ? ["llm summary", "tool enrich"] : [];
+          expect(children(last), `${runId} ${hop} children`).toEqual([...(hopSpans.length > 1 ? ["commit", "handler"] : ["commit", "handler", "queue wait"]), ...handlerSpans].sort());
+          if (hop === "enricher") {
+            // Spans from inside the handler: the tool cache's miss (a hit on the retry: the failed attempt had stored it) and the LLM call.
+            const inside = (h: OtlpSpan, name: string) => receiver.spans.find((s) => s.parentSpanId === h.spanId && s.name === name)!;
+            expect(attr(inside(last, "tool enrich"), "edgepipe.tool.cache")).toBe(hopSpans.length > 1 ? "hit" : "miss");
+            expect(attr(inside(last, "llm summary"), "edgepipe.llm.chunks")).toBe(3);
+            expect(attr(inside(last, "llm summary"), "gen_ai.request.model")).toBe("gpt-4o-mini");
+            if (mode === "workerd") expect(inside(last, "llm summary").service).toBe("edgepipe-stages");
+          }
           parent = last;
         }
       }
@@ -144,6 +158,10 @@ describe.each(["in-process", "workerd"] as const)("OpenTelemetry traces of 100 n
       expect(retryEvent).toBeDefined();
       expect(String(retryEvent!.attributes?.find((a) => a.key === "exception.message")?.value.stringValue)).toMatch(/503/);
       expect(r.find((s) => s.name === "enricher" && attr(s, "edgepipe.attempt") === 2)!.events?.find((e) => e.name === "redelivered")).toBeDefined();
+      // The failed LLM call is an error span under the first attempt.
+      const failedLlm = receiver.spans.find((s) => s.name === "llm summary" && s.parentSpanId === firstEnricher.spanId)!;
+      expect(failedLlm.status?.code).toBe(2);
+      expect(failedLlm.status?.message).toMatch(/503/);
       // The dead-lettered run: ingest -> fetcher, whose span says why.
       const d = byRun.get(dead)!;
       const fetcher = d.find((s) => s.name === "fetcher")!;
@@ -151,11 +169,17 @@ describe.each(["in-process", "workerd"] as const)("OpenTelemetry traces of 100 n
       const deadEvent = fetcher.events?.find((e) => e.name === "dead-lettered");
       expect(String(deadEvent?.attributes?.find((a) => a.key === "exception.message")?.value.stringValue)).toMatch(/invalid payload for stage fetcher/);
       expect(d.some((s) => s.name === "classifier")).toBe(false);
-      // The host's spans came in the configured encoding only.
-      const hostEncoding = mode === "in-process" ? "protobuf" : "json";
-      expect(receiver.requests[hostEncoding]).toBeGreaterThan(0);
-      expect(receiver.spans.filter((s) => s.service === `edgepipe-test-${mode}`).length).toBe(receiver.spans.length);
-      if (mode === "in-process") expect(receiver.requests.json).toBe(0);
+      // In-process every span goes through the host's exporter (protobuf); with workerd the host sends JSON and the Worker protobuf.
+      const fromWorker = receiver.spans.filter((s) => s.service === "edgepipe-stages");
+      if (mode === "in-process") {
+        expect(receiver.requests).toMatchObject({ json: 0, protobuf: expect.any(Number) });
+        expect(fromWorker).toHaveLength(0);
+      } else {
+        expect(receiver.requests.json).toBeGreaterThan(0);
+        expect(receiver.requests.protobuf).toBeGreaterThan(0);
+        expect(new Set(fromWorker.map((s) => s.name))).toEqual(new Set(["tool enrich", "llm summary"]));
+      }
+      expect(receiver.requests.protobuf).toBeGreaterThan(0);
       console.log(`tracing (${mode}): ${receiver.spans.length} spans in ${JSON.stringify(receiver.requests)} OTLP requests, ${traces.size} traces`);
     } finally {
       await stack?.close();
@@ -192,4 +216,34 @@ describe("tracing off", () => {
       await stack.close();
     }
   }, 60_000);
+});
+
+describe("handler spans of the tool cache", () => {
+  it("a miss, and a hit after a lock wait, sent as OTLP JSON by the handlers' fetch exporter", async () => {
+    const receiver = await startOtlpReceiver();
+    try {
+      const keys = testKeys();
+      const spans: SpanRecord[] = [];
+      const traceId = randomHex(16);
+      const hop = randomHex(8);
+      const trace = traceScope(spans, traceId, hop);
+      let calls = 0;
+      const call = () => cachedTool(valkey.redis, keys, { tool: "slow", args: { x: 1 }, ttlSeconds: 60, pollMs: 10, trace, fn: async () => (calls++, await new Promise((r) => setTimeout(r, 300)), { n: 1 }) });
+      const [first, second] = await Promise.all([call(), new Promise((r) => setTimeout(r, 50)).then(call)]);
+      expect([calls, first.hit, second.hit]).toEqual([1, false, true]);
+      await fetchSpanSink({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", OTEL_SERVICE_NAME: "edgepipe-test-tools" })!.export(spans);
+      expect(receiver.requests).toEqual({ json: 1, protobuf: 0 });
+      const tools = receiver.spans.filter((s) => s.name === "tool slow");
+      expect(tools.map((s) => [s.traceId, s.parentSpanId, s.service])).toEqual([[traceId, hop, "edgepipe-test-tools"], [traceId, hop, "edgepipe-test-tools"]]);
+      const miss = tools.find((s) => attr(s, "edgepipe.tool.cache") === "miss")!;
+      const hit = tools.find((s) => attr(s, "edgepipe.tool.cache") === "hit")!;
+      expect(Number(attr(hit, "edgepipe.tool.lock_wait_ms"))).toBeGreaterThanOrEqual(150);
+      expect(attr(miss, "edgepipe.tool.lock_wait_ms")).toBeUndefined();
+      const wait = receiver.spans.find((s) => s.name === "lock wait")!;
+      expect(wait.parentSpanId).toBe(hit.spanId);
+      expect(Number(BigInt(wait.endTimeUnixNano!) - BigInt(wait.startTimeUnixNano!)) / 1e6).toBeGreaterThanOrEqual(150);
+    } finally {
+      await receiver.close();
+    }
+  });
 });

@@ -283,6 +283,9 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
       // Local dev without a token keeps writes open, as under npm start (the start banner says so); a deployed Worker refuses them.
       ...(config.API_TOKEN ? { API_TOKEN: config.API_TOKEN } : { ALLOW_OPEN_WRITES: "on" }),
       ...(config.API_READ_TOKEN ? { API_READ_TOKEN: config.API_READ_TOKEN } : {}),
+      // A tracing host: the handlers in workerd send their spans to the same collector (their service.name is the Worker's own).
+      ...(config.OTEL_EXPORTER_OTLP_ENDPOINT ? { OTEL_EXPORTER_OTLP_ENDPOINT: config.OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL: config.OTEL_EXPORTER_OTLP_PROTOCOL } : {}),
+      ...(config.OTEL_EXPORTER_OTLP_ENDPOINT && config.OTEL_EXPORTER_OTLP_HEADERS ? { OTEL_EXPORTER_OTLP_HEADERS: config.OTEL_EXPORTER_OTLP_HEADERS } : {}),
       ...vars,
       UPSTASH_REDIS_REST_URL: restUrl,
       UPSTASH_REDIS_REST_TOKEN: restToken,

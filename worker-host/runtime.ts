@@ -139,6 +139,7 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
   const notifier = new ValkeyNotifier(mode === "cluster" ? () => asCluster(conn).duplicate() as unknown as Connection : () => connectValkey(url!, { name: "edgepipe-notifier", log }), log);
   env.NOTIFIER = notifier;
   const tracing = tracingFromEnv(config);
+  if (tracing) env.SPAN_SINK = tracing.spanSink;
   const host = new WorkerHost({
     pipeline,
     keys,

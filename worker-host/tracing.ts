@@ -6,7 +6,9 @@
  * (the enqueue) as the root or as a child of the caller's `traceparent`.
  * The span ids travel in the envelopes, so a hop's span is the parent of the
  * next hop's wherever the handler ran (in-process or in workerd).
- * Off unless OTEL_EXPORTER_OTLP_ENDPOINT is set; then nothing is built.
+ * Handlers add their own spans (tool calls, LLM calls) under the hop span:
+ * in-process through `spanSink`, from workerd with their own fetch exporter.
+ * Off unless OTEL_EXPORTER_OTLP_ENDPOINT is set; unset, nothing is built.
  */
 import { createHash } from "node:crypto";
 import { context, ROOT_CONTEXT, trace, SpanStatusCode, TraceFlags, type Context as OtelContext } from "@opentelemetry/api";
@@ -16,6 +18,7 @@ import { OTLPTraceExporter as OtlpProtoExporter } from "@opentelemetry/exporter-
 import { OTLPTraceExporter as OtlpJsonExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { randomHex, type Envelope } from "../functions/envelope";
 import type { StageItemResult } from "../functions/envelope";
+import { parseOtlpHeaders, type SpanSink } from "../functions/tracing";
 
 /** How each dispatched envelope ended. */
 export type HopOutcome = { kind: "committed" } | { kind: "retry"; error: string } | { kind: "dead-lettered"; error: string };
@@ -70,18 +73,11 @@ export interface TracingOptions {
 
 export interface HostTracing {
   tracer: HopTracer;
+  /** Takes the spans of in-process handlers (env.SPAN_SINK) into the same exporter. */
+  spanSink: SpanSink;
   /** Exports what is buffered (the batch processor also does it every OTEL_BSP_SCHEDULE_DELAY ms). */
   flush(): Promise<void>;
   shutdown(): Promise<void>;
-}
-
-function parseHeaders(text: string | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const part of (text ?? "").split(",")) {
-    const at = part.indexOf("=");
-    if (at > 0) out[decodeURIComponent(part.slice(0, at).trim())] = decodeURIComponent(part.slice(at + 1).trim());
-  }
-  return out;
 }
 
 /** Tracing from the standard variables; undefined (zero cost) when OTEL_EXPORTER_OTLP_ENDPOINT is unset. */
@@ -93,7 +89,7 @@ export function tracingFromEnv(env: { OTEL_EXPORTER_OTLP_ENDPOINT?: string; OTEL
 /** Builds the SDK pipeline (provider, batch processor, OTLP exporter) and the hop tracer on it. */
 export function startTracing({ endpoint, protocol = "http/protobuf", headers, serviceName = "edgepipe-worker-host" }: TracingOptions): HostTracing {
   const url = `${endpoint.replace(/\/+$/, "")}/v1/traces`;
-  const exporterOptions = { url, headers: parseHeaders(headers) };
+  const exporterOptions = { url, headers: parseOtlpHeaders(headers) };
   const exporter: SpanExporter = protocol === "http/json" ? new OtlpJsonExporter(exporterOptions) : new OtlpProtoExporter(exporterOptions);
   const ids = new PresetIdGenerator();
   const provider = new BasicTracerProvider({
@@ -160,8 +156,20 @@ export function startTracing({ endpoint, protocol = "http/protobuf", headers, se
       };
     },
   };
+  const spanSink: SpanSink = {
+    export(records) {
+      for (const r of records) {
+        ids.next = r.spanId;
+        const span = tracer.startSpan(r.name, { startTime: r.startMs, attributes: r.attributes }, parentContext(r.traceId, r.parentSpanId));
+        for (const e of r.events ?? []) span.addEvent(e.name, e.attributes, e.atMs);
+        if (r.error !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, message: r.error });
+        span.end(r.endMs);
+      }
+    },
+  };
   return {
     tracer: hopTracer,
+    spanSink,
     flush: () => provider.forceFlush(),
     shutdown: () => provider.shutdown(),
   };

@@ -5,6 +5,7 @@
  * streamed output as they arrive. The extractive summary stays the default.
  */
 import type { RunStream } from "../run-stream";
+import { inSpan, type ActiveSpan, type TraceScope } from "../tracing";
 import type { NewsSettings } from "./config";
 
 /** Longest summary kept (characters); a model that rambles is cut here. */
@@ -28,7 +29,12 @@ export function summaryBackend(settings: NewsSettings): SummaryBackend | undefin
  * Streams a two-sentence summary from the model into `stream`, one chunk per
  * token the endpoint sends, and answers the whole text.
  */
-export async function streamLlmSummary(backend: SummaryBackend, title: string, body: string, stream: RunStream, { timeoutMs = 60_000 }: { timeoutMs?: number } = {}): Promise<string> {
+export async function streamLlmSummary(backend: SummaryBackend, title: string, body: string, stream: RunStream, { timeoutMs = 60_000, trace }: { timeoutMs?: number; trace?: TraceScope } = {}): Promise<string> {
+  // Traced: an `llm summary` span (model, chunks, characters, a `first token` event).
+  return inSpan(trace, "llm summary", (span) => summarize(backend, title, body, stream, timeoutMs, span), { "gen_ai.operation.name": "chat", "gen_ai.request.model": backend.model });
+}
+
+async function summarize(backend: SummaryBackend, title: string, body: string, stream: RunStream, timeoutMs: number, span: ActiveSpan | undefined): Promise<string> {
   const res = await fetch(`${backend.baseUrl}/chat/completions`, {
     method: "POST",
     headers: { "content-type": "application/json", accept: "text/event-stream", ...(backend.apiKey ? { authorization: `Bearer ${backend.apiKey}` } : {}) },
@@ -70,6 +76,7 @@ export async function streamLlmSummary(backend: SummaryBackend, title: string, b
         throw new Error(`LLM summary endpoint sent a line that is not JSON: ${data.slice(0, 100)}`);
       }
       if (typeof token === "string" && token.length > 0) {
+        if (span && writes.length === 0) span.addEvent("first token");
         text += token;
         writes.push(stream.write(token));
       }
@@ -77,7 +84,9 @@ export async function streamLlmSummary(backend: SummaryBackend, title: string, b
   }
   await reader.cancel().catch(() => undefined);
   await Promise.all(writes);
+  span?.setAttribute("edgepipe.llm.chunks", writes.length);
   const summary = text.trim().slice(0, MAX_LLM_SUMMARY_CHARS);
+  span?.setAttribute("edgepipe.llm.summary_chars", summary.length);
   if (!summary) throw new Error("LLM summary endpoint sent no text");
   return summary;
 }

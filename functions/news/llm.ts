@@ -7,6 +7,7 @@
 import type { Keys } from "../keys";
 import type { RedisClient } from "../redis";
 import { cachedTool } from "../tools/cache";
+import { inSpan, type TraceScope } from "../tracing";
 import { takeToken } from "../tools/rate-limit";
 import { TOPICS, type Topic } from "./classify";
 import type { NewsSettings } from "./config";
@@ -79,6 +80,7 @@ export async function classifyWithLlm(
   settings: NewsSettings,
   title: string,
   body: string,
+  trace?: TraceScope,
 ): Promise<{ topic: Topic; hit: boolean; tokens: number }> {
   // Tokens the endpoint says this call used (0 on a cache hit), reported to the stage's budget.
   let tokens = 0;
@@ -87,9 +89,16 @@ export async function classifyWithLlm(
     args: { kind: backend.kind, model: backend.model, title, body: body.slice(0, 2000) },
     ttlSeconds: settings.LLM_CACHE_TTL_SECONDS,
     lockMs: 25_000,
-    fn: async () => {
+    trace,
+    fn: async (span) => {
       await takeToken(redis, keys, "llm-classify", { burst: settings.LLM_RATE_BURST, perSecond: settings.LLM_RATE_PER_SECOND }, { maxWaitMs: 10_000 });
-      const { answer, usedTokens } = await ask(backend, title, body);
+      const { answer, usedTokens } = await inSpan(span, "llm classify", async (llm) => {
+        llm?.setAttribute("gen_ai.operation.name", "chat");
+        llm?.setAttribute("gen_ai.request.model", backend.model);
+        const asked = await ask(backend, title, body);
+        llm?.setAttribute("gen_ai.usage.total_tokens", asked.usedTokens);
+        return asked;
+      });
       tokens = usedTokens;
       const topic = topicFromAnswer(answer);
       if (!topic) throw new Error(`LLM answer names no known topic: ${answer.slice(0, 80)}`);

@@ -11,6 +11,7 @@ import type { Keys } from "../keys";
 import type { RedisClient } from "../redis";
 import { randomHex } from "../envelope";
 import { sha256HexSync } from "./sha256";
+import type { ActiveSpan, TraceScope } from "../tracing";
 
 /** JSON with object keys sorted at every level, so equal args hash equally. */
 export function canonicalJson(value: unknown): string {
@@ -46,14 +47,19 @@ export interface CachedToolOptions<T> {
   args: unknown;
   /** How long a result stays cached. */
   ttlSeconds: number;
-  /** The real call. Its result must be JSON-serializable. */
-  fn: () => Promise<T> | T;
+  /** The real call (it gets the tool's span when traced, for spans of its own). Its result must be JSON-serializable. */
+  fn: (span?: TraceScope) => Promise<T> | T;
   /** Lock lifetime: the longest a call may take before waiters give up waiting. */
   lockMs?: number;
   /** How often waiters look at the cache. */
   pollMs?: number;
   /** When > 0, a failure is remembered this long and rethrown to callers without calling the tool. */
   negativeTtlSeconds?: number;
+  /**
+   * The handler's trace (`ctx.trace`): the call becomes a `tool <name>` span with
+   * `edgepipe.tool.cache` hit or miss, and a `lock wait` child while it waited on another caller.
+   */
+  trace?: TraceScope;
 }
 
 export interface CachedToolResult<T> {
@@ -81,10 +87,16 @@ function decode<T>(raw: unknown): Stored<T> | undefined {
  *   tool: "summarize", args: { text }, ttlSeconds: 3600, fn: () => summarize(text),
  * });
  */
-export async function cachedTool<T>(
+export async function cachedTool<T>(redis: RedisClient, keys: Keys, options: CachedToolOptions<T>): Promise<CachedToolResult<T>> {
+  if (!options.trace) return callThroughCache(redis, keys, options, undefined);
+  return options.trace.span(`tool ${options.tool}`, (span) => callThroughCache(redis, keys, options, span), { "edgepipe.tool": options.tool });
+}
+
+async function callThroughCache<T>(
   redis: RedisClient,
   keys: Keys,
   { tool, args, ttlSeconds, fn, lockMs = 10_000, pollMs = 25, negativeTtlSeconds = 0 }: CachedToolOptions<T>,
+  span: ActiveSpan | undefined,
 ): Promise<CachedToolResult<T>> {
   const argsHash = await sha256Hex(canonicalJson(args));
   const cacheKey = keys.toolCache(tool, argsHash);
@@ -92,6 +104,7 @@ export async function cachedTool<T>(
   const token = `t${randomHex(8)}`;
 
   const served = (stored: Stored<T>): CachedToolResult<T> => {
+    span?.setAttribute("edgepipe.tool.cache", "hit");
     if ("e" in stored) throw new CachedToolError(tool, stored.e);
     return { value: stored.v, hit: true };
   };
@@ -100,9 +113,10 @@ export async function cachedTool<T>(
   // the lock until it expires: a caller that missed the cache a moment before
   // the result landed then waits for it instead of calling the tool again.
   const callAndStore = async (holdsLock: boolean): Promise<CachedToolResult<T>> => {
+    span?.setAttribute("edgepipe.tool.cache", "miss");
     let value: T;
     try {
-      value = await fn();
+      value = await fn(span);
     } catch (err) {
       const pipe = redis.pipeline();
       pipe.hincrby(keys.counters(), "tool_cache_misses", 1);
@@ -136,18 +150,25 @@ export async function cachedTool<T>(
     }
     if (locked === "OK") return callAndStore(true);
     // Someone else is calling the tool: wait for its result, or for its lock to go.
-    while (Date.now() < deadline) {
-      await sleep(pollMs);
-      const poll = redis.pipeline();
-      poll.get(cacheKey);
-      poll.exists(lockKey);
-      const [value, lockExists] = (await poll.exec()) as [unknown, unknown];
-      const hit = decode<T>(value);
-      if (hit) {
-        await redis.hincrby(keys.counters(), "tool_cache_hits", 1);
-        return served(hit);
+    const waitForHolder = async (): Promise<Stored<T> | undefined> => {
+      while (Date.now() < deadline) {
+        await sleep(pollMs);
+        const poll = redis.pipeline();
+        poll.get(cacheKey);
+        poll.exists(lockKey);
+        const [value, lockExists] = (await poll.exec()) as [unknown, unknown];
+        const hit = decode<T>(value);
+        if (hit) return hit;
+        if (Number(lockExists) === 0) return undefined;
       }
-      if (Number(lockExists) === 0) break;
+      return undefined;
+    };
+    const waitStart = span ? Date.now() : 0;
+    const hit = span ? await span.span("lock wait", waitForHolder) : await waitForHolder();
+    span?.setAttribute("edgepipe.tool.lock_wait_ms", (span ? Date.now() : 0) - waitStart);
+    if (hit) {
+      await redis.hincrby(keys.counters(), "tool_cache_hits", 1);
+      return served(hit);
     }
     // A holder that never finishes must not block us forever.
     if (Date.now() >= deadline) return callAndStore(false);

@@ -37,7 +37,7 @@ export const classifier = defineStage({
     let llmError: string | undefined;
     if (backend) {
       try {
-        const llm = await classifyWithLlm(ctx.redis, ctx.keys, backend, settings, article.title, article.body);
+        const llm = await classifyWithLlm(ctx.redis, ctx.keys, backend, settings, article.title, article.body, ctx.trace);
         topic = llm.topic;
         // The LLM gives no score; agreement with the offline model is the best signal there is.
         confidence = llm.topic === offline.topic ? Math.max(0.9, offline.confidence) : 0.75;

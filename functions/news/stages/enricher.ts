@@ -35,6 +35,7 @@ export const enricher = defineStage({
         tool: "enrich",
         args: { v: 1, title: article.title, body: article.body },
         ttlSeconds: settings.ENRICH_CACHE_TTL_SECONDS,
+        trace: ctx.trace,
         fn: enrich,
       }));
     } else {
@@ -42,7 +43,7 @@ export const enricher = defineStage({
     }
     // LLM_SUMMARY=on: the model's summary replaces the extractive one, its tokens streamed to the run's output.
     const llm = summaryBackend(settings);
-    if (llm) enrichment = { ...enrichment, summary: await streamLlmSummary(llm, article.title, article.body, ctx.stream) };
+    if (llm) enrichment = { ...enrichment, summary: await streamLlmSummary(llm, article.title, article.body, ctx.stream, { trace: ctx.trace }) };
     const item: FeedItem = {
       id: article.feedId,
       runId: ctx.runId,
