@@ -169,6 +169,8 @@ export function createKeys({ prefix = "ep", partitions = 1, feedBuckets = 16 }: 
   const run = (id: string) => (RUN_ID_PATTERN.test(id) ? id : RunId.parse(id));
   const partitionOf = (runId: string) => fnv1a(run(runId)) % partitions;
   const all = Array.from({ length: partitions }, (_, i) => i);
+  // One partition: the limiters share its tag (see flowLimiter).
+  const flowTag = (name: string) => (partitions === 1 ? `${tag(0)}:fl:${stage(name)}` : `${prefix}:{fl:${stage(name)}}`);
 
   return {
     prefix,
@@ -259,10 +261,13 @@ export function createKeys({ prefix = "ep", partitions = 1, feedBuckets = 16 }: 
      * Flow limiter of one stage, limit kind and flow key (a zset of slot leases
      * for concurrency and lanes, a token bucket for rate and budget). A stage's
      * limiters share its tag {fl:<stage>}: a batch's keys are one script call.
+     * With one partition they carry the partition's tag instead (every key of
+     * the deployment is then in one slot), so a batch's commit frees its
+     * slots in the same call (commit-stage.lua).
      */
-    flowLimiter: (name: string, kind: FlowKind, flowKey: string) => `${prefix}:{fl:${stage(name)}}:${kind}:${flowKeyPart(flowKey)}`,
+    flowLimiter: (name: string, kind: FlowKind, flowKey: string) => `${flowTag(name)}:${kind}:${flowKeyPart(flowKey)}`,
     /** Entries parked in a stage's priority lanes (all partitions): while above 0, new entries queue behind them. Same tag as the lanes limiter. */
-    flowLanesQueued: (name: string) => `${prefix}:{fl:${stage(name)}}:lanes-queued`,
+    flowLanesQueued: (name: string) => `${flowTag(name)}:lanes-queued`,
     /** Ready set of a stage in partition `p`: zset "<kind>:<flow key part>" -> when its parked entries may be readmitted. */
     flowReady: (name: string, p: number) => `${tag(p)}:fr:${stage(name)}`,
     /** Prefix of the waiting lists of a stage in partition `p` (`flowWaitingPrefix + readyMember` is the list). */

@@ -31,6 +31,9 @@ then       N: number of entries, followed per entry by
            stepJson, nOutputs, then nOutputs x (streamKeyIdx, envelopeJson)
 then       M: number of entry ids whose last error to clear (redelivered
            entries), followed by those M ids
+then       F: number of flow limiters (flow-acquire.lua zsets) whose slots the
+           batch frees, followed per limiter by keyIdx, N, then N members
+           (only when the limiters share the partition's tag: one partition)
 
 Returns    { committed, duplicates, outputsAdded }
 ]]
@@ -88,6 +91,15 @@ for k = 1, nClear do
   i = i + 1
 end
 forChunks(cleared, function(...) redis.call('HDEL', KEYS[3], ...) end)
+-- Flow-control slots of the batch, freed with its commit (instead of a flow-release call).
+local nFlow = tonumber(ARGV[i] or '0'); i = i + 1
+for _ = 1, nFlow do
+  local key, nm = KEYS[tonumber(ARGV[i])], tonumber(ARGV[i + 1])
+  local members = {}
+  for m = 1, nm do members[m] = ARGV[i + 1 + m] end
+  i = i + 2 + nm
+  forChunks(members, function(...) redis.call('ZREM', key, ...) end)
+end
 if committed > 0 then redis.call('HINCRBY', KEYS[2], 'processed', committed) end
 if duplicates > 0 then redis.call('HINCRBY', KEYS[2], 'duplicates', duplicates) end
 return { committed, duplicates, added }

@@ -63,12 +63,12 @@ for g = 1, tonumber(ARGV[7]) do
           redis.call('ZREM', key, reservation)
           redis.call('ZADD', key, deadline, member)
           ok = 1
+        elseif used < limit and queued <= 0 then
+          -- One call when there is room: ZADD answers 0 for a member that already held a slot.
+          used = used + redis.call('ZADD', key, deadline, member)
+          ok = 1
         elseif redis.call('ZSCORE', key, member) then
           redis.call('ZADD', key, deadline, member)
-          ok = 1
-        elseif used < limit and queued <= 0 then
-          redis.call('ZADD', key, deadline, member)
-          used = used + 1
           ok = 1
         end
       end

@@ -31,7 +31,7 @@ for g = 1, tonumber(ARGV[4]) do
   local first, last = i + 2, i + 1 + n
   i = last + 1
   if op == 'release' then
-    for k = first, last do redis.call('ZREM', key, ARGV[k]) end
+    for s = first, last, 500 do redis.call('ZREM', key, unpack(ARGV, s, math.min(last, s + 499))) end
     out[g] = redis.call('ZCARD', key)
   elseif op == 'queue' then
     local c = redis.call('INCRBY', key, ARGV[first])

@@ -3,11 +3,14 @@
  * concurrency that is fair across keys (a flooding tenant does not hold the
  * others back, waiting entries spend no delivery attempt and are never
  * dead-lettered), slot leases that expire (a host that died holding a slot
- * leaks it only until its deadline), and the flow key sanitizer.
+ * leaks it only until its deadline), slots freed by the batch's commit on
+ * one partition, and the flow key sanitizer.
  */
+import type { Command } from "iovalkey";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { fnv1a, flowKeyPart } from "../functions/keys";
+import { LUA } from "../functions/lua.generated";
 import { definePipeline, defineStage } from "../functions/pipeline";
 import { startRuns } from "../functions/runs";
 import { readStats } from "../functions/stats";
@@ -78,6 +81,55 @@ describe("per-key concurrency", () => {
       expect(started.filter((t) => t >= died + 1400).length).toBeGreaterThanOrEqual(2);
       expect(stats.flow.throttled).toBeGreaterThanOrEqual(2);
       expect(stats.deadLettered).toBe(0);
+    } finally {
+      await host.close();
+    }
+  });
+
+  it.each([1, 4])("with %i partition(s), frees every slot after its batch: in the commit itself when the limiters share its slot, else with one flow-release call", async (partitions) => {
+    const keys = testKeys(partitions);
+    const conn = v.connect();
+    const calls: string[] = [];
+    const bySha = new Map(Object.entries(LUA).map(([name, s]) => [s.sha, name]));
+    const send = conn.sendCommand.bind(conn);
+    conn.sendCommand = ((command: Command, stream?: never) => {
+      if (command.name === "evalsha") {
+        const name = bySha.get(String(command.args[0]));
+        const op = name === "flowRelease" ? `:${String(command.args[2 + Number(command.args[1])])}` : "";
+        if (name) calls.push(`${name}${op}`);
+      }
+      return send(command, stream);
+    }) as typeof conn.sendCommand;
+    const running = new Map<string, number>();
+    let most = 0;
+    const only = defineStage({
+      name: "only",
+      input: z.object({ tenant: z.string() }),
+      next: [],
+      concurrency: { key: (p) => p.tenant, limit: 1000 },
+      handle: async ({ tenant }) => {
+        running.set(tenant, (running.get(tenant) ?? 0) + 1);
+        most = Math.max(most, running.get(tenant)!);
+        await sleep(2);
+        running.set(tenant, running.get(tenant)! - 1);
+        return { result: {} };
+      },
+    });
+    const pipeline = definePipeline({ name: "fold", stages: [only] });
+    const { host } = makeHost({ pipeline, keys, conn, redis: upstashOverValkey(conn) });
+    await host.run();
+    try {
+      const runIds = await startRuns(v.redis, Array.from({ length: 200 }, (_, n) => ({ tenant: `t${n % 4}` })), { keys, pipeline });
+      await eventually(async () => (await Promise.all(runIds.map((id) => v.conn.hget(keys.run(id), "status")))).every((s) => s === "completed"), { timeoutMs: 30_000 });
+      // Every slot was given back: no limiter holds a member.
+      for (let t = 0; t < 4; t++) expect(await v.conn.zcard(keys.flowLimiter("only", "concurrency", `t${t}`))).toBe(0);
+      const commits = calls.filter((c) => c === "commitStage").length;
+      const releases = calls.filter((c) => c === "flowRelease:release").length;
+      expect(commits).toBeGreaterThan(0);
+      expect(calls.filter((c) => c === "flowAcquire").length).toBeGreaterThan(0);
+      if (partitions === 1) expect(releases).toBe(0);
+      else expect(releases).toBeGreaterThanOrEqual(1);
+      expect(most).toBeGreaterThan(0);
     } finally {
       await host.close();
     }

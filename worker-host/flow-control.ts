@@ -98,8 +98,12 @@ export class FlowControl {
   readonly limiters: Limiter[];
   readonly counters: FlowCounters = { admitted: 0, parked: 0, readmitted: 0 };
   private readonly o: Required<FlowControlOptions>;
-  /** Concurrency slots held by entries in handlers here: limiter key -> members (leases extended). */
-  private readonly holding = new Map<string, Map<string, number>>();
+  /** Admitted batches holding concurrency or lane slots, until released (their leases are extended). */
+  private readonly inFlight = new Set<FlowTicket>();
+  /** Limiter keys per limit, by flow key. */
+  private readonly limiterKeys: Array<Map<string, string>>;
+  /** The stage has a concurrency or lanes limit (slots to free after each batch). */
+  readonly slotLimiters: boolean;
   /** Ready members whose room this host just freed, per partition-independent member: looked at first. */
   private readonly forced = new Set<string>();
   private running = false;
@@ -144,6 +148,8 @@ export class FlowControl {
       limiters.push({ kind: "lanes", key: () => "all", cap: Math.floor(num(def.lanes.limit, env, 1)), param: this.o.leaseMs, amount: one });
     }
     this.limiters = limiters;
+    this.limiterKeys = limiters.map(() => new Map());
+    this.slotLimiters = limiters.some((l) => holdsSlots(l.kind));
   }
 
   /** Lane weights of a stage with `lanes`. */
@@ -175,158 +181,206 @@ export class FlowControl {
     return { payload: parsed.data, ctx: { runId: env.runId, stage: this.o.stage, env: this.o.env } };
   }
 
+  /** Limiter key of one limit and flow key (cached: it is built for every entry of every batch). */
+  private limiterKey(li: number, flowKey: string): string {
+    const cache = this.limiterKeys[li];
+    let key = cache.get(flowKey);
+    if (key === undefined) {
+      if (cache.size >= 4096) cache.clear();
+      key = this.o.keys.flowLimiter(this.o.stage, this.limiters[li].kind, flowKey);
+      cache.set(flowKey, key);
+    }
+    return key;
+  }
+
   /**
    * Lets through the entries that have room under every limit and parks the
    * rest. Entries whose payload or key function fails pass unlimited (the
    * handler rejects an invalid payload; a throwing key is reported once here).
+   * The ticket's `held` is in the order of `admitted`.
    */
   async admit(entries: FlowEntry[]): Promise<{ admitted: FlowEntry[]; ticket: FlowTicket }> {
-    const { keys, stage } = this.o;
+    const { stage } = this.o;
     const now = Date.now();
     const held: Held[] = [];
-    let live: Array<{ h: Held; payload: unknown; ctx: FlowKeyContext }> = [];
     const admitted: FlowEntry[] = [];
-    for (const entry of entries) {
-      const c = this.context(entry);
+    // Entries whose limits are checked, with their parsed payloads and contexts (parallel arrays).
+    let live: Held[] = [];
+    let payloads: unknown[] = [];
+    let ctxs: FlowKeyContext[] = [];
+    for (let k = 0; k < entries.length; k++) {
+      const entry = entries[k];
       const h: Held = { entry, taken: [], member: memberOf(entry.envelope!) };
+      const c = this.context(entry);
       if (!c) {
         admitted.push(entry);
         held.push(h);
         continue;
       }
-      live.push({ h, ...c });
+      live.push(h);
+      payloads.push(c.payload);
+      ctxs.push(c.ctx);
     }
     const allLive = live;
+    const allPayloads = payloads;
+    const allCtxs = ctxs;
     const park: Array<{ h: Held; kind: FlowKind; flowKey: string; dueAt: number }> = [];
     for (let li = 0; li < this.limiters.length && live.length > 0; li++) {
       const lim = this.limiters[li];
-      const groups = new Map<string, { flowKey: string; items: typeof live; amounts: number[] }>();
-      for (const item of live) {
+      // Groups by limiter key; `at` maps the limiter key to its group, one small object per key per batch.
+      const groups: Array<{ limiter: string; flowKey: string; items: Held[]; amounts: number[] }> = [];
+      const at = new Map<string, number>();
+      for (let k = 0; k < live.length; k++) {
         let flowKey: string;
         let amount: number;
         try {
-          flowKey = String(lim.key(item.payload, item.ctx));
-          amount = lim.amount(item.payload, item.ctx);
+          flowKey = String(lim.key(payloads[k], ctxs[k]));
+          amount = lim.amount(payloads[k], ctxs[k]);
         } catch (err) {
-          this.o.log(`[${stage}] ${lim.kind} key/estimate failed for run ${item.ctx.runId} (let through unlimited): ${(err as Error).message}`);
+          this.o.log(`[${stage}] ${lim.kind} key/estimate failed for run ${ctxs[k].runId} (let through unlimited): ${(err as Error).message}`);
           continue;
         }
-        const limiter = keys.flowLimiter(stage, lim.kind, flowKey);
-        let g = groups.get(limiter);
-        if (!g) groups.set(limiter, (g = { flowKey, items: [], amounts: [] }));
-        g.items.push(item);
-        g.amounts.push(amount);
+        const limiter = this.limiterKey(li, flowKey);
+        let gi = at.get(limiter);
+        if (gi === undefined) {
+          gi = groups.length;
+          at.set(limiter, gi);
+          groups.push({ limiter, flowKey, items: [], amounts: [] });
+        }
+        groups[gi].items.push(live[k]);
+        groups[gi].amounts.push(amount);
       }
-      const denied = new Set<Held>();
-      if (groups.size === 0) continue;
-      const list = [...groups];
-      const replies = await this.acquire(
-        lim,
-        list.map(([limiter, g]) => ({
-          limiter,
-          items: g.items.map((item, k) => {
-            const r = item.h.entry.reservation;
-            const reserved = r !== undefined && r.startsWith(`${lim.kind}:`) ? (holdsSlots(lim.kind) ? r.slice(lim.kind.length + 1) : "1") : "";
-            return [item.h.member, g.amounts[k], reserved] as [string, number, string];
-          }),
-        })),
-        false,
-        now,
-      );
-      list.forEach(([limiter, g], gi) => {
-          const [flags, waitMs] = replies[gi];
-          for (let k = 0; k < g.items.length; k++) {
-            const h = g.items[k].h;
-            if (Number(flags[k]) === 1) h.taken[li] = { limiter, amount: g.amounts[k] };
-            else {
-              denied.add(h);
-              const dueAt = holdsSlots(lim.kind) ? now + this.o.recheckMs : now + Math.max(1, Number(waitMs));
-              // Lanes park by the run's priority; the other limits by their flow key.
-              park.push({ h, kind: lim.kind, flowKey: lim.kind === "lanes" ? (h.entry.envelope!.priority ?? "normal") : g.flowKey, dueAt });
-            }
+      if (groups.length === 0) continue;
+      const replies = await this.acquireGroups(lim, groups, now);
+      let denied: Set<Held> | undefined;
+      for (let gi = 0; gi < groups.length; gi++) {
+        const g = groups[gi];
+        const [flags, waitMs] = replies[gi];
+        for (let k = 0; k < g.items.length; k++) {
+          const h = g.items[k];
+          if (Number(flags[k]) === 1) h.taken[li] = { limiter: g.limiter, amount: g.amounts[k] };
+          else {
+            (denied ??= new Set()).add(h);
+            const dueAt = holdsSlots(lim.kind) ? now + this.o.recheckMs : now + Math.max(1, Number(waitMs));
+            // Lanes park by the run's priority; the other limits by their flow key.
+            park.push({ h, kind: lim.kind, flowKey: lim.kind === "lanes" ? (h.entry.envelope!.priority ?? "normal") : g.flowKey, dueAt });
           }
-      });
-      if (denied.size > 0) live = live.filter((item) => !denied.has(item.h));
+        }
+      }
+      if (denied) {
+        const keep: Held[] = [];
+        const keepPayloads: unknown[] = [];
+        const keepCtxs: FlowKeyContext[] = [];
+        for (let k = 0; k < live.length; k++) {
+          if (denied.has(live[k])) continue;
+          keep.push(live[k]);
+          keepPayloads.push(payloads[k]);
+          keepCtxs.push(ctxs[k]);
+        }
+        live = keep;
+        payloads = keepPayloads;
+        ctxs = keepCtxs;
+      }
     }
-    const ctxOf = new Map<Held, { payload: unknown; ctx: FlowKeyContext }>(allLive.map((item) => [item.h, item]));
-    for (const item of live) {
-      admitted.push(item.h.entry);
-      held.push(item.h);
+    for (let k = 0; k < live.length; k++) {
+      admitted.push(live[k].entry);
+      held.push(live[k]);
     }
     if (park.length > 0) {
+      const ctxOf = new Map<Held, { payload: unknown; ctx: FlowKeyContext }>();
+      for (let k = 0; k < allLive.length; k++) ctxOf.set(allLive[k], { payload: allPayloads[k], ctx: allCtxs[k] });
       // What the parked entries took under earlier limits goes back first.
-      await this.giveBack(park.map((p) => p.h), new Map());
+      await this.giveBack(park.map((p) => p.h), () => undefined);
       await this.dropReservations(park.map((p) => p.h), ctxOf);
       await this.park(park);
     }
-    for (const h of held) {
-      for (const t of h.taken) {
-        if (!t || !(t.limiter.includes(":concurrency:") || t.limiter.includes(":lanes:"))) continue;
-        let members = this.holding.get(t.limiter);
-        if (!members) this.holding.set(t.limiter, (members = new Map()));
-        members.set(h.member, (members.get(h.member) ?? 0) + 1);
-      }
-    }
+    const ticket: FlowTicket = { held };
+    // Tickets holding slots are in flight until released: their leases are extended meanwhile.
+    if (this.slotLimiters && held.length > 0) this.inFlight.add(ticket);
     this.counters.admitted += admitted.length;
-    return { admitted, ticket: { held } };
+    return { admitted, ticket };
   }
 
-  /** Frees the batch's concurrency slots and corrects budget estimates by the costs reported. */
-  async release(ticket: FlowTicket, results: ReadonlyMap<FlowEntry, StageItemResult>): Promise<void> {
-    for (const h of ticket.held) {
-      for (const t of h.taken) {
-        const members = t && this.holding.get(t.limiter);
-        if (!members) continue;
-        const n = (members.get(h.member) ?? 1) - 1;
-        if (n > 0) members.set(h.member, n);
-        else members.delete(h.member);
-        if (members.size === 0) this.holding.delete(t!.limiter);
+  /**
+   * The concurrency and lane slots a ticket holds, per limiter key: what
+   * release() frees. A stage worker whose commit can carry them (the limiters
+   * share the commit's slot, see Keys.flowLimiter) frees them there and tells
+   * release() so.
+   */
+  slotsOf(ticket: FlowTicket): Array<{ key: string; members: string[] }> {
+    const out: Array<{ key: string; members: string[] }> = [];
+    if (!this.slotLimiters) return out;
+    for (let k = 0; k < ticket.held.length; k++) {
+      const h = ticket.held[k];
+      for (let li = 0; li < h.taken.length; li++) {
+        const t = h.taken[li];
+        if (!t || !holdsSlots(this.limiters[li].kind)) continue;
+        let g: { key: string; members: string[] } | undefined;
+        for (let j = 0; j < out.length; j++) if (out[j].key === t.limiter) g = out[j];
+        if (!g) out.push((g = { key: t.limiter, members: [] }));
+        g.members.push(h.member);
       }
     }
-    const freed = await this.giveBack(ticket.held, results);
+    return out;
+  }
+
+  /**
+   * Frees the batch's concurrency slots (unless `slotsFreed`: the commit
+   * freed them) and corrects budget estimates by the costs reported.
+   * `results` is in the order of the ticket's entries (empty when none ran).
+   */
+  async release(ticket: FlowTicket, results: ReadonlyArray<StageItemResult | undefined>, slotsFreed = false): Promise<void> {
+    this.inFlight.delete(ticket);
+    const freed = await this.giveBack(ticket.held, (k) => results[k], slotsFreed);
     if (freed > 0 && Date.now() < this.busyUntil) this.kick();
   }
 
   /**
-   * Gives back what `held` entries took: concurrency slots are released;
-   * budget tokens are refunded in full without a result (the entry did not
-   * run) or corrected by its reported cost. Returns the slots freed.
+   * Gives back what `held` entries took: concurrency slots are released
+   * (unless `slotsFreed`); budget tokens are refunded in full without a result
+   * (the entry did not run) or corrected by its reported cost. Returns the
+   * slots freed.
    */
-  private async giveBack(held: Held[], results: ReadonlyMap<FlowEntry, StageItemResult>): Promise<number> {
-    const byLimiter = new Map<string, { li: number; values: Array<string | number> }>();
+  private async giveBack(held: Held[], resultOf: (k: number) => StageItemResult | undefined, slotsFreed = false): Promise<number> {
+    let byLimiter: Map<string, { li: number; values: Array<string | number> }> | undefined;
+    let freed = 0;
     // Freed keys are looked at first by the next readmit pass, while parked entries were seen lately.
     const busy = Date.now() < this.busyUntil;
-    for (const h of held) {
-      h.taken.forEach((t, li) => {
-        if (!t) return;
+    for (let k = 0; k < held.length; k++) {
+      const h = held[k];
+      for (let li = 0; li < h.taken.length; li++) {
+        const t = h.taken[li];
+        if (!t) continue;
         const kind = this.limiters[li].kind;
         let value: string | number | undefined;
-        if (holdsSlots(kind)) value = h.member;
-        else if (kind === "budget") {
-          const r = results.get(h.entry);
+        if (holdsSlots(kind)) {
+          freed++;
+          if (busy && kind === "concurrency") this.forced.add(`concurrency:${t.limiter.slice(t.limiter.lastIndexOf(":") + 1)}`);
+          else if (busy && kind === "lanes") for (const lane of PRIORITIES) this.forced.add(`lanes:${lane}`);
+          if (!slotsFreed) value = h.member;
+        } else if (kind === "budget") {
+          const r = resultOf(k);
           const actual = r ? r.cost : 0;
           if (actual !== undefined && actual !== t.amount) value = t.amount - actual;
-        } else if (!results.has(h.entry)) value = t.amount;
-        if (value === undefined) return;
+        } else if (!resultOf(k)) value = t.amount;
+        if (value === undefined) continue;
+        byLimiter ??= new Map();
         let g = byLimiter.get(t.limiter);
         if (!g) byLimiter.set(t.limiter, (g = { li, values: [] }));
         g.values.push(value);
-        if (busy && kind === "concurrency") this.forced.add(`concurrency:${t.limiter.slice(t.limiter.lastIndexOf(":") + 1)}`);
-        else if (busy && kind === "lanes") for (const lane of PRIORITIES) this.forced.add(`lanes:${lane}`);
-      });
+      }
       h.taken = [];
     }
-    let freed = 0;
+    if (!byLimiter) return freed;
     const now = Date.now();
+    const all = [...byLimiter];
     // One call per limit kind: a stage's limiters share one slot.
     await Promise.all(
       this.limiters.map(async (lim, li) => {
-        const groups = [...byLimiter].filter(([, g]) => g.li === li).map(([key, g]) => ({ key, values: g.values }));
+        const groups = all.filter(([, g]) => g.li === li).map(([key, g]) => ({ key, values: g.values }));
         if (groups.length === 0) return;
-        if (holdsSlots(lim.kind)) {
-          await this.releaseCall("release", now, 0, groups);
-          for (const g of groups) freed += g.values.length;
-        } else await this.releaseCall("adjust", now, lim.cap, groups);
+        if (holdsSlots(lim.kind)) await this.releaseCall("release", now, 0, groups);
+        else await this.releaseCall("adjust", now, lim.cap, groups);
       }),
     );
     return freed;
@@ -498,6 +552,28 @@ export class FlowControl {
     return nextDue;
   }
 
+  /** The admit path's flow-acquire call: arguments built straight from the groups, with each entry's reservation under this limit. */
+  private acquireGroups(lim: Limiter, groups: ReadonlyArray<{ limiter: string; items: Held[]; amounts: number[] }>, now: number): Promise<Array<[number[], number]>> {
+    const keys: string[] = [];
+    const args: Array<string | number> = [lim.kind, now, lim.cap, lim.param, 0];
+    for (let gi = 0; gi < groups.length; gi++) keys.push(groups[gi].limiter);
+    if (lim.kind === "lanes") keys.push(this.o.keys.flowLanesQueued(this.o.stage));
+    args.push(lim.kind === "lanes" ? keys.length : 0, groups.length);
+    const slots = holdsSlots(lim.kind);
+    for (let gi = 0; gi < groups.length; gi++) {
+      const g = groups[gi];
+      args.push(gi + 1, g.items.length);
+      for (let k = 0; k < g.items.length; k++) {
+        const h = g.items[k];
+        const r = h.entry.reservation;
+        let reserved = "";
+        if (r !== undefined && r.length > lim.kind.length && r.charCodeAt(lim.kind.length) === 58 && r.startsWith(lim.kind)) reserved = slots ? r.slice(lim.kind.length + 1) : "1";
+        args.push(h.member, g.amounts[k], reserved);
+      }
+    }
+    return runScript<Array<[number[], number]>>(this.o.conn, "flowAcquire", keys, args);
+  }
+
   /** One flow-acquire call for every group of one limit kind (a stage's limiters share one slot). */
   private acquire(lim: Limiter, groups: Array<{ limiter: string; items: Array<[string, number, string]> }>, prefixOnly: boolean, now: number): Promise<Array<[number[], number]>> {
     const keys = groups.map((g) => g.limiter);
@@ -592,10 +668,19 @@ export class FlowControl {
 
   /** Pushes the lease deadline of the concurrency slots held by entries still in handlers here. */
   async extendLeases(): Promise<void> {
-    if (this.holding.size === 0) return;
+    if (this.inFlight.size === 0) return;
+    const byKey = new Map<string, Set<string>>();
+    for (const ticket of this.inFlight) {
+      for (const { key, members } of this.slotsOf(ticket)) {
+        let set = byKey.get(key);
+        if (!set) byKey.set(key, (set = new Set()));
+        for (const m of members) set.add(m);
+      }
+    }
+    if (byKey.size === 0) return;
     const now = Date.now();
     try {
-      await this.releaseCall("extend", now, this.o.leaseMs, [...this.holding].map(([key, members]) => ({ key, values: [...members.keys()] })));
+      await this.releaseCall("extend", now, this.o.leaseMs, [...byKey].map(([key, members]) => ({ key, values: [...members] })));
     } catch (err) {
       this.o.log(`[${this.o.stage}] extending flow leases failed: ${(err as Error).message}`);
     }

@@ -28,7 +28,7 @@ import { parkRuns } from "./park-runs";
 import type { Invoker } from "./invoker";
 import type { HopOutcome, HopTracer } from "./tracing";
 import { StageProgress, type StageProgressSnapshot } from "./stage-progress";
-import { keySlot } from "../functions/key-slot";
+import { hashTag, keySlot } from "../functions/key-slot";
 import { asCluster, encodeCommand, isClusterConnection, isConnectionError, openBlockingConnection, runScript, sendAbandonable, withTimeout, type AbandonableCommand, type Connection } from "./valkey";
 import { commandConnectionTo, openBlockingConnectionToSlot } from "./data-store";
 
@@ -92,6 +92,15 @@ interface ParsedEntry extends RawEntry {
 function priorDeliveries(fields: string[]): number {
   for (let i = 2; i < fields.length; i += 2) if (fields[i] === "d") return Number(fields[i + 1]) || 0;
   return 0;
+}
+
+/** A batch's flow ticket on its way through dispatch and commit. */
+interface FlowSettle {
+  ticket: FlowTicket;
+  /** Handler results, in the order of the ticket's entries. */
+  results: StageItemResult[];
+  /** The commit freed the batch's concurrency and lane slots. */
+  slotsFreed: boolean;
 }
 
 type XReadReply = Array<[string, Array<[string, string[]]>]> | null;
@@ -196,6 +205,8 @@ export class StageWorker {
   private extending = false;
   /** Per partition: the fixed keys of a commit (input stream, stats, last errors). */
   private readonly commitKeys: string[][] = [];
+  /** The partition whose commits can free flow slots in the same call (its tag is the limiters'), if any. */
+  private readonly flowFoldPartition: number | undefined;
 
   constructor(options: StageWorkerOptions) {
     this.stage = options.stage;
@@ -218,6 +229,11 @@ export class StageWorker {
       ...options,
     };
     this.flow = options.flow;
+    if (this.flow?.slotLimiters) {
+      const tag = hashTag(this.o.keys.flowLimiter(this.stage, "concurrency", "x"));
+      const p = this.o.keys.allPartitions.find((q) => hashTag(this.o.keys.stream(this.stage, q)) === tag);
+      this.flowFoldPartition = p;
+    }
     this.progress = new StageProgress(this.stage, this.o.log);
   }
 
@@ -605,16 +621,21 @@ export class StageWorker {
       ticket = gate.ticket;
     }
     if (!ticket) return this.dispatchAndSettle(malformed, alreadyDone, valid);
-    const ran = new Map<ParsedEntry, StageItemResult>();
+    const settle: FlowSettle = { ticket, results: [], slotsFreed: false };
     try {
-      await this.dispatchAndSettle(malformed, alreadyDone, valid, ran);
+      await this.dispatchAndSettle(malformed, alreadyDone, valid, settle);
     } finally {
-      await this.flow!.release(ticket, ran).catch((err) => this.o.log(`[${this.stage}] flow release failed (slots free when their leases end): ${(err as Error).message}`));
+      await this.flow!.release(ticket, settle.results, settle.slotsFreed).catch((err) => this.o.log(`[${this.stage}] flow release failed (slots free when their leases end): ${(err as Error).message}`));
     }
   }
 
-  /** Dispatches the valid entries and commits, retries or dead-letters each; `ran` collects the results (flow control corrects budgets by them). */
-  private async dispatchAndSettle(malformed: ParsedEntry[], alreadyDone: ParsedEntry[], valid: ParsedEntry[], ran?: Map<ParsedEntry, StageItemResult>): Promise<void> {
+  /**
+   * Dispatches the valid entries and commits, retries or dead-letters each;
+   * `settle` (a stage with flow limits) collects the results (budgets are
+   * corrected by them) and, when every entry commits, has the commit free the
+   * batch's slots.
+   */
+  private async dispatchAndSettle(malformed: ParsedEntry[], alreadyDone: ParsedEntry[], valid: ParsedEntry[], settle?: FlowSettle): Promise<void> {
     let results: StageItemResult[] = [];
     let traced: ReturnType<HopTracer["begin"]> | undefined;
     if (valid.length > 0) {
@@ -633,7 +654,7 @@ export class StageWorker {
         const message = `dispatch failed: ${(err as Error).message}`;
         results = valid.map(() => ({ ok: false as const, error: { message, retryable: true }, ms: 0 }));
       }
-      if (ran) for (let k = 0; k < valid.length; k++) ran.set(valid[k], results[k]);
+      if (settle) settle.results = results;
     }
 
     const commits: Array<{ entry: ParsedEntry; result: Extract<StageItemResult, { ok: true }> | null }> = alreadyDone.map((entry) => ({ entry, result: null }));
@@ -654,7 +675,7 @@ export class StageWorker {
     const settleStart = traced ? Date.now() : 0;
     // The common case (everything succeeded) awaits the commit alone: no Promise.all per batch.
     if (dead.length === 0 && retries.length === 0) {
-      if (commits.length > 0) await this.withConnectionRetry("commit", () => this.commit(commits));
+      if (commits.length > 0) await this.withConnectionRetry("commit", () => this.commit(commits, settle));
       this.progress.advanced();
       traced?.end(results, valid.map(() => ({ kind: "committed" })), { startedAt: settleStart, endedAt: Date.now() });
       return;
@@ -706,7 +727,8 @@ export class StageWorker {
     return map;
   }
 
-  private async commit(all: Array<{ entry: ParsedEntry; result: Extract<StageItemResult, { ok: true }> | null }>): Promise<void> {
+  /** Commits `all`; with `settle`, the batch's flow slots are freed in the same call when the limiters share the commit's slot. */
+  private async commit(all: Array<{ entry: ParsedEntry; result: Extract<StageItemResult, { ok: true }> | null }>, settle?: FlowSettle): Promise<void> {
     const now = Date.now();
     // Runs that wait for an event are parked (park-runs.ts), the rest committed.
     let items = all;
@@ -717,15 +739,21 @@ export class StageWorker {
       await parkRuns(this.o.conn, this.o.keys, { stage: this.stage, consumer: this.o.consumer, entries, now });
       if (items.length === 0) return;
     }
+    const fold = settle && this.flowFoldPartition !== undefined ? this.flowFoldPartition : -1;
     if (this.o.keys.partitions === 1) {
-      await this.commitPartition(0, items, now);
+      const slots = fold === 0 ? this.flow!.slotsOf(settle!.ticket) : undefined;
+      await this.commitPartition(0, items, now, slots);
+      if (slots) settle!.slotsFreed = true;
       return;
     }
-    await Promise.all([...this.byPartition(items)].map(([p, list]) => this.commitPartition(p, list, now)));
+    const parts = this.byPartition(items);
+    const slots = parts.has(fold) ? this.flow!.slotsOf(settle!.ticket) : undefined;
+    await Promise.all([...parts].map(([p, list]) => this.commitPartition(p, list, now, p === fold ? slots : undefined)));
+    if (slots) settle!.slotsFreed = true;
   }
 
-  /** One commit-stage.lua call for the entries of one partition (arguments built in one pass). */
-  private commitPartition(p: number, list: Array<{ entry: ParsedEntry; result: Extract<StageItemResult, { ok: true }> | null }>, now: number): Promise<unknown> {
+  /** One commit-stage.lua call for the entries of one partition (arguments built in one pass), freeing `flowSlots` too. */
+  private commitPartition(p: number, list: Array<{ entry: ParsedEntry; result: Extract<StageItemResult, { ok: true }> | null }>, now: number, flowSlots?: ReadonlyArray<{ key: string; members: string[] }>): Promise<unknown> {
     const { keys } = this.o;
     const table = new KeyTable((this.commitKeys[p] ??= [keys.stream(this.stage, p), keys.stageStats(this.stage, p), keys.lastErrors(this.stage, p)]));
     // Stats pairs first (the script reads them before the entries).
@@ -761,6 +789,13 @@ export class StageWorker {
     }
     args.push(clear ? clear.length : 0);
     if (clear) for (const id of clear) args.push(id);
+    if (flowSlots && flowSlots.length > 0) {
+      args.push(flowSlots.length);
+      for (const { key, members } of flowSlots) {
+        args.push(table.ref(key), members.length);
+        for (let m = 0; m < members.length; m++) args.push(members[m]);
+      }
+    }
     return runScript(this.o.conn, "commitStage", table.keys, args);
   }
 
