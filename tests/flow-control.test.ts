@@ -90,7 +90,7 @@ describe("per-key concurrency", () => {
     const keys = testKeys(partitions);
     const conn = v.connect();
     const calls: string[] = [];
-    const bySha = new Map(Object.entries(LUA).map(([name, s]) => [s.sha, name]));
+    const bySha = new Map<string, string>(Object.entries(LUA).map(([name, s]) => [s.sha, name]));
     const send = conn.sendCommand.bind(conn);
     conn.sendCommand = ((command: Command, stream?: never) => {
       if (command.name === "evalsha") {
