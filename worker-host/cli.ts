@@ -154,12 +154,13 @@ async function dev(loaded: LoadedApp, config: HostConfig): Promise<void> {
   let tasks: AbortController | undefined;
   // Ctrl-C reaches only this process (wrangler runs in its own process group), so the
   // worker-host commits its in-flight batches before workerd, the bridge and Valkey stop.
-  onSignals(["SIGINT", "SIGTERM", "SIGHUP"], `worker-host, wrangler dev, REST bridge${stack.valkey ? ", embedded valkey" : ""}`, async () => {
+  onSignals(["SIGINT", "SIGTERM", "SIGHUP"], `worker-host, wrangler dev, REST bridge${stack.valkey ? ", embedded valkey" : stack.cluster ? ", embedded cluster" : ""}`, async () => {
     tasks?.abort();
     await stack.close();
   }, 20_000);
   console.log(`${describe(loaded)}, in workerd (wrangler dev)`);
-  console.log(`valkey: ${stack.valkeyUrl}${stack.valkey ? " (embedded)" : ""}; handlers reach it at ${stack.restUrl}`);
+  if (stack.mode === "cluster") console.log(`valkey cluster: ${stack.valkeyUrl}${stack.cluster ? ` (embedded, ${stack.cluster.masters.length} masters)` : ""}; handlers reach it at ${stack.restUrl} (the bridge routes each command by its key)`);
+  else console.log(`valkey: ${stack.valkeyUrl}${stack.valkey ? " (embedded)" : ""}; handlers reach it at ${stack.restUrl}`);
   console.log(`worker-host dispatches over signed HTTP to ${config.STAGE_BASE_URL ?? stack.url}/stages/:name`);
   console.log(`listening on ${stack.url}`);
   console.log(writesBanner(config, stack.url));

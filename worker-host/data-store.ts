@@ -10,7 +10,7 @@
  * CROSSSLOT answer for a transaction across slots.
  */
 import Valkey, { Cluster, Command as ValkeyCommand, type ClusterOptions, type RedisOptions } from "iovalkey";
-import { Redis as UpstashRedis, type Requester, type UpstashRequest, type UpstashResponse } from "@upstash/redis";
+import { errors, Redis as UpstashRedis, type Requester, type UpstashRequest, type UpstashResponse } from "@upstash/redis";
 import { keySlot } from "../functions/key-slot";
 import type { RedisClient } from "../functions/redis";
 import { connectValkey, isClusterConnection, reportConnectionTrouble, upstashOverValkey, withTimeout, type Connection } from "./valkey";
@@ -243,7 +243,8 @@ type UpstashCommand = [string, ...Array<string | number>];
  * the master of its key's slot (MOVED/ASK followed by iovalkey); a pipeline
  * is sent command by command (it is not a transaction, and its keys may live
  * on different masters); multi-exec is one MULTI on the slot of its keys, and
- * answers CROSSSLOT when they span slots, as the server and Upstash do.
+ * is refused whole with CROSSSLOT when they span slots, exactly as the HTTP
+ * client reports the REST bridge's 400 answer.
  * `onCommand` sees every single or pipelined command (the cluster audit
  * records script calls with it).
  */
@@ -264,7 +265,8 @@ export function clusterRequester(cluster: Cluster, { onCommand }: { onCommand?: 
       }
       if (route === "multi-exec") {
         const commands = req.body as UpstashCommand[];
-        if (slotOfCommands(commands) === "cross") return commands.map(() => ({ error: CROSSSLOT_ERROR })) as unknown as UpstashResponse<TResult>;
+        // As the HTTP client reports the bridge's (and Upstash's) 400 answer: the transaction is refused whole.
+        if (slotOfCommands(commands) === "cross") throw new errors.UpstashError(`${CROSSSLOT_ERROR}, command was: ${JSON.stringify(commands)}`);
         const multi = cluster.multi();
         // A Pipeline has sendCommand at run time; its chainable type does not show it.
         const queue = multi as unknown as { sendCommand(command: ValkeyCommand): unknown };

@@ -18,8 +18,11 @@ import { WorkerHost } from "./host";
 import { tracingFromEnv } from "./tracing";
 import { HttpInvoker } from "./http-invoker";
 import { bridgeSettingsFromEnv, startRestBridge, type RestBridge } from "./rest-bridge";
-import { connectValkey, upstashOverValkey, type Connection } from "./valkey";
-import { findServerBinary, launchValkey, type RunningValkey } from "./valkey-launcher";
+import { closeConnection, connectValkey, type Connection } from "./valkey";
+import type { RunningValkey } from "./valkey-launcher";
+import type { RunningCluster } from "./cluster-launcher";
+import { connectCluster, nodeOptionsFromUrl, upstashFor } from "./data-store";
+import { openStore } from "./runtime";
 import { startFsyncBarrier, type ValkeyFsyncBarrier } from "./fsync-barrier";
 import { createKeys } from "../functions/keys";
 import { wranglerBin } from "./worker-bundle";
@@ -46,8 +49,13 @@ export interface HttpModeStackOptions {
 export interface HttpModeStack {
   /** The public API and the stage handlers (workerd). */
   url: string;
+  /** The server's URL, or on a cluster its seed list. */
   valkeyUrl: string;
+  /** One server or a Valkey Cluster (chosen as under npm start). */
+  mode: "standalone" | "cluster";
   valkey?: RunningValkey;
+  /** The embedded local cluster (VALKEY_CLUSTER / --cluster N). */
+  cluster?: RunningCluster;
   bridge?: RestBridge;
   /** Bridge (or Upstash) URL and token the Worker uses. */
   restUrl: string;
@@ -217,20 +225,16 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
     }
   };
   try {
-    let valkey: RunningValkey | undefined;
-    if (!config.VALKEY_URL) {
-      const binary = findServerBinary(config.VALKEY_SERVER ? { ...process.env, VALKEY_SERVER: config.VALKEY_SERVER } : process.env);
-      log(`starting embedded ${binary.flavor} ${binary.version} (${binary.path}), data dir ${config.VALKEY_DATA_DIR}`);
-      valkey = await launchValkey({ dataDir: config.VALKEY_DATA_DIR, port: config.VALKEY_PORT, binary, log });
-      cleanup.push(["embedded valkey", () => valkey!.stop()]);
-    }
-    const valkeyUrl = config.VALKEY_URL ?? valkey!.url;
-    const conn = connectValkey(valkeyUrl, { name: "edgepipe-host", log });
-    cleanup.push(["valkey connection", () => withTimeout(conn.quit(), 3000, "quit timed out").catch(() => conn.disconnect())]);
+    // One server or a Valkey Cluster, chosen as under npm start (the embedded cluster: VALKEY_CLUSTER / --cluster N).
+    const store = await openStore(config, log);
+    cleanup.push(["embedded valkey", () => store.stopEmbedded()]);
+    const { conn, valkey, cluster, valkeyUrl } = store;
+    cleanup.push(["valkey connection", () => closeConnection(conn, 3000)]);
 
     // DURABLE_ACCEPT=on: checked before anything serves; the bridge answers the Worker's WAITAOF with this barrier.
     let barrier: ValkeyFsyncBarrier | undefined;
     if (config.DURABLE_ACCEPT) {
+      if (store.mode === "cluster") throw new Error("DURABLE_ACCEPT=on works with one server (VALKEY_URL or the embedded one), not on a cluster yet: set DURABLE_ACCEPT=off");
       barrier = await startFsyncBarrier(conn, { markKey: createKeys({ prefix: config.KEY_PREFIX }).fsyncMark(), timeoutMs: config.DURABLE_ACCEPT_TIMEOUT_MS, embedded: valkey !== undefined, log });
       cleanup.push(["fsync barrier", () => barrier!.close()]);
     }
@@ -241,7 +245,12 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
     const bridgeSettings = bridgeSettingsFromEnv(config);
     if (bridgeSettings) {
       // Its own user when BRIDGE_VALKEY_URL names one (npm run acl): the handlers' commands then run with the bridge's privileges only.
-      const bridgeConn = config.BRIDGE_VALKEY_URL ? connectValkey(config.BRIDGE_VALKEY_URL, { name: "edgepipe-rest-bridge", log }) : conn;
+      // On a cluster that user must exist on every node; the bridge reaches the same seeds with its credentials.
+      const bridgeConn = !config.BRIDGE_VALKEY_URL
+        ? conn
+        : store.seeds
+          ? connectCluster(store.seeds, { nodeOptions: nodeOptionsFromUrl(config.BRIDGE_VALKEY_URL), name: "edgepipe-rest-bridge", log })
+          : connectValkey(config.BRIDGE_VALKEY_URL, { name: "edgepipe-rest-bridge", log });
       if (bridgeConn !== conn) cleanup.push(["bridge valkey connection", async () => bridgeConn.disconnect()]);
       bridge = await startRestBridge({ conn: bridgeConn, token: bridgeSettings.token, hostname: bridgeSettings.hostname, port: bridgeSettings.port, fsyncBarrier: barrier, log }).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== "EADDRINUSE") throw err;
@@ -266,9 +275,9 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
     // The same settings the in-process runtime hands its handlers (worker-host/runtime.ts).
     const appVars: Record<string, string> = {
       KEY_PREFIX: config.KEY_PREFIX,
-      PARTITIONS: String(config.PARTITIONS),
+      PARTITIONS: String(store.partitions),
       CHECKPOINT_TTL_SECONDS: String(config.CHECKPOINT_TTL_SECONDS),
-      FEED_BUCKETS: String(config.FEED_BUCKETS),
+      FEED_BUCKETS: String(store.feedBuckets),
       IDEMPOTENCY_TTL_SECONDS: String(config.IDEMPOTENCY_TTL_SECONDS),
       MAX_BODY_BYTES: String(config.MAX_BODY_BYTES),
       STAGE_MAX_BODY_BYTES: String(config.STAGE_MAX_BODY_BYTES),
@@ -300,7 +309,7 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
     const invoker = new HttpInvoker({ baseUrl: config.STAGE_BASE_URL ?? running.url, signingKeys, maxConcurrency: Math.max(4, config.CONCURRENCY * pipeline.stages.size) });
     cleanup.push(["http invoker", () => invoker.close()]);
 
-    const env: AppEnv = { REDIS: upstashOverValkey(conn), ...appVars, ...(barrier ? { FSYNC_BARRIER: barrier } : {}) };
+    const env: AppEnv = { REDIS: upstashFor(conn), ...appVars, ...(barrier ? { FSYNC_BARRIER: barrier } : {}) };
     let host: WorkerHost | undefined;
     if (startHost) {
       const { keys } = settingsFor(env);
@@ -323,7 +332,7 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
       // Bounded, so a server that is already gone cannot hold the rest of the shutdown.
       cleanup.push(["worker-host", () => withTimeout(host!.close(), 15_000, "worker-host did not stop within 15 s")]);
     }
-    return { url: running.url, valkeyUrl, valkey, bridge, restUrl, restToken, signingKeys, conn, env, host, invoker, close };
+    return { url: running.url, valkeyUrl, mode: store.mode, valkey, cluster, bridge, restUrl, restToken, signingKeys, conn, env, host, invoker, close };
   } catch (err) {
     await close();
     throw err;

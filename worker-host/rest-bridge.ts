@@ -15,18 +15,27 @@
  *   (DURABLE_ACCEPT=on), group-committed on the barrier's own connection
  *
  * Commands run over iovalkey with upper-cased names (no reply transformers) and
- * `callBuffer`, so values are byte-exact. Only data commands run (ALLOWED_COMMANDS):
+ * `callBuffer`, so values are byte-exact. On a Valkey Cluster (the connection
+ * is an iovalkey Cluster) each command goes to the master of its key's slot,
+ * each `/pipeline` entry to its own master, and a multi-key command or a
+ * `/multi-exec` whose keys span slots is answered `400 {"error":"CROSSSLOT
+ * Keys in request don't hash to the same slot"}` without sending anything
+ * (see clusterExecutor). Only data commands run (ALLOWED_COMMANDS), on a
+ * cluster too:
  * a holder of the token cannot flush, reconfigure or administer the server.
  * Blocking and connection-state commands are refused too: one HTTP request
  * must never hold or change a shared connection.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { Command as ValkeyCommand, type Cluster } from "iovalkey";
 import { z } from "zod";
 import { randomHex } from "../functions/envelope";
+import { keySlot } from "../functions/key-slot";
 import { timingSafeEqual } from "../functions/http";
 import type { FsyncBarrier } from "../functions/durable";
-import { reportConnectionTrouble, type Connection } from "./valkey";
+import { CROSSSLOT_ERROR } from "./data-store";
+import { asCluster, isClusterConnection, reportConnectionTrouble, type Connection } from "./valkey";
 
 /** Default bridge address; the same URL configures the handlers (UPSTASH_REDIS_REST_URL). */
 export const DEFAULT_BRIDGE_URL = "http://127.0.0.1:8079";
@@ -206,6 +215,168 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
+/** How the bridge runs commands: on one server, or routed over a Valkey Cluster. */
+interface Executor {
+  /** One command; rejects with the server's error (or an HttpError). */
+  one(command: Arg[]): Promise<unknown>;
+  /** Independent commands, one [error, reply] each, in order. */
+  pipeline(commands: Arg[][]): Promise<Array<[Error | null, unknown]>>;
+  /** MULTI/EXEC; null when discarded; rejects with an HttpError when refused (EXECABORT, CROSSSLOT). */
+  transaction(commands: Arg[][]): Promise<Array<[Error | null, unknown]> | null>;
+  close(): void;
+}
+
+function standaloneExecutor(source: Connection, log: (line: string) => void): Executor {
+  // Own connection without auto-pipelining: iovalkey's auto-pipeliner drops the
+  // command name of callBuffer(); commands still pipeline on the socket.
+  const conn = source.duplicate({ enableAutoPipelining: false, connectionName: "edgepipe-rest-bridge" });
+  reportConnectionTrouble(conn, "rest-bridge", log);
+  return {
+    one(command) {
+      const [name, args] = toArgs(command);
+      return conn.callBuffer(name, ...args);
+    },
+    async pipeline(commands) {
+      const pipe = conn.pipeline();
+      for (const command of commands) {
+        const [name, args] = toArgs(command);
+        pipe.callBuffer(name, ...args);
+      }
+      return ((await pipe.exec()) ?? []) as Array<[Error | null, unknown]>;
+    },
+    async transaction(commands) {
+      const multi = conn.multi();
+      for (const command of commands) {
+        const [name, args] = toArgs(command);
+        multi.callBuffer(name, ...args);
+      }
+      try {
+        return (await multi.exec()) as Array<[Error | null, unknown]> | null;
+      } catch (err) {
+        // EXECABORT: a command was rejected while queueing, nothing ran.
+        throw new HttpError(400, `${(err as Error).message}`);
+      }
+    },
+    close: () => conn.disconnect(),
+  };
+}
+
+/** XINFO / XGROUP subcommands whose next argument is the stream key (iovalkey's command table names no key for them). */
+const STREAM_KEY_SUBCOMMANDS: Record<string, ReadonlySet<string>> = {
+  XINFO: new Set(["STREAM", "GROUPS", "CONSUMERS"]),
+  XGROUP: new Set(["CREATE", "SETID", "DESTROY", "CREATECONSUMER", "DELCONSUMER"]),
+};
+/** Hash-field expiry commands (newer than iovalkey's command table): the key is the first argument. */
+const FIRST_ARG_KEY = new Set(["HEXPIRE", "HPEXPIRE", "HEXPIREAT", "HPEXPIREAT", "HTTL", "HPTTL", "HEXPIRETIME", "HPEXPIRETIME", "HPERSIST"]);
+
+/**
+ * A bridge command on a cluster: routed by its keys (iovalkey looks key
+ * positions up by the lower-case name, completed for the commands its table
+ * lacks), replies as raw buffers and untransformed (HGETALL stays a flat array).
+ */
+class RoutedCommand extends ValkeyCommand {
+  private readonly routedKeys: Array<string | Buffer>;
+
+  constructor(command: readonly Arg[]) {
+    const [upper, args] = toArgs(command);
+    super(upper.toLowerCase(), args, { replyEncoding: null });
+    const fromTable = super.getKeys();
+    const sub = String(args[0] ?? "").toUpperCase();
+    if (fromTable.length === 0 && STREAM_KEY_SUBCOMMANDS[upper]?.has(sub) && args.length > 1) this.routedKeys = [args[1]];
+    else if (fromTable.length === 0 && FIRST_ARG_KEY.has(upper) && args.length > 0) this.routedKeys = [args[0]];
+    else this.routedKeys = fromTable;
+  }
+
+  override getKeys(): Array<string | Buffer> {
+    return this.routedKeys ?? super.getKeys();
+  }
+
+  // The declared return type is iovalkey's; the value is whatever the server sent, as buffers.
+  override transformReply(result: Buffer | Buffer[]): string {
+    return result as unknown as string;
+  }
+}
+
+/** The one slot of all keys of `commands`, null when they name none, "cross" when they span slots. */
+function slotOf(commands: readonly RoutedCommand[]): number | null | "cross" {
+  let slot: number | null = null;
+  for (const command of commands) {
+    for (const key of command.getKeys()) {
+      const s = keySlot(Buffer.isBuffer(key) ? key.toString("utf8") : String(key));
+      if (slot === null) slot = s;
+      else if (s !== slot) return "cross";
+    }
+  }
+  return slot;
+}
+
+/** The CROSSSLOT answer: what the server says, sent as Upstash sends any failed command (HTTP 400, `{"error": ...}`). */
+const crossSlot = () => new HttpError(400, CROSSSLOT_ERROR);
+
+/**
+ * Commands over an iovalkey Cluster. Each command goes to the master of its
+ * key's slot (MOVED/ASK and failover are the client's); a multi-key command
+ * whose keys span slots answers CROSSSLOT without being sent. A pipeline's
+ * entries go each to its own master (in order per master: they share its
+ * connection). A transaction is one MULTI on the slot of its keys, refused
+ * with CROSSSLOT (nothing runs) when they span slots. Keyless commands that
+ * mean "the database" run on every master: SCRIPT LOAD (each master has its
+ * own script cache), SCRIPT EXISTS (1 only where every master has it), DBSIZE
+ * (the sum). SCAN is refused: its cursor belongs to one node.
+ */
+function clusterExecutor(source: Connection, log: (line: string) => void): Executor {
+  const shared = asCluster(source);
+  const cluster: Cluster = shared.duplicate([], {
+    enableAutoPipelining: false,
+    redisOptions: { ...shared.options.redisOptions, connectionName: "edgepipe-rest-bridge" },
+  });
+  reportConnectionTrouble(cluster as unknown as Connection, "rest-bridge", log);
+  const masters = () => cluster.nodes("master");
+
+  async function one(command: Arg[]): Promise<unknown> {
+    const name = String(command[0]).toUpperCase();
+    const sub = String(command[1] ?? "").toUpperCase();
+    if (name === "SCAN") throw new HttpError(400, "ERR SCAN walks one node's keys and the REST bridge runs on a Valkey Cluster: it does not run SCAN in cluster mode");
+    if (name === "DBSIZE" || (name === "SCRIPT" && (sub === "LOAD" || sub === "EXISTS"))) {
+      const [, args] = toArgs(command);
+      const replies = (await Promise.all(masters().map((node) => node.callBuffer(name, ...args)))) as unknown[];
+      if (name === "DBSIZE") return replies.reduce((sum: number, n) => sum + Number(n), 0);
+      if (sub === "LOAD") return replies[0];
+      return (replies[0] as number[]).map((_, i) => (replies.every((r) => Number((r as number[])[i]) === 1) ? 1 : 0));
+    }
+    const routed = new RoutedCommand(command);
+    if (slotOf([routed]) === "cross") throw crossSlot();
+    return cluster.sendCommand(routed);
+  }
+
+  return {
+    one,
+    pipeline: (commands) =>
+      Promise.all(
+        commands.map((command) =>
+          one(command).then(
+            (v): [null, unknown] => [null, v],
+            (e: Error): [Error, null] => [e, null],
+          ),
+        ),
+      ),
+    async transaction(commands) {
+      const routed = commands.map((command) => new RoutedCommand(command));
+      if (slotOf(routed) === "cross") throw crossSlot();
+      const multi = cluster.multi();
+      // A Pipeline has sendCommand at run time; its chainable type does not show it.
+      const queue = multi as unknown as { sendCommand(command: ValkeyCommand): unknown };
+      for (const command of routed) queue.sendCommand(command);
+      try {
+        return (await multi.exec()) as Array<[Error | null, unknown]> | null;
+      } catch (err) {
+        throw new HttpError(400, `${(err as Error).message}`);
+      }
+    },
+    close: () => cluster.disconnect(),
+  };
+}
+
 /**
  * Starts the bridge and resolves once it listens.
  * @example
@@ -227,25 +398,12 @@ export function startRestBridge({
     throw new Error(`the REST bridge listens on loopback only (got ${hostname}); pass allowRemote to expose Valkey beyond this machine`);
   }
   const expected = `Bearer ${token}`;
-  // Own connection without auto-pipelining: iovalkey's auto-pipeliner drops the
-  // command name of callBuffer(); commands still pipeline on the socket.
-  const conn = source.duplicate({ enableAutoPipelining: false, connectionName: "edgepipe-rest-bridge" });
-  reportConnectionTrouble(conn, "rest-bridge", log);
-
-  async function runOne(command: Arg[]): Promise<unknown> {
-    const [name, args] = toArgs(command);
-    return conn.callBuffer(name, ...args);
-  }
+  const exec = isClusterConnection(source) ? clusterExecutor(source, log) : standaloneExecutor(source, log);
 
   async function runPipeline(commands: Arg[][], base64: boolean): Promise<Reply[]> {
-    const pipe = conn.pipeline();
     const refusals = commands.map(refusalOf);
-    commands.forEach((command, i) => {
-      if (refusals[i]) return;
-      const [name, args] = toArgs(command);
-      pipe.callBuffer(name, ...args);
-    });
-    const replies = refusals.every(Boolean) ? [] : ((await pipe.exec()) ?? []);
+    const allowed = commands.filter((_, i) => !refusals[i]);
+    const replies = allowed.length === 0 ? [] : await exec.pipeline(allowed);
     let next = 0;
     return commands.map((_, i) => {
       if (refusals[i]) return { error: refusals[i]! };
@@ -257,18 +415,7 @@ export function startRestBridge({
   async function runTransaction(commands: Arg[][], base64: boolean): Promise<Reply[]> {
     const refused = commands.map(refusalOf).find(Boolean);
     if (refused) throw new HttpError(400, refused);
-    const multi = conn.multi();
-    for (const command of commands) {
-      const [name, args] = toArgs(command);
-      multi.callBuffer(name, ...args);
-    }
-    let replies: Array<[Error | null, unknown]> | null;
-    try {
-      replies = (await multi.exec()) as Array<[Error | null, unknown]> | null;
-    } catch (err) {
-      // EXECABORT: a command was rejected while queueing, nothing ran.
-      throw new HttpError(400, `${(err as Error).message}`);
-    }
+    const replies = await exec.transaction(commands);
     if (!replies) throw new HttpError(409, "ERR transaction discarded");
     return replies.map(([err, result]) => (err ? { error: err.message } : { result: encodeReply(result, base64) }));
   }
@@ -322,7 +469,7 @@ export function startRestBridge({
     const refused = refusalOf(command);
     if (refused) throw new HttpError(400, refused);
     try {
-      send(res, 200, { result: encodeReply(await runOne(command), base64) });
+      send(res, 200, { result: encodeReply(await exec.one(command), base64) });
     } catch (err) {
       if (err instanceof HttpError) throw err;
       // A command error (WRONGTYPE, NOSCRIPT, ...) is a 400 with the server's message, as on Upstash.
@@ -342,7 +489,7 @@ export function startRestBridge({
 
   return new Promise((resolve, reject) => {
     const failed = (err: Error) => {
-      conn.disconnect();
+      exec.close();
       reject(err);
     };
     server.once("error", failed);
@@ -357,7 +504,7 @@ export function startRestBridge({
           new Promise<void>((done) => {
             server.close(() => done());
             server.closeAllConnections();
-          }).then(() => conn.disconnect()),
+          }).then(() => exec.close()),
       });
     });
   });

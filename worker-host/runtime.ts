@@ -63,8 +63,30 @@ export const SHUTDOWN_MS = 3000;
 /** Of that, kept for the span exporter's flush and closing the connections after the worker-host stopped. */
 const SHUTDOWN_FLUSH_MS = 500;
 
-/** Starts everything `npm start` runs and resolves once it is serving. */
-export async function startRuntime({ config, pipeline, app, invoker, log = console.log, shutdownMs = SHUTDOWN_MS }: RuntimeOptions): Promise<Runtime> {
+export interface OpenStore {
+  mode: "standalone" | "cluster";
+  conn: Connection;
+  /** The server's URL, or on a cluster its seed list (host:port,...). */
+  valkeyUrl: string;
+  /** The single server's URL (undefined on a cluster). */
+  url?: string;
+  seeds?: SeedNode[];
+  valkey?: RunningValkey;
+  cluster?: RunningCluster;
+  /** PARTITIONS and FEED_BUCKETS: the cluster defaults on a cluster unless set. */
+  partitions: number;
+  feedBuckets: number;
+  /** Stops the embedded server or cluster (not the connection). */
+  stopEmbedded(): Promise<void>;
+}
+
+/**
+ * Opens the data store `config` names, for npm start and npm run dev alike:
+ * the embedded server (VALKEY_DATA_DIR), the embedded cluster (VALKEY_CLUSTER
+ * / --cluster N), VALKEY_CLUSTER_NODES, or VALKEY_URL (a cluster node's URL is
+ * detected and reconnected as a cluster).
+ */
+export async function openStore(config: HostConfig, log: (line: string) => void): Promise<OpenStore> {
   let valkey: RunningValkey | undefined;
   let cluster: RunningCluster | undefined;
   let seeds: SeedNode[] | undefined = config.VALKEY_CLUSTER_NODES ? parseSeedNodes(config.VALKEY_CLUSTER_NODES) : undefined;
@@ -81,23 +103,30 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
       valkey = await launchValkey({ dataDir: config.VALKEY_DATA_DIR, port: config.VALKEY_PORT, binary, log });
     }
   }
+  const stopEmbedded = async () => {
+    await Promise.all([valkey?.stop(), cluster?.stop()]);
+  };
   const url = config.VALKEY_URL ?? valkey?.url;
-  let conn: Connection;
-  let mode: Runtime["mode"];
-  let valkeyUrl: string;
+  let store: Awaited<ReturnType<typeof connectDataStore>>;
   try {
     // A VALKEY_URL that names a cluster node is detected here (INFO cluster) and reconnected as a cluster.
-    const store = await connectDataStore({ url: seeds && !config.VALKEY_CLUSTER_NODES ? undefined : url, seeds, name: "edgepipe-host", log });
-    ({ conn, mode, target: valkeyUrl } = store);
+    store = await connectDataStore({ url: seeds && !config.VALKEY_CLUSTER_NODES ? undefined : url, seeds, name: "edgepipe-host", log });
   } catch (err) {
-    await valkey?.stop();
-    await cluster?.stop();
+    await stopEmbedded();
     throw err;
   }
+  const { conn, mode, target: valkeyUrl } = store;
   // On a cluster, partitions and buckets spread over the masters unless set (docs/cluster.md, sizing).
   const partitions = mode === "cluster" && !config.given.has("PARTITIONS") ? CLUSTER_KEY_DEFAULTS.partitions : config.PARTITIONS;
   const feedBuckets = mode === "cluster" && !config.given.has("FEED_BUCKETS") ? CLUSTER_KEY_DEFAULTS.feedBuckets : config.FEED_BUCKETS;
   if (mode === "cluster") log(`cluster mode: ${asCluster(conn).nodes("master").length} masters, ${partitions} partitions, ${feedBuckets} feed buckets`);
+  const clusterSeeds = mode === "cluster" ? (seeds ?? parseSeedNodes(valkeyUrl)) : undefined;
+  return { mode, conn, valkeyUrl, url: mode === "standalone" ? url : undefined, seeds: clusterSeeds, valkey, cluster, partitions, feedBuckets, stopEmbedded };
+}
+
+/** Starts everything `npm start` runs and resolves once it is serving. */
+export async function startRuntime({ config, pipeline, app, invoker, log = console.log, shutdownMs = SHUTDOWN_MS }: RuntimeOptions): Promise<Runtime> {
+  const { mode, conn, valkeyUrl, url, valkey, cluster, partitions, feedBuckets } = await openStore(config, log);
   const env: AppEnv = {
     REDIS: upstashFor(conn),
     CORS_PUBLIC_READS: config.CORS_PUBLIC_READS ? "on" : "off",
