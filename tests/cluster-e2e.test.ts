@@ -30,7 +30,8 @@ const USERS = 100;
 function loadArticles(): ArticleInput[] {
   if (existsSync(AG_NEWS)) return articlesFromCsv(readFileSync(AG_NEWS, "utf8")).slice(0, ITEMS).map((r) => ({ title: r.title, body: r.body, source: "ag_news" }));
   console.warn(`[cluster-e2e] ${AG_NEWS} is absent: using the project's own demo generator`);
-  return generateDemoArticles(ITEMS, { seed: 7 }).map(({ intendedTopic: _t, ...a }) => a);
+  // Without their ids: an article id names its run, so a copy with the id would be the same run, not a duplicate.
+  return generateDemoArticles(ITEMS, { seed: 7 }).map(({ intendedTopic: _t, id: _id, ...a }) => a);
 }
 
 let t: TestCluster;
@@ -96,7 +97,9 @@ describe("the news pipeline on a 3-master cluster", () => {
 
   it("finishes every run: completed, or skipped as an exact duplicate", () => {
     expect(statuses.filter((s) => s !== "completed" && s !== "skipped")).toEqual([]);
-    expect(statuses.slice(ITEMS)).toEqual(["skipped", "skipped", "skipped"]);
+    // Of each article and its copy exactly one runs and the other is skipped; which one is the race of
+    // 12 partitions read side by side (on one server's single partition it is always the copy).
+    expect([0, 1, 2].map((i) => [statuses[i], statuses[ITEMS + i]].sort())).toEqual(Array.from({ length: 3 }, () => ["completed", "skipped"]));
   });
 
   it("puts exactly the followed topics' articles in every feed", async () => {

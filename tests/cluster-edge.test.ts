@@ -170,7 +170,10 @@ describe("the edge stack on an embedded 3-master cluster", () => {
     const { runIds } = (await res.json()) as { runIds: string[] };
     const statuses = await waitForRuns(stack.conn, keys, runIds, { timeoutMs: 90_000 });
     expect(statuses.filter((s) => s !== "completed" && s !== "skipped")).toEqual([]);
-    expect(statuses.slice(ARTICLES)).toEqual(["skipped", "skipped"]);
+    // Of each article and its copy exactly one runs, the other is skipped: which one is the race of
+    // 12 partitions read side by side (on one server's single partition it is always the copy).
+    expect([0, 1].map((i) => [statuses[i], statuses[ARTICLES + i]].sort())).toEqual([["completed", "skipped"], ["completed", "skipped"]]);
+    expect(statuses.filter((s) => s === "skipped")).toHaveLength(2);
     const delivered = await deliveredArticles(stack.conn, keys, runIds);
     expect(delivered.length).toBe(statuses.filter((s) => s === "completed").length);
     const check = await checkFeeds(stack.conn, keys, users, delivered, { feedCap: 100_000 });
