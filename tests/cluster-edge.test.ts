@@ -158,6 +158,22 @@ describe("the edge stack on an embedded 3-master cluster", () => {
     expect(scan.json.error).toMatch(/SCAN .* cluster mode/);
   });
 
+  it("the allow-list holds on a cluster: FLUSHALL is refused alone, in a pipeline and in a transaction, and no master is flushed", async () => {
+    const keep = `keep:${randomHex(4)}`;
+    await redis.set(keep, "still here");
+    const before = await Promise.all(client.nodes("master").map((n) => n.dbsize()));
+    const refusal = "ERR command FLUSHALL is not allowed through the REST bridge (it runs data commands only)";
+    expect(await post("/", ["FLUSHALL"])).toEqual({ status: 400, json: { error: refusal } });
+    expect(await post("/pipeline", [["FLUSHALL"], ["GET", keep]])).toEqual({ status: 200, json: [{ error: refusal }, { result: "still here" }] });
+    expect(await post("/multi-exec", [["GET", keep], ["FLUSHALL"]])).toEqual({ status: 400, json: { error: refusal } });
+    expect((await post("/", ["CONFIG", "SET", "maxmemory", "1"])).status).toBe(400);
+    expect(await redis.flushall().then(() => null, (e: Error) => e.message)).toMatch(/^ERR command FLUSHALL is not allowed/);
+    expect(await client.get(keep)).toBe("still here");
+    const after = await Promise.all(client.nodes("master").map((n) => n.dbsize()));
+    after.forEach((n, i) => expect(n).toBeGreaterThanOrEqual(before[i]));
+    expect(String(await client.nodes("master")[0].config("GET", "maxmemory"))).not.toContain(",1");
+  });
+
   it(`news runs end to end through workerd over the bridge: ${ARTICLES} articles, ${USERS} users, every feed exact`, async () => {
     const keys = settingsFor(stack.env).keys;
     // Users are written through the bridge (set-interests per bucket), as a Worker would.
