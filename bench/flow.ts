@@ -43,7 +43,7 @@ async function main(): Promise<void> {
       console.log(`fairness: 1 tenant x ${flood} + 9 tenants x ${each}, 2 concurrent per tenant, handler ${handlerMs} ms, one host`);
       const r = await fairnessScenario({ conns: [conns[0]], keys, flood, each, handlerMs, timeoutMs: 3_600_000 });
       for (const t of r.tenants) console.log(`  ${t.tenant.padEnd(6)} ${String(t.entries).padStart(6)} entries  p50 ${String(t.p50Ms).padStart(7)} ms  p99 ${String(t.p99Ms).padStart(7)} ms  last ${String(t.lastMs).padStart(7)} ms  max in handlers ${t.maxInHandlers}`);
-      console.log(`  total ${Math.round(r.totalMs)} ms; handler calls ${r.calls}; attempts > 1 seen by handlers: ${r.attemptsAbove1}; dead-lettered ${r.stats.deadLettered}; retried ${r.stats.retried}; throttled ${r.stats.flow.throttled}, readmitted ${r.stats.flow.readmitted}, parked at the end ${r.stats.flow.parked}`);
+      console.log(`  total ${Math.round(r.totalMs)} ms; handler calls ${r.calls}; attempts > 1 seen by handlers: ${r.attemptsAbove1}; dead-lettered ${r.stats.deadLettered}; retried ${r.stats.retried}; throttled ${r.stats.flow.throttled}, readmitted ${r.stats.flow.readmitted}, waiting at the end ${r.stats.flow.waiting}`);
     } else if (what === "rate") {
       const seconds = Number(values.seconds);
       const perSecond = Number(values["per-second"]);

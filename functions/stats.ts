@@ -38,11 +38,12 @@ export interface StageStats {
   latencyMs: { p50: number | null; p99: number | null; count: number; sum: number };
   /**
    * Flow control (a stage's concurrency, rateLimit and budget): `throttled`
-   * entries held back by a limit so far, `parked` entries waiting in the
-   * per-key lists now, `readmitted` entries put back on the stream so far.
-   * All zero for a stage without limits.
+   * entries held back by a limit so far, `waiting` entries in the per-key
+   * lists now (not to be confused with `durable.parked`: runs waiting for an
+   * event), `readmitted` entries put back on the stream so far. All zero for
+   * a stage without limits.
    */
-  flow: { throttled: number; parked: number; readmitted: number };
+  flow: { throttled: number; waiting: number; readmitted: number };
   /** Non-cumulative counts per bucket bound ("inf" last), for Prometheus. */
   buckets: Array<{ le: number | "inf"; count: number }>;
 }
@@ -124,7 +125,8 @@ export async function readStats(redis: RedisClient, keys: Keys, pipeline: Pipeli
           count,
           sum: sum("lat_sum_us") / 1000,
         },
-        flow: { throttled: sum("flow_throttled"), parked: sum("flow_parked"), readmitted: sum("flow_readmitted") },
+        // flow_parked: the same count under its name before the rename (entries parked then and readmitted now cancel out in the sum).
+        flow: { throttled: sum("flow_throttled"), waiting: sum("flow_waiting") + sum("flow_parked"), readmitted: sum("flow_readmitted") },
         buckets,
       };
       return stats;
@@ -172,7 +174,7 @@ export function renderPrometheus(stats: PipelineStats): string {
   counter("stage_throttled_runs_total", "Runs in ingest calls refused by backpressure.", "counter", (s) => s.throttledRuns);
   counter("stage_pending", "Entries delivered but not yet acknowledged.", "gauge", (s) => s.pending);
   counter("stage_flow_throttled_total", "Entries held back by a flow limit (parked until their key had room).", "counter", (s) => s.flow.throttled);
-  counter("stage_flow_parked", "Entries waiting in flow-control lists now.", "gauge", (s) => s.flow.parked);
+  counter("stage_flow_waiting", "Entries waiting in flow-control lists now.", "gauge", (s) => s.flow.waiting);
   counter("stage_flow_readmitted_total", "Parked entries put back on the stream.", "counter", (s) => s.flow.readmitted);
   counter("stage_lag", "Entries not yet delivered to the stage's group.", "gauge", (s) => s.lag);
   counter("stage_stream_length", "Length of the stage's input stream(s).", "gauge", (s) => s.streamLength);

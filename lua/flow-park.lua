@@ -7,7 +7,7 @@ in the partition's ready set with the time it may be readmitted (the earlier
 of the stored time and this one). Every key carries the partition's tag.
 
 KEYS[1]    input stream of the stage
-KEYS[2]    stats hash of the stage (fields flow_throttled, flow_parked)
+KEYS[2]    stats hash of the stage (fields flow_throttled, flow_waiting)
 KEYS[3]    ready set of the stage (zset "<kind>:<flow key>" -> due time, ms)
 KEYS[4..]  waiting lists, referenced by 1-based KEYS index from ARGV
 
@@ -31,6 +31,6 @@ for k = 1, n do
 end
 if parked > 0 then
   redis.call('HINCRBY', KEYS[2], 'flow_throttled', parked)
-  redis.call('HINCRBY', KEYS[2], 'flow_parked', parked)
+  redis.call('HINCRBY', KEYS[2], 'flow_waiting', parked)
 end
 return parked

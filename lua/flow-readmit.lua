@@ -8,7 +8,7 @@ time is set to `nextDue`, or the key is removed once its list is empty.
 Every key carries the partition's tag.
 
 KEYS[1]    input stream of the stage
-KEYS[2]    stats hash of the stage (fields flow_parked, flow_readmitted)
+KEYS[2]    stats hash of the stage (fields flow_waiting, flow_readmitted)
 KEYS[3]    ready set of the stage in this partition
 KEYS[4..]  waiting lists, referenced by 1-based KEYS index from ARGV
 
@@ -43,7 +43,7 @@ for g = 1, n do
   total = total + moved
 end
 if total > 0 then
-  redis.call('HINCRBY', KEYS[2], 'flow_parked', -total)
+  redis.call('HINCRBY', KEYS[2], 'flow_waiting', -total)
   redis.call('HINCRBY', KEYS[2], 'flow_readmitted', total)
 end
 return out

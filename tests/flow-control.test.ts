@@ -13,7 +13,7 @@ import { fnv1a, flowKeyPart } from "../functions/keys";
 import { LUA } from "../functions/lua.generated";
 import { definePipeline, defineStage } from "../functions/pipeline";
 import { startRuns } from "../functions/runs";
-import { readStats } from "../functions/stats";
+import { readStats, renderPrometheus } from "../functions/stats";
 import { runScript, upstashOverValkey } from "../worker-host/valkey";
 import { fairnessScenario, prioritiesScenario, rateScenario } from "../bench/flow-scenarios";
 import { makeHost } from "./helpers/pipelines";
@@ -50,7 +50,7 @@ describe("per-key concurrency", () => {
     expect(r.stats.retried).toBe(0);
     expect(r.stats.processed).toBe(300 + 9 * 20);
     expect(r.stats.flow.throttled).toBeGreaterThan(0);
-    expect(r.stats.flow.parked).toBe(0);
+    expect(r.stats.flow.waiting).toBe(0);
     expect(r.stats.flow.readmitted).toBe(r.stats.flow.throttled);
   });
 
@@ -75,12 +75,20 @@ describe("per-key concurrency", () => {
     await host.run();
     try {
       await startRuns(v.redis, [{ tenant: "acme" }, { tenant: "acme" }, { tenant: "other" }], { keys, pipeline });
+      // While the lease holds, both acme entries wait: `waiting` in /v1/stats and /metrics (durable.parked is another count).
+      const waiting = await eventually(async () => {
+        const stats = await readStats(v.redis, keys, pipeline);
+        return stats.stages[0].flow.waiting === 2 && Date.now() < died + 1400 ? stats : undefined;
+      }, { timeoutMs: 1400 });
+      expect(waiting.durable.parked).toBe(0);
+      expect(renderPrometheus(waiting)).toContain('edgepipe_stage_flow_waiting{stage="only"} 2');
       await eventually(() => started.length === 3, { timeoutMs: 15_000 });
       const stats = (await readStats(v.redis, keys, pipeline)).stages[0];
       // "other" ran at once; both acme entries waited for the dead host's lease.
       expect(started.filter((t) => t >= died + 1400).length).toBeGreaterThanOrEqual(2);
       expect(stats.flow.throttled).toBeGreaterThanOrEqual(2);
       expect(stats.deadLettered).toBe(0);
+      expect(stats.flow.waiting).toBe(0);
     } finally {
       await host.close();
     }

@@ -168,14 +168,14 @@ describe("web client in Chromium", () => {
     }
   });
 
-  it("dashboard: the flow-control panel shows each stage's throttled, parked and readmitted counts from /v1/stats", async () => {
+  it("dashboard: the flow-control panel shows each stage's throttled, waiting and readmitted counts from /v1/stats", async () => {
     const { keys } = settingsFor(runtime.env);
     // The counters flow-park.lua and flow-readmit.lua keep (the news stages declare no limits by default).
-    await runtime.env.REDIS!.hset(keys.stageStats("classifier", 0), { flow_throttled: 1234, flow_parked: 34, flow_readmitted: 1200 });
+    await runtime.env.REDIS!.hset(keys.stageStats("classifier", 0), { flow_throttled: 1234, flow_waiting: 34, flow_readmitted: 1200 });
     await page.getByRole("heading", { name: "Flow control" }).waitFor(WAIT);
     const row = page.locator('section[aria-labelledby="flow-h"] tr[data-stage="classifier"]');
     await page.waitForFunction(() => document.querySelector('section[aria-labelledby="flow-h"] tr[data-stage="classifier"] td.throttled')?.textContent?.replace(/\D/g, "") === "1234", undefined, WAIT);
-    expect((await row.locator("td.parked").textContent())?.replace(/\D/g, "")).toBe("34");
+    expect((await row.locator("td.flow-waiting").textContent())?.replace(/\D/g, "")).toBe("34");
     expect((await row.locator("td.readmitted").textContent())?.replace(/\D/g, "")).toBe("1200");
     expect((await page.locator('section[aria-labelledby="flow-h"] tr[data-stage="fetcher"] td.throttled').textContent())?.trim()).toBe("0");
   });

@@ -3,7 +3,7 @@
  * shape from GET /v1/pipeline: a diagram of the stages with throughput,
  * backlog and errors on each box, per-stage throughput as a rate over a
  * sliding window, handler latency percentiles (estimated from the histogram,
- * and said so), tool cache, fan-out, flow control (throttled, parked,
+ * and said so), tool cache, fan-out, flow control (throttled, waiting,
  * readmitted per stage), and dead letters with a redrive button.
  */
 import { useEffect, useRef, useState } from "preact/hooks";
@@ -196,7 +196,7 @@ function FlowControl({ stages }: { stages: StageStats[] }) {
             <tr>
               <th scope="col">Stage</th>
               <th scope="col">throttled</th>
-              <th scope="col">parked now</th>
+              <th scope="col">waiting now</th>
               <th scope="col">readmitted</th>
             </tr>
           </thead>
@@ -205,7 +205,7 @@ function FlowControl({ stages }: { stages: StageStats[] }) {
               <tr data-stage={s.name}>
                 <th scope="row">{s.name}</th>
                 <td class="num throttled">{formatNumber(s.flow.throttled)}</td>
-                <td class="num parked">{formatNumber(s.flow.parked)}</td>
+                <td class="num flow-waiting">{formatNumber(s.flow.waiting)}</td>
                 <td class="num readmitted">{formatNumber(s.flow.readmitted)}</td>
               </tr>
             ))}
@@ -213,7 +213,7 @@ function FlowControl({ stages }: { stages: StageStats[] }) {
         </table>
       </div>
       <p class="sub how">
-        A stage's per-key limits (concurrency, rate limit, token budget, priority lanes) hold entries back without blocking other keys: throttled = entries parked so far because their key had no room, parked now = entries waiting in the per-key lists,
+        A stage's per-key limits (concurrency, rate limit, token budget, priority lanes) hold entries back without blocking other keys: throttled = entries held back so far because their key had no room, waiting now = entries in the per-key waiting lists,
         readmitted = entries put back on the stream when their key had room again. Waiting spends no delivery attempt. All zero for a stage without limits; summed over hosts and partitions.
       </p>
     </section>
