@@ -1,6 +1,8 @@
 /**
  * The chaos suite, reduced (`npm run chaos` is the full one): one seeded run
- * with two `npm start` host processes behind TCP proxies, real articles and
+ * with two `npm start` host processes (their CLI pre-built once with esbuild,
+ * bench/chaos/host-bundle.ts: a start takes about 1 s instead of tsx's 4-5 s
+ * under load) behind TCP proxies, real articles and
  * users over the public API, a kill -9 of a host and a kill -9 + restart of
  * the server on its AOF; the oracle must find nothing lost, nothing
  * duplicated, every poison article and malformed entry dead-lettered with
@@ -17,7 +19,7 @@ describe("chaos (reduced)", () => {
       seed: 7,
       hosts: 2,
       fsync: "always",
-      articles: 200,
+      articles: 150,
       users: 50,
       faults: 2,
       sequence: ["host-kill", "server-kill"],
@@ -34,7 +36,7 @@ describe("chaos (reduced)", () => {
     expect(report.lost).toBe(0);
     expect(report.duplicated).toBe(0);
     expect(report.deadLettered).toBe(0);
-    expect(report.completed).toBeGreaterThanOrEqual(200);
+    expect(report.completed).toBeGreaterThanOrEqual(150);
     expect(report.feedEntries).toBeGreaterThan(0);
     expect(report.poison.deadLetteredWithReason).toBe(report.poison.injected);
     expect(report.poison.malformedDeadLettered).toBe(report.poison.malformedInjected);

@@ -21,6 +21,7 @@ import { buildWorkerBundle } from "../../worker-host/worker-bundle";
 import { writeWorkerProject } from "../../worker-host/worker-project";
 import type { ChaosFault } from "./chaos-app";
 import { POISON_REJECT, POISON_RETRY } from "./chaos-app";
+import { hostBundle } from "./host-bundle";
 import { ChaosHost } from "./hosts";
 import { checkRun, type OracleReport } from "./oracle";
 import { ChaosServer, type Fsync } from "./server";
@@ -42,6 +43,8 @@ export interface ChaosOptions {
   sequence?: FaultKind[];
   /** Handlers in-process (npm start) or in workerd behind STAGE_BASE_URL. */
   stages: "in-process" | "workerd";
+  /** How host processes start: the pre-built CLI bundle (default, fast) or npm start's exact tsx command (hosts.ts). */
+  hostStart?: "bundle" | "tsx";
   /** Articles per second offered at ingest. */
   rate: number;
   visibilityMs: number;
@@ -236,7 +239,10 @@ export async function runChaos(o: ChaosOptions): Promise<RunResult> {
   const prefix = "chaos";
   const keys = createKeys({ prefix });
   try {
+    // The hosts' pre-built CLI (host-bundle.ts) builds while the server starts.
+    const bundling = o.hostStart === "tsx" ? undefined : hostBundle();
     await server.start();
+    await bundling;
     admin = connectValkey(server.url, { name: "chaos-admin", log: () => {} });
     const hostEnv: Record<string, string> = {
       KEY_PREFIX: prefix,
@@ -263,7 +269,7 @@ export async function runChaos(o: ChaosOptions): Promise<RunResult> {
       o.log(`  workerd (Miniflare) on ${stageServer.url}: /health ${probe}`);
       Object.assign(hostEnv, { STAGE_BASE_URL: stageServer.url, STAGE_SIGNING_KEYS: signingKeys });
     }
-    for (let i = 0; i < o.hosts; i++) hosts.push(new ChaosHost({ name: `h${i + 1}`, serverPort: server.port, env: hostEnv, log: childLog }));
+    for (let i = 0; i < o.hosts; i++) hosts.push(new ChaosHost({ name: `h${i + 1}`, serverPort: server.port, env: hostEnv, log: childLog, start: o.hostStart }));
     await Promise.all(hosts.map((h) => h.start()));
     const live = () => hosts.filter((h) => h.alive && !h.stopped);
     const apiUrl = () => {

@@ -1,13 +1,16 @@
 /**
  * Worker-host processes of the chaos suite, started as a user starts one
  * (`npm start` runs `node --max-old-space-size=512 --import tsx
- * worker-host/cli.ts start`): the same command line as a child process, with
- * the pipeline module and the environment a user would set. Each reaches the
+ * worker-host/cli.ts start`): the same CLI as a child process, with the
+ * pipeline module and the environment a user would set; by default from the
+ * pre-built bundle of that CLI (host-bundle.ts, plain node: a far faster
+ * start), or with `start: "tsx"` by npm start's exact command. Each reaches the
  * server through its own TCP proxy, so its link can be frozen or dropped
  * alone.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { startTcpProxy, type TcpProxy } from "../../tests/helpers/tcp-proxy";
+import { hostBundle } from "./host-bundle";
 
 export interface HostOptions {
   name: string;
@@ -15,6 +18,8 @@ export interface HostOptions {
   env: Record<string, string>;
   /** Where child output goes (a line at a time, prefixed with the host name). */
   log: (line: string) => void;
+  /** "bundle" (default): plain node on the pre-built CLI and app (host-bundle.ts); "tsx": npm start's exact command. */
+  start?: "bundle" | "tsx";
 }
 
 export class ChaosHost {
@@ -54,7 +59,11 @@ export class ChaosHost {
   async start(): Promise<void> {
     this.proxy ??= await startTcpProxy({ port: this.o.serverPort });
     const env = { ...process.env, ...this.o.env, VALKEY_URL: this.proxy.url, PORT: "0", HOST: "127.0.0.1", DEMO: "off", WEB_DIR: "" };
-    const child = spawn(process.execPath, ["--max-old-space-size=512", "--import", "tsx", "worker-host/cli.ts", "start", "--pipeline", "./bench/chaos/chaos-app.ts"], {
+    const args =
+      this.o.start === "tsx"
+        ? ["--import", "tsx", "worker-host/cli.ts", "start", "--pipeline", "./bench/chaos/chaos-app.ts"]
+        : await hostBundle().then((b) => [b.cli, "start", "--pipeline", b.app]);
+    const child = spawn(process.execPath, ["--max-old-space-size=512", ...args], {
       env,
       stdio: ["ignore", "pipe", "pipe"],
     });

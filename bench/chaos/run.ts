@@ -22,6 +22,7 @@ const { values } = parseArgs({
     faults: { type: "string", default: "4" },
     kinds: { type: "string" },
     stages: { type: "string", default: "in-process" },
+    "host-start": { type: "string", default: "bundle" },
     rate: { type: "string", default: "60" },
     "visibility-ms": { type: "string", default: "5000" },
     verbose: { type: "boolean", default: false },
@@ -33,7 +34,7 @@ const { values } = parseArgs({
 
 const USAGE = `usage: npm run chaos -- [--seed N] [--runs N] [--hosts 1|2] [--fsync always|everysec] [--articles N] [--users N]
                         [--faults N] [--kinds ${FAULT_KINDS.join(",")}] [--stages in-process|workerd]
-                        [--rate articles/s] [--visibility-ms N] [--verbose] [--out runs.jsonl]
+                        [--rate articles/s] [--visibility-ms N] [--host-start bundle|tsx] [--verbose] [--out runs.jsonl]
        npm run chaos -- --summarize runs.jsonl   (one table over the runs of earlier --out files)
 Run r uses seed N+r. The server is VALKEY_SERVER, else valkey-server, else redis-server.`;
 
@@ -67,6 +68,7 @@ async function main(): Promise<number> {
   const hosts = int("hosts", values.hosts!, 1, 2) as 1 | 2;
   if (values.fsync !== "always" && values.fsync !== "everysec") throw new Error(`--fsync must be always or everysec\n${USAGE}`);
   if (values.stages !== "in-process" && values.stages !== "workerd") throw new Error(`--stages must be in-process or workerd\n${USAGE}`);
+  if (values["host-start"] !== "bundle" && values["host-start"] !== "tsx") throw new Error(`--host-start must be bundle or tsx\n${USAGE}`);
   const kinds = values.kinds?.split(",").map((k) => k.trim()) as FaultKind[] | undefined;
   for (const k of kinds ?? []) if (!FAULT_KINDS.includes(k)) throw new Error(`unknown fault kind ${k}\n${USAGE}`);
   const binary = findServerBinary();
@@ -91,6 +93,7 @@ async function main(): Promise<number> {
       faults: int("faults", values.faults!, 0, 100),
       kinds,
       stages: values.stages,
+      hostStart: values["host-start"],
       rate: int("rate", values.rate!, 1, 10_000),
       visibilityMs: int("visibility-ms", values["visibility-ms"]!, 1000, 120_000),
       binary,
