@@ -6,8 +6,6 @@
  * bridge user), and what they must not do fails cleanly with NOPERM.
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "@upstash/redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -19,14 +17,13 @@ import { loadConfig } from "../worker-host/config";
 import { startHttpModeStack } from "../worker-host/http-mode";
 import { startRuntime } from "../worker-host/runtime";
 import { connectValkey } from "../worker-host/valkey";
-import { buildWorkerBundle } from "../worker-host/worker-bundle";
+import { newsWorkerBundle } from "./helpers/news-bundle";
 import { eventually, startTestValkey, type TestValkey } from "./helpers/valkey";
 
 let valkey: TestValkey;
 const prefix = `acl${randomHex(3)}`;
 const hostPassword = randomHex(16);
 const bridgePassword = randomHex(16);
-const outdir = mkdtempSync(join(tmpdir(), "edgepipe-acl-"));
 const quiet = () => {};
 
 function urlAs(user: string, password: string): string {
@@ -45,7 +42,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await valkey?.stop();
-  rmSync(outdir, { recursive: true, force: true });
 });
 
 const articles = (n: number, tag: string) => ({ articles: Array.from({ length: n }, (_, i) => ({ title: `Local team wins the ${tag} final number ${i}`, body: `The football club won the championship match ${i} after extra time; fans celebrated the league title.` })) });
@@ -112,7 +108,7 @@ describe("ACL users", () => {
   });
 
   it("the edge stack runs with the bridge as the bridge user: handlers in workerd work, the bridge user cannot leave the prefix", async () => {
-    const bundle = await buildWorkerBundle({ outdir });
+    const bundle = await newsWorkerBundle();
     const config = loadConfig(
       { VALKEY_URL: urlAs("edgepipe-host", hostPassword), BRIDGE_VALKEY_URL: urlAs("edgepipe-bridge", bridgePassword), UPSTASH_REDIS_REST_URL: "http://127.0.0.1:0", PORT: "0", HOST: "127.0.0.1", DEMO: "off", KEY_PREFIX: prefix, BLOCK_MS: "100", SSE_POLL_MS: "100" },
       { appSettings: NewsSettings },

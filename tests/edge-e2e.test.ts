@@ -6,9 +6,6 @@
  * with the same checkpoints, step results, dead letters and feeds, and the
  * public API must answer from workerd as it does under npm start.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { settingsFor } from "../functions/config";
 import { listDeadLetters } from "../functions/dead-letters";
@@ -21,7 +18,7 @@ import { loadConfig } from "../worker-host/config";
 import { startHttpModeStack, type HttpModeStack } from "../worker-host/http-mode";
 import { startRuntime, type Runtime } from "../worker-host/runtime";
 import { prepareSampleWorld, samplePayloads } from "../worker-host/news/sample-work";
-import { buildWorkerBundle } from "../worker-host/worker-bundle";
+import { newsWorkerBundle } from "./helpers/news-bundle";
 import { eventually, startTestValkey, type TestValkey } from "./helpers/valkey";
 import { openSse } from "./helpers/sse";
 import { setInterests } from "../functions/news/users";
@@ -35,7 +32,6 @@ const USERS = 40;
 let valkey: TestValkey;
 let inProcess: Runtime;
 let http: HttpModeStack;
-const outdir = mkdtempSync(join(tmpdir(), "edgepipe-e2e-"));
 const quiet = () => {};
 const sample = samplePayloads(pipeline, ITEMS);
 // Three exact copies at the end: dedupe must skip them the same way in both modes.
@@ -47,7 +43,7 @@ function configFor(prefix: string, extra: Record<string, string> = {}) {
 }
 
 beforeAll(async () => {
-  const [v, bundle] = await Promise.all([startTestValkey(), buildWorkerBundle({ outdir })]);
+  const [v, bundle] = await Promise.all([startTestValkey(), newsWorkerBundle()]);
   valkey = v;
   inProcess = await startRuntime({ config: configFor(`ip${randomHex(3)}`), pipeline, app, log: quiet });
   http = await startHttpModeStack({
@@ -63,7 +59,6 @@ afterAll(async () => {
   await http?.close();
   await inProcess?.close();
   await valkey?.stop();
-  rmSync(outdir, { recursive: true, force: true });
 });
 
 /** Drops what legitimately differs between two runs of the same work: the order-minted compact feed ids. */

@@ -6,9 +6,6 @@
  * wrong or missing tokens refused, the read token limited to read tools,
  * invalid arguments answered as tool errors while the server keeps serving.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -19,7 +16,7 @@ import { TOPICS } from "../functions/news/classify";
 import { loadConfig } from "../worker-host/config";
 import { startHttpModeStack, type HttpModeStack } from "../worker-host/http-mode";
 import { startRuntime, type Runtime } from "../worker-host/runtime";
-import { buildWorkerBundle } from "../worker-host/worker-bundle";
+import { newsWorkerBundle } from "./helpers/news-bundle";
 import { startTestValkey, type TestValkey } from "./helpers/valkey";
 
 const TOKEN = `write-${randomHex(8)}`;
@@ -30,7 +27,6 @@ const MAX_BODY = 16 * 1024;
 let valkey: TestValkey;
 let inProcess: Runtime;
 let http: HttpModeStack;
-const outdir = mkdtempSync(join(tmpdir(), "edgepipe-mcp-"));
 const quiet = () => {};
 
 function configFor(prefix: string, extra: Record<string, string> = {}) {
@@ -41,7 +37,7 @@ function configFor(prefix: string, extra: Record<string, string> = {}) {
 }
 
 beforeAll(async () => {
-  const [v, bundle] = await Promise.all([startTestValkey(), buildWorkerBundle({ outdir })]);
+  const [v, bundle] = await Promise.all([startTestValkey(), newsWorkerBundle()]);
   valkey = v;
   inProcess = await startRuntime({ config: configFor(`mcpip${randomHex(3)}`), pipeline, app, log: quiet });
   http = await startHttpModeStack({
@@ -56,7 +52,6 @@ afterAll(async () => {
   await http?.close();
   await inProcess?.close();
   await valkey?.stop();
-  rmSync(outdir, { recursive: true, force: true });
 });
 
 async function connect(baseUrl: string, token?: string): Promise<Client> {

@@ -78,7 +78,8 @@ async function completedRun(url: string, runId: string) {
   });
 }
 
-describe("npm start -- --pipeline <module>", () => {
+// The CLI runs are independent (each its own port and data dir) and mostly wait for child processes: side by side.
+describe.concurrent("npm start -- --pipeline <module>", () => {
   it("runs the example pipeline end to end; news routes answer 404; data stays between starts until --reset", async () => {
     const dataDir = tempDir();
     const env = { PORT: String(await freePort()), VALKEY_DATA_DIR: dataDir };
@@ -141,7 +142,7 @@ describe("npm start -- --pipeline <module>", () => {
     const bad = cli(["start"], { ...env, GREETING: "x", BATCH_SIZE: "0" });
     expect(await bad.exited).toBe(1);
     expect(bad.output()).toMatch(/invalid configuration:[\s\S]*BATCH_SIZE[\s\S]*GREETING: GREETING must be at least 2 characters/);
-  });
+  }, 120_000);
 
   it("a busy PORT is a clear error naming PORT, before anything starts", async () => {
     const blocker: Server = createServer();
@@ -156,16 +157,16 @@ describe("npm start -- --pipeline <module>", () => {
     } finally {
       blocker.close();
     }
-  });
+  }, 120_000);
 
   it("a module that exports no pipeline, or is missing, stops the CLI with its name", async () => {
     const wrong = cli(["start", "--pipeline", "tests/fixtures/not-a-pipeline.ts"], { PORT: "0", VALKEY_DATA_DIR: tempDir() });
+    const missing = cli(["start", "--pipeline", "./nowhere.ts"], { PORT: "0", VALKEY_DATA_DIR: tempDir() });
     expect(await wrong.exited).toBe(1);
     expect(wrong.output()).toContain("pipeline module tests/fixtures/not-a-pipeline.ts (--pipeline): the default export must be a pipeline (definePipeline) or an app (defineApp)");
-    const missing = cli(["start", "--pipeline", "./nowhere.ts"], { PORT: "0", VALKEY_DATA_DIR: tempDir() });
     expect(await missing.exited).toBe(1);
     expect(missing.output()).toContain("pipeline module ./nowhere.ts not found");
-  });
+  }, 120_000);
 });
 
 describe("reset", () => {

@@ -7,8 +7,6 @@
  * then `end`. In-process (npm start's path) and through workerd.
  */
 import { createServer, type Server } from "node:http";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -22,7 +20,7 @@ import { readRunOutput, RUN_STREAM_TTL_SECONDS } from "../functions/run-stream";
 import { loadConfig } from "../worker-host/config";
 import { startHttpModeStack, type HttpModeStack } from "../worker-host/http-mode";
 import { startRuntime, type Runtime } from "../worker-host/runtime";
-import { buildWorkerBundle } from "../worker-host/worker-bundle";
+import { newsWorkerBundle } from "./helpers/news-bundle";
 import { openSse } from "./helpers/sse";
 import { eventually, startTestValkey, type TestValkey } from "./helpers/valkey";
 
@@ -92,7 +90,6 @@ let valkey: TestValkey;
 let llm: FakeLlm;
 let inProcess: Runtime;
 let http: HttpModeStack;
-const outdir = mkdtempSync(join(tmpdir(), "edgepipe-stream-"));
 const quiet = () => {};
 
 function configFor(prefix: string, extra: Record<string, string> = {}) {
@@ -103,7 +100,7 @@ function configFor(prefix: string, extra: Record<string, string> = {}) {
 }
 
 beforeAll(async () => {
-  const [v, bundle, fake] = await Promise.all([startTestValkey(), buildWorkerBundle({ outdir }), startFakeLlm()]);
+  const [v, bundle, fake] = await Promise.all([startTestValkey(), newsWorkerBundle(), startFakeLlm()]);
   valkey = v;
   llm = fake;
   inProcess = await startRuntime({ config: configFor(`stip${randomHex(3)}`), pipeline, app, log: quiet });
@@ -120,7 +117,6 @@ afterAll(async () => {
   await http?.close();
   await inProcess?.close();
   await valkey?.stop();
-  rmSync(outdir, { recursive: true, force: true });
 });
 
 async function ingest(baseUrl: string, title: string): Promise<string> {

@@ -14,8 +14,6 @@
  * cache's lock wait is a span; with tracing off, no envelope carries a span id.
  */
 import { createServer, type Server } from "node:http";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -26,7 +24,7 @@ import { app, pipeline } from "../functions/news/index";
 import { loadConfig } from "../worker-host/config";
 import { startHttpModeStack, type HttpModeStack } from "../worker-host/http-mode";
 import { startRuntime, type Runtime } from "../worker-host/runtime";
-import { buildWorkerBundle } from "../worker-host/worker-bundle";
+import { newsWorkerBundle } from "./helpers/news-bundle";
 import { cachedTool } from "../functions/tools/cache";
 import { fetchSpanSink, traceScope, type SpanRecord } from "../functions/tracing";
 import { eventually, startTestValkey, testKeys, type TestValkey } from "./helpers/valkey";
@@ -57,18 +55,16 @@ const attr = (s: OtlpSpan, key: string) => {
 };
 
 let valkey: TestValkey;
-const outdir = mkdtempSync(join(tmpdir(), "edgepipe-otel-"));
 let scriptPath: string;
 
 beforeAll(async () => {
-  const [v, bundle] = await Promise.all([startTestValkey(), buildWorkerBundle({ outdir })]);
+  const [v, bundle] = await Promise.all([startTestValkey(), newsWorkerBundle()]);
   valkey = v;
   scriptPath = bundle.scriptPath;
 }, 180_000);
 
 afterAll(async () => {
   await valkey?.stop();
-  rmSync(outdir, { recursive: true, force: true });
 });
 
 const HOPS = ["fetcher", "classifier", "enricher", "fanout"] as const;
