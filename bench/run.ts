@@ -34,6 +34,7 @@ import { extraRows, type ExtraRows } from "./extra-rows";
 import { durableAcceptRows, measureDurableAccept } from "./durable-accept";
 import { clusterRows } from "./cluster";
 import { flowCostRows, measureFlowCost } from "./flow-cost";
+import { measureTracingCost, tracingCostRows } from "./tracing-cost";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes("--quick");
@@ -289,9 +290,12 @@ async function main(): Promise<void> {
     const durableAccept = await attempt("durable accept", () => measureDurableAccept({ quick }));
     await flush(server);
     const flowCost = await attempt("flow control cost", () => measureFlowCost({ url: server.url, entries: quick ? 5000 : 20_000 }));
+    await flush(server);
+    progress(`row 11: tracing off vs on (OTLP to a local sink), news pipeline in-process, ${quick ? 1500 : 5000} articles, each twice`);
+    const tracingCost = await attempt("tracing cost", () => measureTracingCost({ url: server.url, articles: articles.slice(0, quick ? 1500 : 5000) }));
     // Its own servers (one, and a 3-master cluster), started and stopped inside.
     const cluster = await attempt("cluster rows", () => clusterRows({ quick }));
-    Object.assign(results, { passThrough, bullmq, floor, latency, naive, streamMemory, hostProcess, twoHosts, durableAccept, flowCost, ...extras.results });
+    Object.assign(results, { passThrough, bullmq, floor, latency, naive, streamMemory, hostProcess, twoHosts, durableAccept, flowCost, tracingCost, ...extras.results });
 
     // ------------------------------------------------------------ table
     const rows: Row[] = [];
@@ -347,6 +351,7 @@ async function main(): Promise<void> {
     if (isMeasured(cluster)) rows.push(...cluster);
     else rows.push({ row: "9 cluster rows", ours: `not measured (${cluster.notMeasured})`, baseline: "-", ratio: "-", target: "-", verdict: "-" });
     rows.push(...flowCostRows(flowCost));
+    rows.push(...tracingCostRows(tracingCost));
     results.table = rows;
 
     console.log("");
