@@ -5,13 +5,15 @@
  * orphans after a kill -9 of the parent (watchdogs, or the pidfiles on the
  * next start).
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Cluster } from "iovalkey";
 import { afterAll, describe, expect, it } from "vitest";
 import { CLUSTER_SLOTS } from "../functions/key-slot";
 import { defaultSlotRange, launchCluster } from "../worker-host/cluster-launcher";
+import { resetClusterDataDir } from "../worker-host/data-dir";
 import { isAlive, ping } from "../worker-host/valkey-launcher";
 import { startFixture } from "./helpers/fixture";
 import { eventually } from "./helpers/valkey";
@@ -38,6 +40,36 @@ describe.concurrent("cluster launcher", () => {
       expect(ranges[n - 1][1]).toBe(CLUSTER_SLOTS - 1);
       for (let i = 1; i < n; i++) expect(ranges[i][0]).toBe(ranges[i - 1][1] + 1);
     }
+  });
+
+  it("npm run reset -- --cluster 3 deletes the embedded cluster's data (refused while a node runs, or for VALKEY_CLUSTER_NODES); the next start is a new cluster", async () => {
+    const base = join(tempDir(), "valkey");
+    const dir = `${base}-cluster`;
+    const first = await launchCluster({ dataDir: dir, masters: 3, appendOnly: true });
+    const client = new Cluster(first.startupNodes);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => client.set(`r${i}`, "x")));
+    await client.quit();
+    expect(() => resetClusterDataDir(dir)).toThrow(/a cluster node \(pid \d+, node-\d\) is running/);
+    expect(() => resetClusterDataDir(dir, { clusterNodes: first.seedList })).toThrow(/VALKEY_CLUSTER_NODES is set/);
+    await first.stop();
+    writeFileSync(join(dir, "notes.txt"), "mine");
+    const reset = spawnSync(process.execPath, ["--import", "tsx", "worker-host/cli.ts", "reset", "--cluster", "3"], { env: { ...process.env, VALKEY_URL: "", VALKEY_CLUSTER_NODES: "", VALKEY_DATA_DIR: base }, encoding: "utf8" });
+    expect(reset.status, reset.stdout + reset.stderr).toBe(0);
+    expect(reset.stdout).toMatch(/reset: deleted node-0\/appendonlydir, .*node-2\/nodes\.conf.*, cluster\.json in .*valkey-cluster \(.*everything the embedded cluster stored\)/);
+    expect(reset.stdout).toContain("reset: kept notes.txt");
+    expect(readdirSync(dir)).toEqual(["notes.txt"]);
+    // A new cluster: no key of the old one.
+    const second = await launchCluster({ dataDir: dir, masters: 3, appendOnly: true });
+    const again = new Cluster(second.startupNodes);
+    expect(await again.exists("r0")).toBe(0);
+    await again.quit();
+    await second.stop();
+    // Without --cluster, reset touches the server's dir only and says where the cluster's data is.
+    mkdirSync(base, { recursive: true });
+    const plain = spawnSync(process.execPath, ["--import", "tsx", "worker-host/cli.ts", "reset"], { env: { ...process.env, VALKEY_URL: "", VALKEY_CLUSTER: "", VALKEY_DATA_DIR: base }, encoding: "utf8" });
+    expect(plain.status, plain.stderr).toBe(0);
+    expect(plain.stdout).toContain(`${dir} holds an embedded cluster's data, kept; npm run reset -- --cluster 3 deletes it`);
+    expect(existsSync(join(dir, "cluster.json"))).toBe(true);
   });
 
   it("starts 3 masters that serve every slot, keeps data and ports across a restart in the same dir", async () => {

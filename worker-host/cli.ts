@@ -9,7 +9,8 @@
  *           Worker entry generated under .wrangler/edgepipe/), the REST bridge,
  *           and the worker-host dispatching over signed HTTP.
  *   build   the Worker bundle of the pipeline, offline (`wrangler deploy --dry-run`).
- *   reset   deletes the embedded server's data (VALKEY_DATA_DIR); `start --reset` too.
+ *   reset   deletes the embedded server's data (VALKEY_DATA_DIR); `start --reset` too;
+ *           with --cluster N (VALKEY_CLUSTER) the embedded cluster's (<VALKEY_DATA_DIR>-cluster).
  */
 import { existsSync } from "node:fs";
 import { createServer } from "node:net";
@@ -18,7 +19,7 @@ import { parseArgs } from "node:util";
 import { mountApp, type AppStartContext, type EdgeApp } from "../functions/edge-app";
 import type { AppEnv } from "../functions/redis";
 import { loadConfig, type HostConfig } from "./config";
-import { resetDataDir } from "./data-dir";
+import { clusterDataDir, resetClusterDataDir, resetDataDir } from "./data-dir";
 import { HttpInvoker } from "./http-invoker";
 import { startHttpModeStack } from "./http-mode";
 import { choosePipeline, loadApp, type LoadedApp } from "./load-app";
@@ -31,7 +32,7 @@ const USAGE = `usage: edgepipe <start|dev|build|reset> [--pipeline ./pipeline.ts
   start   run the pipeline on the embedded server (npm start); --cluster N: on an embedded N-master cluster
   dev     run its handlers in workerd with wrangler dev (npm run dev)
   build   build its Worker bundle offline into --outdir (default dist/worker)
-  reset   delete the embedded server's data (VALKEY_DATA_DIR, default .data/valkey)
+  reset   delete the embedded server's data (VALKEY_DATA_DIR, default .data/valkey); --cluster N: the embedded cluster's (<VALKEY_DATA_DIR>-cluster)
 The pipeline module: --pipeline, else PIPELINE, else package.json "edgepipe": { "pipeline" }.`;
 
 /** Fails fast, naming PORT, when the port is taken (instead of a server that never listens, or another one answering). */
@@ -47,10 +48,16 @@ async function assertPortFree(host: string, port: number, { zeroPicks = true }: 
 }
 
 function reset(config: HostConfig): void {
-  const report = resetDataDir(config.VALKEY_DATA_DIR, { valkeyUrl: config.VALKEY_URL });
-  if (report.deleted.length === 0) console.log(`reset: ${report.dir} holds no server data; nothing deleted`);
-  else console.log(`reset: deleted ${report.deleted.join(", ")} in ${report.dir} (runs, feeds, users, stats: everything the embedded server stored)`);
+  const clusterDir = clusterDataDir(config.VALKEY_DATA_DIR);
+  // --cluster N / VALKEY_CLUSTER: the embedded cluster's data (every node's, and its layout).
+  const report = config.VALKEY_CLUSTER
+    ? resetClusterDataDir(clusterDir, { valkeyUrl: config.VALKEY_URL, clusterNodes: config.VALKEY_CLUSTER_NODES })
+    : resetDataDir(config.VALKEY_DATA_DIR, { valkeyUrl: config.VALKEY_URL });
+  const what = config.VALKEY_CLUSTER ? "the embedded cluster" : "the embedded server";
+  if (report.deleted.length === 0) console.log(`reset: ${report.dir} holds no ${config.VALKEY_CLUSTER ? "cluster" : "server"} data; nothing deleted`);
+  else console.log(`reset: deleted ${report.deleted.join(", ")} in ${report.dir} (runs, feeds, users, stats: everything ${what} stored)`);
   if (report.kept.length > 0) console.log(`reset: kept ${report.kept.join(", ")} (not written by the launcher)`);
+  if (!config.VALKEY_CLUSTER && existsSync(clusterDir)) console.log(`reset: ${clusterDir} holds an embedded cluster's data, kept; npm run reset -- --cluster 3 deletes it`);
 }
 
 /** The URLs worth clicking: web pages (when a client is served) and the API. */

@@ -52,3 +52,53 @@ export function resetDataDir(dataDir: string, { valkeyUrl }: { valkeyUrl?: strin
   if (kept.length === 0) rmdirSync(dir);
   return { dir, deleted, kept };
 }
+
+/** The embedded cluster's data dir (`VALKEY_CLUSTER` / `--cluster N`): next to the server's. */
+export function clusterDataDir(dataDir: string): string {
+  return `${dataDir}-cluster`;
+}
+
+/**
+ * Deletes the embedded cluster's data: every `node-<i>` dir's server data
+ * (as resetDataDir does for one server, refusing while any node runs) and the
+ * layout file `cluster.json`, so the next start builds a new cluster on new
+ * ports. Refuses for VALKEY_URL or VALKEY_CLUSTER_NODES (another cluster's
+ * data lives there, not here). Other files are kept and reported.
+ */
+export function resetClusterDataDir(dir: string, { valkeyUrl, clusterNodes }: { valkeyUrl?: string; clusterNodes?: string } = {}): ResetReport {
+  if (valkeyUrl || clusterNodes) {
+    const what = clusterNodes ? `VALKEY_CLUSTER_NODES is set (${clusterNodes})` : `VALKEY_URL is set (${valkeyUrl})`;
+    throw new Error(`${what}: its data lives on those servers, not in ${dir}; reset refuses. Unset it to reset the embedded cluster's data, or clear those servers yourself.`);
+  }
+  const root = resolve(dir);
+  if (!existsSync(root)) return { dir: root, deleted: [], kept: [] };
+  if (!statSync(root).isDirectory()) throw new Error(`${root} is not a directory`);
+  const nodes = readdirSync(root).filter((name) => /^node-\d+$/.test(name) && statSync(join(root, name)).isDirectory()).sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
+  // Every node is checked before anything is deleted: no half-reset cluster.
+  for (const node of nodes) {
+    const state = join(root, node, "launcher.json");
+    if (!existsSync(state)) continue;
+    let pid = 0;
+    try {
+      pid = Number((JSON.parse(readFileSync(state, "utf8")) as { serverPid?: number }).serverPid ?? 0);
+    } catch {
+      // unreadable pidfile: no server to protect
+    }
+    if (pid > 0 && isAlive(pid)) throw new Error(`a cluster node (pid ${pid}, ${node}) is running on ${root}: stop npm start first (Ctrl-C), then reset`);
+  }
+  const deleted: string[] = [];
+  const kept: string[] = [];
+  for (const node of nodes) {
+    const report = resetDataDir(join(root, node));
+    deleted.push(...report.deleted.map((name) => `${node}/${name}`));
+    kept.push(...report.kept.map((name) => `${node}/${name}`));
+  }
+  for (const name of readdirSync(root).sort()) {
+    if (name === "cluster.json") {
+      rmSync(join(root, name), { force: true });
+      deleted.push(name);
+    } else if (!nodes.includes(name)) kept.push(name);
+  }
+  if (readdirSync(root).length === 0) rmdirSync(root);
+  return { dir: root, deleted, kept };
+}

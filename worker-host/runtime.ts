@@ -13,6 +13,7 @@ import { tracingFromEnv } from "./tracing";
 import { InProcessInvoker, type Invoker } from "./invoker";
 import { serveHttp, type HttpServer } from "./server";
 import { launchCluster, type RunningCluster } from "./cluster-launcher";
+import { clusterDataDir } from "./data-dir";
 import { connectDataStore, parseSeedNodes, upstashFor, type SeedNode } from "./data-store";
 import { asCluster, closeConnection, connectValkey, withTimeout, type Connection } from "./valkey";
 import { ValkeyNotifier } from "./notifier";
@@ -94,7 +95,7 @@ export async function openStore(config: HostConfig, log: (line: string) => void)
   if (embedded) {
     const binary = findServerBinary(config.VALKEY_SERVER ? { ...process.env, VALKEY_SERVER: config.VALKEY_SERVER } : process.env);
     if (config.VALKEY_CLUSTER) {
-      const dataDir = `${config.VALKEY_DATA_DIR}-cluster`;
+      const dataDir = clusterDataDir(config.VALKEY_DATA_DIR);
       log(`starting an embedded ${config.VALKEY_CLUSTER}-master ${binary.flavor} ${binary.version} cluster (${binary.path}), data dir ${dataDir}`);
       cluster = await launchCluster({ masters: config.VALKEY_CLUSTER, dataDir, binary, log });
       seeds = cluster.startupNodes;
