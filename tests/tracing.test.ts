@@ -26,6 +26,7 @@ import { startHttpModeStack, type HttpModeStack } from "../worker-host/http-mode
 import { startRuntime, type Runtime } from "../worker-host/runtime";
 import { newsWorkerBundle } from "./helpers/news-bundle";
 import { cachedTool } from "../functions/tools/cache";
+import { classifyWithLlm } from "../functions/news/llm";
 import { fetchSpanSink, traceScope, type SpanRecord } from "../functions/tracing";
 import { eventually, startTestValkey, testKeys, type TestValkey } from "./helpers/valkey";
 import { startOtlpReceiver, type OtlpSpan } from "./helpers/otlp";
@@ -215,6 +216,26 @@ describe("tracing off", () => {
 });
 
 describe("handler spans of the tool cache", () => {
+  it("the classifier's LLM call: a 'tool llm-classify' miss holding an 'llm classify' span with the model and the tokens it used", async () => {
+    const server: Server = createServer((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ choices: [{ message: { content: "sports" } }], usage: { total_tokens: 42 } })));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const spans: SpanRecord[] = [];
+      const traceId = randomHex(16);
+      const hop = randomHex(8);
+      const backend = { kind: "openai" as const, baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, model: "tiny-classifier" };
+      const out = await classifyWithLlm(valkey.redis, testKeys(), backend, NewsSettings.parse({}), "Cup final tonight", "The match starts at eight.", traceScope(spans, traceId, hop));
+      expect(out).toMatchObject({ topic: "sports", hit: false, tokens: 42 });
+      const tool = spans.find((s) => s.name === "tool llm-classify")!;
+      const llm = spans.find((s) => s.name === "llm classify")!;
+      expect([tool.traceId, tool.parentSpanId, tool.attributes["edgepipe.tool.cache"]]).toEqual([traceId, hop, "miss"]);
+      expect([llm.parentSpanId, llm.attributes["gen_ai.request.model"], llm.attributes["gen_ai.usage.total_tokens"]]).toEqual([tool.spanId, "tiny-classifier", 42]);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+
   it("a miss, and a hit after a lock wait, sent as OTLP JSON by the handlers' fetch exporter", async () => {
     const receiver = await startOtlpReceiver();
     try {
