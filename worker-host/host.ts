@@ -19,6 +19,9 @@ export interface StuckStage {
   reason: string;
 }
 
+/** /health names a stage whose endpoint has given no answer this long. */
+const DISPATCH_UNAVAILABLE_AFTER_MS = 2000;
+
 export type WorkerTuning = Omit<StageWorkerOptions, "stage" | "keys" | "conn" | "invoker" | "consumer" | "log">;
 
 export interface WorkerHostOptions {
@@ -126,6 +129,14 @@ export class WorkerHost {
     const stages = this.workers.map((w) => w.health());
     const stuck: StuckStage[] = [];
     for (const h of stages) {
+      // The stage endpoint (workerd) gives no answer: said at once, before the stall bound, with what is retried.
+      if (h.dispatchUnavailableForMs !== undefined && h.dispatchUnavailableForMs >= DISPATCH_UNAVAILABLE_AFTER_MS) {
+        stuck.push({
+          stage: h.stage,
+          reason: `stage endpoint gives no answer for ${Math.round(h.dispatchUnavailableForMs / 1000)} s (${h.dispatchError}); ${h.inFlight} batch(es) wait and retry, no delivery attempt used`,
+        });
+        continue;
+      }
       if (h.msSinceProgress <= h.stallAfterMs) continue;
       let lag = 0;
       let pending = 0;

@@ -9,12 +9,15 @@
  * - a non-2xx answer, a timeout or a malformed answer fails that request; its
  *   envelopes become retryable failures (and when every request of a batch
  *   fails, `invoke` throws, which the stage worker treats the same way)
+ * - a request that got no answer at all (connection refused or reset, the
+ *   timeout) fails with StageTransportError: when a whole batch fails so, the
+ *   stage worker waits for the endpoint and retries without using a delivery
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { StageResponse, type Envelope, type StageItemResult } from "../functions/envelope";
 import { parseSigningKeys, signStageRequest, type SigningKey } from "../functions/signing";
-import type { Invoker } from "./invoker";
+import { StageTransportError, type Invoker } from "./invoker";
 
 export interface HttpInvokerOptions {
   /** Where the stage handlers answer, e.g. http://127.0.0.1:8787 or https://edgepipe.example.workers.dev */
@@ -138,10 +141,17 @@ export class HttpInvoker implements Invoker {
           const chunks: Buffer[] = [];
           res.on("data", (c: Buffer) => chunks.push(c));
           res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
-          res.on("error", reject);
+          res.on("error", (err: Error) => reject(new StageTransportError(`the answer from ${url.href} broke off: ${err.message}`)));
         },
       );
-      req.on("error", (err) => reject(err.name === "AbortError" ? new Error(`no answer from ${url.href} within ${this.timeoutMs} ms`) : err));
+      // No answer at all: the endpoint is down or unreachable (or too slow), not a handler failure.
+      req.on("error", (err: NodeJS.ErrnoException) =>
+        reject(
+          err.name === "AbortError"
+            ? new StageTransportError(`no answer from ${url.href} within ${this.timeoutMs} ms`, true)
+            : new StageTransportError(`cannot reach ${url.origin}: ${err.code ?? err.message}${err.code && err.message && !err.message.includes(err.code) ? ` (${err.message})` : ""}`),
+        ),
+      );
       req.end(body);
     });
   }

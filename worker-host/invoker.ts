@@ -13,6 +13,27 @@ export interface Invoker {
   close?(): Promise<void>;
 }
 
+/**
+ * The stage endpoint could not be reached (connection refused or reset, no
+ * answer within the timeout): nothing says the handler ran or failed. The
+ * stage worker retries such a batch in place with backoff instead of
+ * counting a delivery attempt (see StageWorker.invokeThroughOutage).
+ */
+export class StageTransportError extends Error {
+  override readonly name = "StageTransportError";
+  constructor(
+    message: string,
+    /** No answer within the timeout (the request may have reached the handler). */
+    readonly timeout = false,
+  ) {
+    super(message);
+  }
+}
+
+export function isTransportError(err: unknown): err is StageTransportError {
+  return err instanceof Error && err.name === "StageTransportError";
+}
+
 interface FetchApp {
   fetch(request: Request, env?: unknown): Response | Promise<Response>;
 }

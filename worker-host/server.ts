@@ -34,7 +34,7 @@ export function serveHttp({ app, env, keys, pipeline, port, hostname, webDir, ho
     if (pathname === "/metrics" && request.method === "GET") {
       try {
         const stats = await readStats(redisFromEnv(env), keys, pipeline);
-        return new Response(renderPrometheus(stats), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
+        return new Response(renderPrometheus(stats) + (host ? hostMetrics(host) : ""), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
       } catch (err) {
         if (!isConnectionError(err)) throw err;
         return new Response("# the data store is unreachable right now; retry shortly\n", { status: 503, headers: { "content-type": "text/plain; charset=utf-8" } });
@@ -68,6 +68,20 @@ export function serveHttp({ app, env, keys, pipeline, port, hostname, webDir, ho
       reject(err);
     }
   });
+}
+
+/** This host's own figures (not in Valkey): dispatches that got no answer from the stage endpoint. */
+function hostMetrics(host: WorkerHost): string {
+  const stages = host.workers.map((w) => w.health());
+  const lines = [
+    "# HELP edgepipe_host_dispatch_transport_failures_total Dispatches from this host that got no answer from the stage endpoint (retried in place, no delivery attempt used)",
+    "# TYPE edgepipe_host_dispatch_transport_failures_total counter",
+    ...stages.map((s) => `edgepipe_host_dispatch_transport_failures_total{stage="${s.stage}"} ${s.transportFailures}`),
+    "# HELP edgepipe_host_dispatch_unavailable 1 while this host's dispatches to the stage endpoint get no answer",
+    "# TYPE edgepipe_host_dispatch_unavailable gauge",
+    ...stages.map((s) => `edgepipe_host_dispatch_unavailable{stage="${s.stage}"} ${s.dispatchUnavailableForMs !== undefined ? 1 : 0}`),
+  ];
+  return `${lines.join("\n")}\n`;
 }
 
 /** Largest request head (request line + headers) the Node server reads. */

@@ -25,7 +25,7 @@ import type { Keys } from "../functions/keys";
 import { latencyField } from "../functions/stats";
 import type { FlowControl, FlowTicket } from "./flow-control";
 import { parkRuns } from "./park-runs";
-import type { Invoker } from "./invoker";
+import { isTransportError, type Invoker } from "./invoker";
 import type { HopOutcome, HopTracer } from "./tracing";
 import { StageProgress, type StageProgressSnapshot } from "./stage-progress";
 import { hashTag, keySlot } from "../functions/key-slot";
@@ -59,6 +59,16 @@ export interface StageWorkerOptions {
   watchdogGraceMs?: number;
   /** close() gives in-flight batches this long to commit; what is left stays pending for reclaim. */
   closeTimeoutMs?: number;
+  /**
+   * A batch whose dispatch got no answer at all (StageTransportError: the
+   * stage endpoint refused, reset or timed out) is retried in place after
+   * this delay, doubling up to dispatchRetryMaxMs, until the endpoint answers
+   * or close(): no delivery attempt is used, its leases are kept.
+   */
+  dispatchRetryMs?: number;
+  dispatchRetryMaxMs?: number;
+  /** Timeouts (the request may have reached a handler that hangs) are retried in place this many times, then count as failures. */
+  dispatchTimeoutRetries?: number;
   log?: (line: string) => void;
   /** The stage's flow limits (flow-control.ts); absent for a stage without limits, which then pays nothing for them. */
   flow?: FlowControl;
@@ -103,6 +113,9 @@ interface FlowSettle {
   slotsFreed: boolean;
 }
 
+/** A batch given up because the worker closed (its entries stay pending). */
+class ClosingError extends Error {}
+
 type XReadReply = Array<[string, Array<[string, string[]]>]> | null;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -146,6 +159,12 @@ export interface StageHealth extends StageProgressSnapshot {
   saturated: boolean;
   /** No progress for this long means stalled (when work waits). */
   stallAfterMs: number;
+  /** The stage endpoint has given no answer for this long (batches wait and retry in place); absent when it answers. */
+  dispatchUnavailableForMs?: number;
+  /** Why, the last time. */
+  dispatchError?: string;
+  /** Dispatches that got no answer (each retried in place, no delivery attempt used), since start. */
+  transportFailures: number;
 }
 
 /**
@@ -205,6 +224,8 @@ export class StageWorker {
   private extending = false;
   /** Per partition: the fixed keys of a commit (input stream, stats, last errors). */
   private readonly commitKeys: string[][] = [];
+  /** Dispatch outage state (StageTransportError), for /health and /metrics. */
+  private readonly dispatch = { failures: 0, since: undefined as number | undefined, error: undefined as string | undefined };
   /** The partition whose commits can free flow slots in the same call (its tag is the limiters'), if any. */
   private readonly flowFoldPartition: number | undefined;
 
@@ -225,6 +246,9 @@ export class StageWorker {
       deadLetterMaxLen: 100_000,
       watchdogGraceMs: 5000,
       closeTimeoutMs: 2500,
+      dispatchRetryMs: 250,
+      dispatchRetryMaxMs: 2000,
+      dispatchTimeoutRetries: 2,
       log: () => {},
       ...options,
     };
@@ -326,6 +350,8 @@ export class StageWorker {
       inFlight: this.inFlight.size,
       saturated: this.inFlight.size >= this.o.concurrency,
       stallAfterMs: 2 * (this.o.blockMs + this.o.watchdogGraceMs),
+      transportFailures: this.dispatch.failures,
+      ...(this.dispatch.since !== undefined ? { dispatchUnavailableForMs: Date.now() - this.dispatch.since, dispatchError: this.dispatch.error } : {}),
     };
   }
 
@@ -443,7 +469,7 @@ export class StageWorker {
   private track(p: Promise<void>): void {
     const tracked = p
       .catch((err) => {
-        if (isConnectionError(err)) this.o.log(`[${this.stage}] batch not committed (${(err as Error).message}); its entries stay pending and are reclaimed after the visibility timeout`);
+        if (isConnectionError(err) || err instanceof ClosingError) this.o.log(`[${this.stage}] batch not committed (${(err as Error).message}); its entries stay pending and are reclaimed after the visibility timeout`);
         else this.o.log(`[${this.stage}] batch failed: ${(err as Error).stack ?? err}`);
       })
       .finally(() => this.inFlight.delete(tracked));
@@ -646,11 +672,13 @@ export class StageWorker {
         const lease = { since: Date.now(), entries: valid };
         this.leases.add(lease);
         try {
-          results = await this.o.invoker.invoke(this.stage, envelopes);
+          results = await this.invokeThroughOutage(envelopes);
         } finally {
           this.leases.delete(lease);
         }
       } catch (err) {
+        // Closing in an outage: nothing ran, nothing is settled; the entries stay pending for another consumer.
+        if (err instanceof ClosingError) throw err;
         const message = `dispatch failed: ${(err as Error).message}`;
         results = valid.map(() => ({ ok: false as const, error: { message, retryable: true }, ms: 0 }));
       }
@@ -694,6 +722,44 @@ export class StageWorker {
     ]);
     this.progress.advanced();
     traced?.end(results, [], { startedAt: settleStart, endedAt: Date.now() });
+  }
+
+  /**
+   * Dispatches a batch; while the stage endpoint gives no answer at all
+   * (StageTransportError: workerd restarting, a deploy, the network) the
+   * batch stays in flight, its leases extended, and is sent again with
+   * backoff (dispatchRetryMs doubling to dispatchRetryMaxMs) until it
+   * answers: an outage of any length uses no delivery attempt and
+   * dead-letters nothing. Timeouts (the handler may be what hangs) get
+   * dispatchTimeoutRetries such retries, then fail as usual. On close() the
+   * batch is given up (its entries stay pending for another consumer).
+   */
+  private async invokeThroughOutage(envelopes: Envelope[]): Promise<StageItemResult[]> {
+    let timeouts = 0;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const results = await this.o.invoker.invoke(this.stage, envelopes);
+        if (this.dispatch.since !== undefined) {
+          this.o.log(`[${this.stage}] stage endpoint answers again after ${((Date.now() - this.dispatch.since) / 1000).toFixed(1)} s`);
+          this.dispatch.since = undefined;
+          this.dispatch.error = undefined;
+        }
+        return results;
+      } catch (err) {
+        if (!isTransportError(err)) throw err;
+        if (err.timeout && ++timeouts > this.o.dispatchTimeoutRetries) throw err;
+        this.dispatch.failures++;
+        this.dispatch.error = err.message;
+        if (this.dispatch.since === undefined) {
+          this.dispatch.since = Date.now();
+          this.o.log(`[${this.stage}] stage endpoint gives no answer (${err.message}); batches wait and retry, no delivery attempt used`);
+        }
+        if (!this.running) throw new ClosingError(`the stage worker is closing while the stage endpoint gives no answer (${err.message}); the batch stays pending`);
+        const delay = Math.min(this.o.dispatchRetryMs * 2 ** (attempt - 1), this.o.dispatchRetryMaxMs);
+        await this.pause(Math.round(delay * (0.5 + Math.random() / 2)));
+        if (!this.running) throw new ClosingError(`the stage worker closed while the stage endpoint gave no answer (${err.message}); the batch stays pending`);
+      }
+    }
   }
 
   /**
