@@ -10,9 +10,10 @@ export default defineConfig({
   test: {
     // Builds web/dist once for the browser and serving tests.
     globalSetup: ["tests/global-setup.ts"],
-    // Each file starts its own server on a free port; two cores, so two forks.
+    // Each file starts its own server on a free port. Three forks on two cores: the files
+    // mostly wait (servers starting, child processes, polling), so two forks left a core idle.
     pool: "forks",
-    maxWorkers: 2,
+    maxWorkers: 3,
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: ["default", "./tests/helpers/summary-reporter.ts"],

@@ -5,9 +5,7 @@
  * `defineApp({ mcpTools })`). Stateless: one server and transport per request
  * with JSON answers, so it runs unchanged on Node and on Workers.
  */
-import { Server } from "@modelcontextprotocol/sdk/server/index.js";
-import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
-import { CallToolRequestSchema, ListToolsRequestSchema, type CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { Context } from "hono";
 import { z } from "zod";
 import { settingsFor, type Settings } from "./config";
@@ -160,6 +158,20 @@ function describe(tool: McpTool) {
   return { name: tool.name, description: tool.description, inputSchema, annotations: { readOnlyHint: tool.readOnly === true } };
 }
 
+/**
+ * The MCP SDK, loaded on the first /mcp request, not with the app: it is the
+ * app's largest import (about half a second of every process start and test
+ * file), and most processes never serve MCP.
+ */
+let sdk:
+  | Promise<[typeof import("@modelcontextprotocol/sdk/server/index.js"), typeof import("@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js"), typeof import("@modelcontextprotocol/sdk/types.js")]>
+  | undefined;
+function loadSdk() {
+  sdk ??= Promise.all([import("@modelcontextprotocol/sdk/server/index.js"), import("@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js"), import("@modelcontextprotocol/sdk/types.js")]);
+  sdk.catch(() => (sdk = undefined));
+  return sdk;
+}
+
 function textResult(value: unknown, isError = false): CallToolResult {
   const structured = typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
   return { content: [{ type: "text", text: typeof value === "string" ? value : JSON.stringify(value) }], ...(structured && !isError ? { structuredContent: structured } : {}), ...(isError ? { isError: true } : {}) };
@@ -189,6 +201,7 @@ export function mcpRoute({ pipeline, tools, name, version = "0.1.0" }: { pipelin
       return apiError(c, 405, "method_not_allowed", "this MCP server is stateless: POST JSON-RPC messages to /mcp (no session to resume or delete)");
     }
     const visible = listed.filter(({ tool }) => access === "full" || tool.readOnly);
+    const [{ Server }, { WebStandardStreamableHTTPServerTransport }, { CallToolRequestSchema, ListToolsRequestSchema }] = await loadSdk();
     const server = new Server({ name, version }, { capabilities: { tools: {} } });
     server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: visible.map((t) => t.description) }));
     server.setRequestHandler(CallToolRequestSchema, async (request): Promise<CallToolResult> => {

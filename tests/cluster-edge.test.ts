@@ -25,7 +25,7 @@ import type { RedisClient } from "../functions/redis";
 import { loadConfig } from "../worker-host/config";
 import { startHttpModeStack, type HttpModeStack } from "../worker-host/http-mode";
 import { checkFeeds, deliveredArticles, waitForRuns } from "../worker-host/news/news-check";
-import { buildWorkerBundle } from "../worker-host/worker-bundle";
+import { newsWorkerBundle } from "./helpers/news-bundle";
 
 const ARTICLES = 60;
 const USERS = 40;
@@ -38,7 +38,7 @@ let client: Cluster;
 let redis: Redis;
 
 beforeAll(async () => {
-  const bundle = await buildWorkerBundle({ outdir: join(dir, "worker") });
+  const bundle = await newsWorkerBundle();
   const config = loadConfig(
     { VALKEY_CLUSTER: "3", VALKEY_DATA_DIR: join(dir, "valkey"), PORT: "0", HOST: "127.0.0.1", DEMO: "off", KEY_PREFIX: `ce${randomHex(3)}`, UPSTASH_REDIS_REST_URL: "http://127.0.0.1:0", BLOCK_MS: "200", BATCH_SIZE: "20", FEED_CAP: "100000" },
     { appSettings: NewsSettings },
