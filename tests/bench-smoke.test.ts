@@ -10,6 +10,7 @@ import { loadArticles, parseCsv } from "../bench/articles";
 import { PipelineHarness, hostNodeFlags, measureHostProcess, measureStreamMemory, measureThroughput, naiveFanOut, runBullmqChain, seedNaiveSubscribers } from "../bench/harness";
 import { HopRecorder, PASS_STAGES, passThroughPipeline } from "../bench/pass-through-pipeline";
 import { measureFloor } from "../bench/floor";
+import { measureTracingCost } from "../bench/tracing-cost";
 import { measureRawRelayPoint } from "../bench/raw-relay";
 import { quantiles } from "../bench/stats";
 import { renderChart } from "../bench/svg";
@@ -120,6 +121,17 @@ describe("bench harness", () => {
     expect(r.heapLimitMb).toBeGreaterThanOrEqual(512);
     expect(r.heapLimitMb).toBeLessThan(640);
   });
+
+  it("row 11 runs the news pipeline untraced and traced, and the traced runs export their spans to its sink, none dropped", async () => {
+    const r = await measureTracingCost({ url: v.url, articles: loadArticles(40).articles });
+    expect(r.articles).toBe(40);
+    expect(r.off.cpuUsPerArticle.node).toBeGreaterThan(0);
+    expect(r.on.cpuUsPerArticle.node).toBeGreaterThan(0);
+    // 18 spans an article in protobuf are well over 1 KB.
+    expect(r.on.exportBytesPerArticle).toBeGreaterThan(1000);
+    expect(r.on.exportRequests).toBeGreaterThan(0);
+    expect(r.on.droppedSpans).toBe(0);
+  }, 60_000);
 
   it("parses quoted CSV, computes quantiles and renders an SVG", () => {
     expect(parseCsv('a,b\n1,"x, ""y"""\n')).toEqual([["a", "b"], ["1", 'x, "y"']]);
