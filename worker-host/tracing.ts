@@ -11,11 +11,9 @@
  * Off unless OTEL_EXPORTER_OTLP_ENDPOINT is set; unset, nothing is built.
  */
 import { createHash } from "node:crypto";
+import { createRequire } from "node:module";
 import { context, ROOT_CONTEXT, trace, SpanStatusCode, TraceFlags, type Context as OtelContext } from "@opentelemetry/api";
-import { resourceFromAttributes } from "@opentelemetry/resources";
-import { BasicTracerProvider, BatchSpanProcessor, RandomIdGenerator, type IdGenerator, type SpanExporter } from "@opentelemetry/sdk-trace-base";
-import { OTLPTraceExporter as OtlpProtoExporter } from "@opentelemetry/exporter-trace-otlp-proto";
-import { OTLPTraceExporter as OtlpJsonExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import type { IdGenerator, SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { randomHex, type Envelope } from "../functions/envelope";
 import type { StageItemResult } from "../functions/envelope";
 import { parseOtlpHeaders, type SpanSink } from "../functions/tracing";
@@ -43,12 +41,28 @@ export interface HopBatch {
   end(results: readonly StageItemResult[], outcomes: readonly HopOutcome[], settle: { startedAt: number; endedAt: number }): void;
 }
 
+/**
+ * The SDK, resources and OTLP exporters, loaded by the first startTracing: with
+ * tracing off (the default) no process pays for them (about half a second of
+ * start-up). These packages ship CommonJS as their main entry, so this loads
+ * the very modules an `import` would.
+ */
+const requireSdk = createRequire(import.meta.url);
+function otelSdk() {
+  return {
+    ...(requireSdk("@opentelemetry/sdk-trace-base") as typeof import("@opentelemetry/sdk-trace-base")),
+    ...(requireSdk("@opentelemetry/resources") as typeof import("@opentelemetry/resources")),
+    OtlpProtoExporter: (requireSdk("@opentelemetry/exporter-trace-otlp-proto") as typeof import("@opentelemetry/exporter-trace-otlp-proto")).OTLPTraceExporter,
+    OtlpJsonExporter: (requireSdk("@opentelemetry/exporter-trace-otlp-http") as typeof import("@opentelemetry/exporter-trace-otlp-http")).OTLPTraceExporter,
+  };
+}
+
 /** An IdGenerator that hands out the span id the caller preset (the one the envelopes carry), else a random one. */
 class PresetIdGenerator implements IdGenerator {
   next: string | undefined;
   /** The trace id of the next root span (the run's, which the envelopes carry). */
   nextTrace: string | undefined;
-  private readonly random = new RandomIdGenerator();
+  constructor(private readonly random: IdGenerator) {}
   generateTraceId(): string {
     const id = this.nextTrace;
     this.nextTrace = undefined;
@@ -90,8 +104,9 @@ export function tracingFromEnv(env: { OTEL_EXPORTER_OTLP_ENDPOINT?: string; OTEL
 export function startTracing({ endpoint, protocol = "http/protobuf", headers, serviceName = "edgepipe-worker-host" }: TracingOptions): HostTracing {
   const url = `${endpoint.replace(/\/+$/, "")}/v1/traces`;
   const exporterOptions = { url, headers: parseOtlpHeaders(headers) };
+  const { BasicTracerProvider, BatchSpanProcessor, RandomIdGenerator, resourceFromAttributes, OtlpJsonExporter, OtlpProtoExporter } = otelSdk();
   const exporter: SpanExporter = protocol === "http/json" ? new OtlpJsonExporter(exporterOptions) : new OtlpProtoExporter(exporterOptions);
-  const ids = new PresetIdGenerator();
+  const ids = new PresetIdGenerator(new RandomIdGenerator());
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ "service.name": serviceName }),
     idGenerator: ids,
