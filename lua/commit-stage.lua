@@ -32,10 +32,15 @@ then       N: number of entries, followed per entry by
 then       M: number of entry ids whose last error to clear (redelivered
            entries), followed by those M ids
 then       F: number of flow limiters (flow-acquire.lua zsets) whose slots the
-           batch frees, followed per limiter by keyIdx, N, then N members
-           (only when the limiters share the partition's tag: one partition)
+           batch frees, followed per limiter by keyIdx, N, then N members,
+           then waitIdx: 0, or the KEYS index of the key's waiting list
+           (flow-park.lua) followed by readyIdx (the partition's ready set),
+           readyMember, slot limit, reservation lease (ms): entries waiting
+           for the key are readmitted at once into the room just freed, as
+           flow-readmit.lua does (only when the limiters share the
+           partition's tag: one partition)
 
-Returns    { committed, duplicates, outputsAdded }
+Returns    { committed, duplicates, outputsAdded, flowReadmitted }
 ]]
 local group, stage, now = ARGV[1], ARGV[2], ARGV[3]
 local ttl, logMax = tonumber(ARGV[4]), ARGV[5]
@@ -91,15 +96,44 @@ for k = 1, nClear do
   i = i + 1
 end
 forChunks(cleared, function(...) redis.call('HDEL', KEYS[3], ...) end)
--- Flow-control slots of the batch, freed with its commit (instead of a flow-release call).
+-- Flow-control slots of the batch, freed with its commit (instead of a flow-release call),
+-- and parked entries of the same keys put back into that room (instead of a readmit pass).
 local nFlow = tonumber(ARGV[i] or '0'); i = i + 1
+local readmitted = 0
 for _ = 1, nFlow do
   local key, nm = KEYS[tonumber(ARGV[i])], tonumber(ARGV[i + 1])
   local members = {}
   for m = 1, nm do members[m] = ARGV[i + 1 + m] end
   i = i + 2 + nm
   forChunks(members, function(...) redis.call('ZREM', key, ...) end)
+  local waitIdx = tonumber(ARGV[i]); i = i + 1
+  if waitIdx > 0 then
+    local waitKey, readyKey, readyMember = KEYS[waitIdx], KEYS[tonumber(ARGV[i])], ARGV[i + 1]
+    local limit, reserveMs = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+    i = i + 4
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    local room = limit - redis.call('ZCARD', key)
+    local moved = 0
+    while room > 0 do
+      local record = redis.call('LPOP', waitKey)
+      if not record then break end
+      -- Unique: a member is released once per step, and this call's time.
+      local token = 'r:' .. now .. ':' .. members[1] .. ':' .. moved
+      redis.call('ZADD', key, tonumber(now) + reserveMs, token)
+      local sep = string.find(record, '|', 1, true)
+      redis.call('XADD', KEYS[1], '*', 'e', string.sub(record, sep + 1), 'd', string.sub(record, 1, sep - 1), 'r', 'concurrency:' .. token)
+      room = room - 1
+      moved = moved + 1
+    end
+    if moved > 0 then
+      if redis.call('LLEN', waitKey) == 0 then redis.call('ZREM', readyKey, readyMember) end
+      redis.call('PEXPIRE', key, reserveMs + 60000)
+      redis.call('HINCRBY', KEYS[2], 'flow_waiting', -moved)
+      redis.call('HINCRBY', KEYS[2], 'flow_readmitted', moved)
+      readmitted = readmitted + moved
+    end
+  end
 end
 if committed > 0 then redis.call('HINCRBY', KEYS[2], 'processed', committed) end
 if duplicates > 0 then redis.call('HINCRBY', KEYS[2], 'duplicates', duplicates) end
-return { committed, duplicates, added }
+return { committed, duplicates, added, readmitted }

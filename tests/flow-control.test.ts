@@ -143,6 +143,54 @@ describe("per-key concurrency", () => {
     }
   });
 
+  it("readmits a waiting key's next entries in the commit that frees its slots (one partition), still 2 at a time, no attempt lost", async () => {
+    const keys = testKeys(1);
+    const conn = v.connect();
+    const commitSha = LUA.commitStage.sha;
+    let readmittedInCommits = 0;
+    const send = conn.sendCommand.bind(conn);
+    conn.sendCommand = ((command: Command, stream?: never) => {
+      const out = send(command, stream);
+      if (command.name === "evalsha" && String(command.args[0]) === commitSha) {
+        void (command.promise as Promise<unknown[]>).then((reply) => (readmittedInCommits += Number(reply?.[3] ?? 0)), () => undefined);
+      }
+      return out;
+    }) as typeof conn.sendCommand;
+    let inHandlers = 0;
+    let most = 0;
+    let attemptsAbove1 = 0;
+    const only = defineStage({
+      name: "only",
+      input: z.object({ tenant: z.string() }),
+      next: [],
+      concurrency: { key: (p) => p.tenant, limit: 2 },
+      handle: async (_p, ctx) => {
+        if (ctx.attempt !== 1) attemptsAbove1++;
+        most = Math.max(most, ++inHandlers);
+        await sleep(5);
+        inHandlers--;
+        return { result: {} };
+      },
+    });
+    const pipeline = definePipeline({ name: "prompt", stages: [only] });
+    const { host } = makeHost({ pipeline, keys, conn, redis: upstashOverValkey(conn) });
+    await host.run();
+    try {
+      const runIds = await startRuns(v.redis, Array.from({ length: 60 }, () => ({ tenant: "flood" })), { keys, pipeline });
+      await eventually(async () => (await Promise.all(runIds.map((id) => v.conn.hget(keys.run(id), "status")))).every((s) => s === "completed"), { timeoutMs: 60_000 });
+      const stats = (await readStats(v.redis, keys, pipeline)).stages[0];
+      console.log(`[flow] prompt readmission: ${stats.flow.readmitted} readmitted, ${readmittedInCommits} of them by the commit that freed the slot`);
+      expect(most).toBeLessThanOrEqual(2);
+      expect(attemptsAbove1).toBe(0);
+      expect(stats.flow.waiting).toBe(0);
+      expect(stats.flow.readmitted).toBeGreaterThanOrEqual(50);
+      // Most readmissions ride on the commit (the readmit loop takes the rest, e.g. the first ones after parking).
+      expect(readmittedInCommits).toBeGreaterThan(stats.flow.readmitted / 2);
+    } finally {
+      await host.close();
+    }
+  });
+
   it("keeps plain flow keys and hashes the rest", () => {
     expect(flowKeyPart("tenant-42")).toBe("tenant-42");
     expect(flowKeyPart("a}b{c")).toBe(`~${fnv1a("a}b{c").toString(16)}`);

@@ -53,6 +53,13 @@ interface Held {
   member: string;
 }
 
+/** The slots a batch holds in one concurrency or lanes limiter (limit `li`). */
+export interface FlowSlots {
+  key: string;
+  members: string[];
+  li: number;
+}
+
 /** Admitted entries of one batch and what they hold. */
 export interface FlowTicket {
   held: Held[];
@@ -307,21 +314,35 @@ export class FlowControl {
    * share the commit's slot, see Keys.flowLimiter) frees them there and tells
    * release() so.
    */
-  slotsOf(ticket: FlowTicket): Array<{ key: string; members: string[] }> {
-    const out: Array<{ key: string; members: string[] }> = [];
+  slotsOf(ticket: FlowTicket): FlowSlots[] {
+    const out: FlowSlots[] = [];
     if (!this.slotLimiters) return out;
     for (let k = 0; k < ticket.held.length; k++) {
       const h = ticket.held[k];
       for (let li = 0; li < h.taken.length; li++) {
         const t = h.taken[li];
         if (!t || !holdsSlots(this.limiters[li].kind)) continue;
-        let g: { key: string; members: string[] } | undefined;
+        let g: FlowSlots | undefined;
         for (let j = 0; j < out.length; j++) if (out[j].key === t.limiter) g = out[j];
-        if (!g) out.push((g = { key: t.limiter, members: [] }));
+        if (!g) out.push((g = { key: t.limiter, members: [], li }));
         g.members.push(h.member);
       }
     }
     return out;
+  }
+
+  /**
+   * For a commit in partition `p` that frees `slots`: while parked entries
+   * were seen lately, what the commit needs to readmit entries waiting for
+   * the same concurrency keys into the room it frees (commit-stage.lua), so
+   * a waiting key's next entries do not wait for a readmit pass.
+   */
+  readmitSpec(slot: FlowSlots, p: number): { waitKey: string; readyKey: string; readyMember: string; limit: number; reserveMs: number } | undefined {
+    const lim = this.limiters[slot.li];
+    if (lim.kind !== "concurrency" || Date.now() >= this.busyUntil) return undefined;
+    const { keys, stage } = this.o;
+    const readyMember = `concurrency:${slot.key.slice(slot.key.lastIndexOf(":") + 1)}`;
+    return { waitKey: keys.flowWaitingPrefix(stage, p) + readyMember, readyKey: keys.flowReady(stage, p), readyMember, limit: lim.cap, reserveMs: this.o.reserveMs };
   }
 
   /**

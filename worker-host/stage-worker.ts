@@ -23,7 +23,7 @@ import { Envelope, checkEnvelope } from "../functions/envelope";
 import type { StageItemResult } from "../functions/envelope";
 import type { Keys } from "../functions/keys";
 import { latencyField } from "../functions/stats";
-import type { FlowControl, FlowTicket } from "./flow-control";
+import type { FlowControl, FlowSlots, FlowTicket } from "./flow-control";
 import { parkRuns } from "./park-runs";
 import { isTransportError, type Invoker } from "./invoker";
 import type { HopOutcome, HopTracer } from "./tracing";
@@ -819,7 +819,7 @@ export class StageWorker {
   }
 
   /** One commit-stage.lua call for the entries of one partition (arguments built in one pass), freeing `flowSlots` too. */
-  private commitPartition(p: number, list: Array<{ entry: ParsedEntry; result: Extract<StageItemResult, { ok: true }> | null }>, now: number, flowSlots?: ReadonlyArray<{ key: string; members: string[] }>): Promise<unknown> {
+  private commitPartition(p: number, list: Array<{ entry: ParsedEntry; result: Extract<StageItemResult, { ok: true }> | null }>, now: number, flowSlots?: readonly FlowSlots[]): Promise<unknown> {
     const { keys } = this.o;
     const table = new KeyTable((this.commitKeys[p] ??= [keys.stream(this.stage, p), keys.stageStats(this.stage, p), keys.lastErrors(this.stage, p)]));
     // Stats pairs first (the script reads them before the entries).
@@ -857,12 +857,20 @@ export class StageWorker {
     if (clear) for (const id of clear) args.push(id);
     if (flowSlots && flowSlots.length > 0) {
       args.push(flowSlots.length);
-      for (const { key, members } of flowSlots) {
+      for (const slot of flowSlots) {
+        const { key, members } = slot;
         args.push(table.ref(key), members.length);
         for (let m = 0; m < members.length; m++) args.push(members[m]);
+        const readmit = this.flow!.readmitSpec(slot, p);
+        if (readmit) args.push(table.ref(readmit.waitKey), table.ref(readmit.readyKey), readmit.readyMember, readmit.limit, readmit.reserveMs);
+        else args.push(0);
       }
     }
-    return runScript(this.o.conn, "commitStage", table.keys, args);
+    if (!flowSlots || flowSlots.length === 0) return runScript(this.o.conn, "commitStage", table.keys, args);
+    return runScript<[number, number, number, number]>(this.o.conn, "commitStage", table.keys, args).then((reply) => {
+      this.flow!.counters.readmitted += Number(reply[3] ?? 0);
+      return reply;
+    });
   }
 
   private async deadLetter(items: Array<{ entry: ParsedEntry; error: string; handlerFailure: boolean }>): Promise<void> {
