@@ -141,6 +141,8 @@ describe.each(["in-process", "workerd"] as const)("OpenTelemetry traces of 100 n
             expect(attr(inside(last, "tool enrich"), "edgepipe.tool.cache")).toBe(hopSpans.length > 1 ? "hit" : "miss");
             expect(attr(inside(last, "llm summary"), "edgepipe.llm.chunks")).toBe(3);
             expect(attr(inside(last, "llm summary"), "gen_ai.request.model")).toBe("gpt-4o-mini");
+            // One trace: the handler's spans (from workerd's own exporter there) carry the hop's trace id.
+            expect([inside(last, "tool enrich").traceId, inside(last, "llm summary").traceId]).toEqual([last.traceId, last.traceId]);
             if (mode === "workerd") expect(inside(last, "llm summary").service).toBe("edgepipe-stages");
           }
           parent = last;
