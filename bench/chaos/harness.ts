@@ -26,7 +26,7 @@ import { ChaosHost } from "./hosts";
 import { checkRun, type OracleReport } from "./oracle";
 import { ChaosServer, type Fsync } from "./server";
 
-export const FAULT_KINDS = ["host-kill", "server-kill", "server-outage", "host-pause", "network-stall", "handler-error", "handler-hang", "workerd-restart"] as const;
+export const FAULT_KINDS = ["host-kill", "server-kill", "server-outage", "host-pause", "network-stall", "handler-error", "handler-hang", "workerd-restart", "workerd-outage"] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export interface ChaosOptions {
@@ -412,7 +412,8 @@ export async function runChaos(o: ChaosOptions): Promise<RunResult> {
       return { recoveryMs, stalled };
     };
 
-    const kinds = (o.kinds ?? FAULT_KINDS.filter((k) => k !== "workerd-restart" || o.stages === "workerd")).filter((k) => k !== "workerd-restart" || o.stages === "workerd");
+    const needsWorkerd = (k: FaultKind) => k === "workerd-restart" || k === "workerd-outage";
+    const kinds = (o.kinds ?? FAULT_KINDS).filter((k) => !needsWorkerd(k) || o.stages === "workerd");
     const inject = async (kind: FaultKind): Promise<Omit<FaultRecord, "recoveryMs" | "allHostsMs" | "stalled">> => {
       const startedAt = Date.now();
       switch (kind) {
@@ -465,11 +466,14 @@ export async function runChaos(o: ChaosOptions): Promise<RunResult> {
           await sleep(hangMs);
           return { kind, target: stage, detail: `${stage} handlers hang ${hangMs} ms (past the visibility timeout) for ${ms} ms`, startedAt, endedAt: Date.now() };
         }
-        case "workerd-restart": {
+        case "workerd-restart":
+        case "workerd-outage": {
           await stageServer!.kill9();
-          await sleep(between(200, 1500));
+          // An outage outlasts every retry backoff of MAX_DELIVERIES together (about 7.5 s at the defaults).
+          const downMs = kind === "workerd-restart" ? between(200, 1500) : between(5000, 15_000);
+          await sleep(downMs);
           await stageServer!.start();
-          return { kind, detail: `kill -9 workerd (Miniflare), restarted on the same port`, startedAt, endedAt: Date.now() };
+          return { kind, detail: `kill -9 workerd (Miniflare), down ${Date.now() - startedAt} ms, restarted on the same port`, startedAt, endedAt: Date.now() };
         }
       }
     };
