@@ -38,7 +38,8 @@ export async function readBodyLimited(request: Request, maxBytes: number): Promi
     if (total > maxBytes) {
       // Keep nothing more, but let the rest arrive and be dropped: cancelling would reset the
       // connection under a client still uploading, so it would never read the 413.
-      void discardRest(reader);
+      // (answerAfterBody, the Workers entry's, waits for this before it ends the answer.)
+      discarding.set(request, discardRest(reader));
       return { ok: false };
     }
     chunks.push(value);
@@ -53,13 +54,96 @@ export async function readBodyLimited(request: Request, maxBytes: number): Promi
   return { ok: true, bytes };
 }
 
-/** Reads a stream to its end, dropping every chunk (memory stays flat). */
-async function discardRest(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
+/** Most of an unread request body dropped before the answer ends (past it the body is cancelled). */
+export const DRAIN_MAX_BYTES = 64 * 1024 * 1024;
+/** Longest the answer waits for the rest of a request body (a slow upload is cancelled then). */
+export const DRAIN_MAX_MS = 15_000;
+
+/** Requests whose body readBodyLimited stopped keeping, mapped to the read that drops the rest. */
+const discarding = new WeakMap<Request, Promise<void>>();
+
+/**
+ * Reads a stream to its end, dropping every chunk (memory stays flat); past
+ * `maxBytes` or `maxMs` it cancels the stream instead. Never rejects.
+ */
+async function discardRest(reader: ReadableStreamDefaultReader<Uint8Array>, { maxBytes = DRAIN_MAX_BYTES, maxMs = DRAIN_MAX_MS } = {}): Promise<void> {
+  let dropped = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), maxMs)));
   try {
-    for (;;) if ((await reader.read()).done) return;
+    for (;;) {
+      const next = await Promise.race([reader.read(), late]);
+      if (next === "late") break;
+      if (next.done) return;
+      dropped += next.value.byteLength;
+      if (dropped > maxBytes) break;
+    }
+    await reader.cancel().catch(() => undefined);
   } catch {
     // the client went away, or the runtime cancelled the body once the answer was sent
+  } finally {
+    clearTimeout(timer);
   }
+}
+
+/**
+ * The Workers entry's answer to a request whose body the app did not read to
+ * its end (a 413 on the declared length, an unsigned stage call, a 404, a
+ * refused write). workerd's HTTP server closes the connection as soon as such
+ * an answer is written; a client still uploading then meets a closed socket,
+ * the kernel answers its next bytes with a reset, and that reset discards the
+ * answer the client had not read yet: it sees ECONNRESET, never the 4xx.
+ * So the answer's head and body go out at once (with its length, in workerd),
+ * but the connection is released only after the rest of the request body has
+ * been read and dropped (memory stays flat), up to DRAIN_MAX_BYTES /
+ * DRAIN_MAX_MS; past them the body is cancelled (a client still sending then
+ * gets a reset, as before).
+ * Node's HTTP server drains unread bodies itself, so the Node host does not use this.
+ * @example
+ * const response = await app.fetch(request, env, ctx);
+ * return answerAfterBody(request, response);
+ */
+export async function answerAfterBody(request: Request, response: Response): Promise<Response> {
+  let rest = discarding.get(request);
+  if (!rest && request.body && !request.bodyUsed) rest = discardRest(request.body.getReader());
+  if (!rest) return response;
+  if (!response.body) return rest.then(() => response);
+  const headers = new Headers(response.headers);
+  const init = { status: response.status, statusText: response.statusText, headers };
+  const stream = (response.headers.get("content-type") ?? "").includes("text/event-stream");
+  // workerd's FixedLengthStream keeps the declared length: the client has the whole answer at once and
+  // can stop sending, while the connection stays open until the drain ends. Elsewhere (or for a
+  // stream of unknown length) the answer is chunked and its last chunk waits for the drain.
+  const Fixed = (globalThis as { FixedLengthStream?: new (length: number) => TransformStream<Uint8Array, Uint8Array> }).FixedLengthStream;
+  if (Fixed && !stream) {
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    const { readable, writable } = new Fixed(bytes.byteLength);
+    const writer = writable.getWriter();
+    void (async () => {
+      try {
+        await writer.write(bytes);
+        await rest;
+        await writer.close();
+      } catch {
+        await writer.abort().catch(() => undefined);
+      }
+    })();
+    headers.set("content-length", String(bytes.byteLength));
+    return new Response(readable, init);
+  }
+  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+  const source = response.body;
+  void (async () => {
+    try {
+      await source.pipeTo(writable, { preventClose: true });
+      await rest;
+      await writable.close();
+    } catch {
+      await writable.abort().catch(() => undefined);
+    }
+  })();
+  headers.delete("content-length");
+  return new Response(readable, init);
 }
 
 /**

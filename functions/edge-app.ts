@@ -7,6 +7,7 @@
 import { Hono, type Schema } from "hono";
 import type { z } from "zod";
 import { createApp, type AppBindings } from "./app";
+import { answerAfterBody } from "./body-limit";
 import { settingsFor } from "./config";
 import type { Pipeline } from "./pipeline";
 import type { McpTool } from "./mcp";
@@ -146,8 +147,10 @@ export function createWorker(appOrPipeline: EdgeApp<any> | Pipeline) {
   const http = mountApp(app);
   return {
     fetch(request: Request, env: AppEnv, ctx?: unknown): Response | Promise<Response> {
+      // Every answer ends only after the rest of an unread request body arrived (workerd would reset the connection under the client).
       const refused = refuseOpenWrites(request, env);
-      return refused ?? http.fetch(request, env, ctx as never);
+      if (refused) return answerAfterBody(request, refused);
+      return Promise.resolve(http.fetch(request, env, ctx as never)).then((res) => answerAfterBody(request, res));
     },
     async scheduled(event: unknown, env: AppEnv, ctx?: WaitUntil): Promise<void> {
       const at = typeof (event as { scheduledTime?: unknown })?.scheduledTime === "number" ? (event as { scheduledTime: number }).scheduledTime : Date.now();

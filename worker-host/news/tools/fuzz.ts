@@ -9,13 +9,14 @@
  * `{ error: { code, message } }`, no request hangs, the process does not
  * crash, and afterwards SCAN finds no key outside the project's namespaces.
  *
- *   npm run fuzz -- --seed 42 --cases 500 [--runtime node|workerd|both] [--rss]
+ *   npm run fuzz -- --seed 42 --cases 500 [--runtime node|workerd|both] [--rss] [--only REGEX] [--dump FILE]
+ *   npm run fuzz -- --replay FILE --runtime workerd   (each dumped case alone, three times)
  *
  * `--rss` also sends 400 MB unsigned (and forged-signature) stage posts to
  * the Node runtime and reports its RSS while they stream.
  */
 import { request as httpRequest } from "node:http";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -173,9 +174,14 @@ export interface EndpointReport {
   statuses: Record<string, number>;
   serverErrors: number;
   nonJson4xx: number;
+  /** No answer within 20 s. */
   hangs: number;
-  /** workerd answered 431 itself (request head over its limit) before the Worker ran. */
+  /** The connection failed before an answer was read (reset, closed, refused). */
+  resets: number;
+  /** workerd refused the request head itself (over its 128 KiB limit: its plain-text 431, or a reset while the head was still being sent): the Worker never ran. */
   platform431: number;
+  /** Largest RSS of the server under test while this route was fuzzed, MB (Node: this process, which serves the app; workerd: its processes). */
+  maxRssMb: number;
   /** /health answered 503 (its contract when Valkey is slow), counted apart. */
   health503: number;
   examples: string[];
@@ -188,20 +194,61 @@ export interface FuzzReport {
   serverErrors: number;
   nonJson4xx: number;
   hangs: number;
+  resets: number;
   platform431: number;
   crashes: number;
   keysOutside: string[];
+  /** Every case that got no answer, 5xx or non-JSON 4xx, whole (for `--dump` and `--replay`). */
+  failed: FailedCase[];
   rawProbes?: number;
   rawBad?: string[];
 }
 
+export interface FailedCase {
+  runtime: string;
+  endpoint: string;
+  problem: string;
+  case: FuzzCase;
+}
+
 type Send = (c: FuzzCase) => Promise<{ status: number; contentType: string; text: string }>;
 
-async function runCases(runtime: string, send: Send, { seed, cases }: { seed: number; cases: number }): Promise<EndpointReport[]> {
+/** workerd's limit on a request head (request line, headers, blank line): 128 KiB, measured (131,072 bytes answer, 131,073 get its 431). */
+export const WORKERD_MAX_HEAD_BYTES = 128 * 1024;
+/** Headers undici's fetch adds to a request (host, connection, accept, accept-language, sec-fetch-mode, user-agent, accept-encoding, content-length): under this many bytes. */
+const FETCH_ADDED_HEAD_BYTES = 512;
+
+/** Bytes of the request head the case puts on the wire, without what fetch adds. */
+export function headBytes(c: FuzzCase): number {
+  let n = Buffer.byteLength(`${c.method} ${c.path} HTTP/1.1\r\n\r\n`);
+  for (const [k, v] of Object.entries(c.headers)) n += Buffer.byteLength(`${k}: ${v}\r\n`);
+  return n;
+}
+
+/** An error of our own timer (the 20 s bound), as opposed to a failed connection. */
+class NoAnswer extends Error {}
+
+/** Samples the RSS of the server under test. */
+type RssProbe = () => number;
+
+async function runCases(runtime: string, send: Send, { seed, cases, rssOf, failed, only, log }: { seed: number; cases: number; rssOf: RssProbe; failed: FailedCase[]; only?: RegExp; log: (line: string) => void }): Promise<EndpointReport[]> {
   const reports: EndpointReport[] = [];
   for (const [n, endpoint] of fuzzEndpoints().entries()) {
+    if (only && !only.test(`${endpoint.method} ${endpoint.path}`)) continue;
+    const sampling = Date.now();
     const samples = fc.sample(casesFor(endpoint), { seed: seed + n, numRuns: cases });
-    const report: EndpointReport = { endpoint: `${endpoint.method} ${endpoint.path}`, cases: 0, statuses: {}, serverErrors: 0, nonJson4xx: 0, hangs: 0, platform431: 0, health503: 0, examples: [] };
+    const sampledMs = Date.now() - sampling;
+    // Sampling a route's cases (bodies up to 3 MB, strings up to 200 KB) blocks this event loop for
+    // seconds on a loaded machine. workerd closes a keep-alive connection idle for 5 s, and fetch's pool
+    // learns of that only when its loop polls the socket: a request sent right after a longer block
+    // goes out on a connection already closed and fails with "other side closed" (UND_ERR_SOCKET),
+    // although the server never saw it. One turn of the loop lets the pool drop those connections first.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const report: EndpointReport = { endpoint: `${endpoint.method} ${endpoint.path}`, cases: 0, statuses: {}, serverErrors: 0, nonJson4xx: 0, hangs: 0, resets: 0, platform431: 0, maxRssMb: 0, health503: 0, examples: [] };
+    const sampleRss = () => (report.maxRssMb = Math.max(report.maxRssMb, Math.round(rssOf() / 1e6)));
+    sampleRss();
+    const sampler = setInterval(sampleRss, 100);
+    const fail = (c: FuzzCase, problem: string) => failed.push({ runtime, endpoint: report.endpoint, problem, case: c });
     // A few at a time: enough to overlap waiting, not a load test.
     for (let i = 0; i < samples.length; i += 8) {
       await Promise.all(
@@ -216,26 +263,58 @@ async function runCases(runtime: string, send: Send, { seed, cases }: { seed: nu
               report.health503++;
             } else if (res.status >= 500) {
               report.serverErrors++;
+              fail(c, `${res.status}`);
               if (report.examples.length < 5) report.examples.push(`${res.status}: ${describe()} -> ${res.text.slice(0, 300)}`);
             } else if (runtime === "workerd" && res.status === 431 && /header too large/i.test(res.text)) {
               // workerd's own limit on the request head (the Worker never sees the request): counted, reported, not the app's answer.
               report.platform431++;
             } else if (res.status >= 400 && c.method !== "HEAD" && !isErrorJson(res, endpoint.path === "/mcp")) {
               report.nonJson4xx++;
+              fail(c, `${res.status} not JSON`);
               if (report.examples.length < 5) report.examples.push(`${res.status} not JSON: ${describe()} -> ${res.text.slice(0, 200)}`);
             }
           } catch (err) {
-            report.hangs++;
             const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-            if (report.examples.length < 5) report.examples.push(`no answer (${(err as Error).message}${cause ? `: ${cause.code ?? ""} ${cause.message ?? ""}` : ""}): ${describe()}`);
+            const why = err instanceof NoAnswer ? err.message : `${(err as Error).message}${cause ? `: ${cause.code ?? ""} ${cause.message ?? ""}` : ""}`;
+            if (runtime === "workerd" && headBytes(c) + FETCH_ADDED_HEAD_BYTES > WORKERD_MAX_HEAD_BYTES && !(err instanceof NoAnswer)) {
+              // A head over workerd's limit: workerd stops reading, answers 431 and closes; a client still
+              // writing that head gets a reset instead of the 431. The Worker never ran.
+              report.platform431++;
+              return;
+            }
+            if (err instanceof NoAnswer) report.hangs++;
+            else report.resets++;
+            fail(c, `no answer (${why})`);
+            if (report.examples.length < 5) report.examples.push(`no answer (${why}): ${describe()}`);
           }
         }),
       );
     }
+    clearInterval(sampler);
+    sampleRss();
     reports.push(report);
-    console.log(`[fuzz ${runtime}] ${report.endpoint}: ${report.cases} cases, statuses ${JSON.stringify(report.statuses)}${report.serverErrors + report.nonJson4xx + report.hangs ? `, PROBLEMS ${report.serverErrors} 5xx / ${report.nonJson4xx} non-JSON 4xx / ${report.hangs} hangs` : ""}`);
+    const problems = report.serverErrors + report.nonJson4xx + report.hangs + report.resets;
+    log(`[fuzz ${runtime}] ${report.endpoint}: ${report.cases} cases, statuses ${JSON.stringify(report.statuses)}, max RSS ${report.maxRssMb} MB, sampled in ${sampledMs} ms${problems ? `, PROBLEMS ${report.serverErrors} 5xx / ${report.nonJson4xx} non-JSON 4xx / ${report.hangs} hangs / ${report.resets} resets` : ""}`);
   }
   return reports;
+}
+
+/** Sends each case alone (nothing else in flight), three times, and logs what came back. */
+async function replayCases(runtime: string, send: Send, cases: FailedCase[], log: (line: string) => void): Promise<void> {
+  for (const f of cases) {
+    const c = f.case;
+    const outcomes: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      try {
+        const res = await send(c);
+        outcomes.push(`${res.status} ${res.contentType.split(";")[0]} ${res.text.slice(0, 100)}`);
+      } catch (err) {
+        const cause = (err as { cause?: { code?: string } }).cause;
+        outcomes.push(`no answer (${(err as Error).message}${cause?.code ? `: ${cause.code}` : ""})`);
+      }
+    }
+    log(`[replay ${runtime}] ${c.method} ${c.path.slice(0, 100)} (head ${headBytes(c)} B, body ${Buffer.byteLength(c.body ?? "")} B; was ${f.runtime}: ${f.problem}) -> ${outcomes.join(" | ")}`);
+  }
 }
 
 /** The API's error shape; on /mcp a JSON-RPC error (`{ jsonrpc, error: { code: number, message } }`) is the protocol's. */
@@ -320,11 +399,50 @@ export interface FuzzOptions {
   cases?: number;
   runtimes?: Array<"node" | "workerd">;
   rss?: boolean;
+  /** Only the routes whose "METHOD /path" matches. */
+  only?: RegExp;
+  /** Instead of fuzzing: send these cases one at a time (each alone, three times) and log each answer. */
+  replay?: FailedCase[];
   log?: (line: string) => void;
 }
 
+/** Pids of the workerd processes this process started (Miniflare spawns them). */
+function workerdPids(): number[] {
+  const parent = new Map<number, number>();
+  const names = new Map<number, string>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const close = stat.lastIndexOf(")");
+      names.set(Number(entry), stat.slice(stat.indexOf("(") + 1, close));
+      parent.set(Number(entry), Number(stat.slice(close + 2).split(" ")[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const isMine = (pid: number): boolean => {
+    for (let p = parent.get(pid), hops = 0; p !== undefined && hops < 10; p = parent.get(p), hops++) if (p === process.pid) return true;
+    return false;
+  };
+  return [...names].filter(([pid, name]) => name.includes("workerd") && isMine(pid)).map(([pid]) => pid);
+}
+
+/** Summed RSS of `pids` in bytes (0 for a pid that is gone). */
+function rssOfPids(pids: number[]): number {
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      total += Number(readFileSync(`/proc/${pid}/statm`, "utf8").split(" ")[1]) * 4096;
+    } catch {
+      // exited
+    }
+  }
+  return total;
+}
+
 /** Starts a server, the runtimes, fuzzes them, checks the keyspace; resolves with one report per runtime. */
-export async function runFuzz({ seed = 42, cases = 500, runtimes = ["node", "workerd"], rss = false, log = console.log }: FuzzOptions = {}): Promise<{ reports: FuzzReport[]; rss?: RssReport }> {
+export async function runFuzz({ seed = 42, cases = 500, runtimes = ["node", "workerd"], rss = false, only, replay, log = console.log }: FuzzOptions = {}): Promise<{ reports: FuzzReport[]; rss?: RssReport }> {
   const dir = mkdtempSync(join(tmpdir(), "edgepipe-fuzz-"));
   const valkey = await launchValkey({ dataDir: join(dir, "valkey"), binary: findServerBinary(), appendOnly: false });
   const admin = connectValkey(valkey.url, { name: "fuzz-admin", log: () => {} });
@@ -348,7 +466,7 @@ export async function runFuzz({ seed = 42, cases = 500, runtimes = ["node", "wor
         // Signed stage calls over HTTP: the Node app verifies them like a Worker does (STAGE_SIGNING_KEYS is set).
         const send: Send = async (c) => {
           const abort = new AbortController();
-          const timer = setTimeout(() => abort.abort(new Error("no answer within 20 s")), 20_000);
+          const timer = setTimeout(() => abort.abort(new NoAnswer("no answer within 20 s")), 20_000);
           try {
             const res = await fetch(`${rt.url}${c.path}`, { method: c.method, headers: await signedHeaders(c), body: c.body, signal: abort.signal });
             return await readAnswer(res, abort);
@@ -356,10 +474,12 @@ export async function runFuzz({ seed = 42, cases = 500, runtimes = ["node", "wor
             clearTimeout(timer);
           }
         };
-        const endpoints = await runCases("node", send, { seed, cases });
+        const failed: FailedCase[] = [];
+        if (replay) await replayCases("node", send, replay, log);
+        const endpoints = replay ? [] : await runCases("node", send, { seed, cases, rssOf: () => process.memoryUsage().rss, failed, only, log });
         const raw = await rawProbes(rt.url);
         log(`[fuzz node] raw socket probes (CR/LF/NUL in the head, 2 MB heads, broken framing): ${raw.probes}, bad answers ${raw.bad.length}${raw.bad.length ? `: ${raw.bad.join("; ")}` : ""}`);
-        reports.push({ ...summarize("node", endpoints, crashes), rawProbes: raw.probes, rawBad: raw.bad });
+        reports.push({ ...summarize("node", endpoints, crashes, failed), rawProbes: raw.probes, rawBad: raw.bad });
         if (rss) rssReport = await measureRss(rt.url, log);
       } finally {
         await rt.close();
@@ -377,7 +497,7 @@ export async function runFuzz({ seed = 42, cases = 500, runtimes = ["node", "wor
       try {
         const send: Send = async (c) => {
           const abort = new AbortController();
-          const timer = setTimeout(() => abort.abort(new Error("no answer within 20 s")), 20_000);
+          const timer = setTimeout(() => abort.abort(new NoAnswer("no answer within 20 s")), 20_000);
           try {
             const res = await fetch(`${stack.url}${c.path}`, { method: c.method, headers: await signedHeaders(c), body: c.body, signal: abort.signal });
             return await readAnswer(res, abort);
@@ -386,8 +506,13 @@ export async function runFuzz({ seed = 42, cases = 500, runtimes = ["node", "wor
           }
         };
         const before = crashes;
-        const endpoints = await runCases("workerd", send, { seed, cases });
-        reports.push(summarize("workerd", endpoints, crashes - before));
+        const failed: FailedCase[] = [];
+        const pids = workerdPids();
+        if (replay) await replayCases("workerd", send, replay, log);
+        const endpoints = replay ? [] : await runCases("workerd", send, { seed, cases, rssOf: () => rssOfPids(pids), failed, only, log });
+        const early = await earlyAnswerProbes(stack.url);
+        log(`[fuzz workerd] early answers to 3 MB uploads (413, 401, 404, 403 before the body is read): ${early.probes}, lost ${early.bad.length}${early.bad.length ? `: ${early.bad.slice(0, 5).join("; ")}` : ""}`);
+        reports.push({ ...summarize("workerd", endpoints, crashes - before, failed), rawProbes: early.probes, rawBad: early.bad });
       } finally {
         await stack.close();
       }
@@ -412,9 +537,73 @@ export async function runFuzz({ seed = 42, cases = 500, runtimes = ["node", "wor
   return { reports, rss: rssReport };
 }
 
-function summarize(runtime: string, endpoints: EndpointReport[], crashes: number): FuzzReport {
+function summarize(runtime: string, endpoints: EndpointReport[], crashes: number, failed: FailedCase[]): FuzzReport {
   const sum = (f: (e: EndpointReport) => number) => endpoints.reduce((a, e) => a + f(e), 0);
-  return { runtime, endpoints, totalCases: sum((e) => e.cases), serverErrors: sum((e) => e.serverErrors), nonJson4xx: sum((e) => e.nonJson4xx), hangs: sum((e) => e.hangs), platform431: sum((e) => e.platform431), crashes, keysOutside: [] };
+  return { runtime, endpoints, totalCases: sum((e) => e.cases), serverErrors: sum((e) => e.serverErrors), nonJson4xx: sum((e) => e.nonJson4xx), hangs: sum((e) => e.hangs), resets: sum((e) => e.resets), platform431: sum((e) => e.platform431), crashes, keysOutside: [], failed };
+}
+
+/**
+ * Uploads the app answers before reading (a declared length over the limit, an
+ * unsigned stage call, no such route, a write without the token), 3 MB each,
+ * written to the socket as a client does: the whole answer must arrive, the
+ * upload must not be reset. Each probe runs `repeat` times.
+ */
+export async function earlyAnswerProbes(url: string, repeat = 6): Promise<{ probes: number; bad: string[] }> {
+  const { connect } = await import("node:net");
+  const { hostname, port } = new URL(url);
+  const mb = 3 * 1024 * 1024;
+  const chunk = Buffer.alloc(64 * 1024, 0x20);
+  const probes: Array<{ line: string; status: number; chunked?: boolean }> = [
+    { line: "POST /v1/runs", status: 413 },
+    { line: "POST /v1/runs", status: 413, chunked: true },
+    { line: "POST /v1/dead-letters/redrive", status: 413 },
+    { line: "POST /stages/fetcher", status: 401 },
+    { line: "POST /stages/no-such-stage", status: 404 },
+  ];
+  const bad: string[] = [];
+  let count = 0;
+  for (let i = 0; i < repeat; i++) {
+    await Promise.all(
+      probes.map(async ({ line, status: expected, chunked }) => {
+        count++;
+        const answer = await new Promise<{ bytes: Buffer; error?: string }>((resolve) => {
+          const socket = connect(Number(port), hostname);
+          const parts: Buffer[] = [];
+          let error: string | undefined;
+          socket.setTimeout(20_000, () => socket.destroy(new Error("no answer within 20 s")));
+          socket.on("data", (d: Buffer) => parts.push(d));
+          socket.on("error", (err: NodeJS.ErrnoException) => (error = err.code ?? err.message));
+          socket.on("close", () => resolve({ bytes: Buffer.concat(parts), error }));
+          const framing = chunked ? "transfer-encoding: chunked" : `content-length: ${mb}`;
+          socket.write(`${line} HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n${framing}\r\nconnection: close\r\n\r\n`);
+          let sent = 0;
+          const pump = () => {
+            while (sent < mb) {
+              sent += chunk.length;
+              const ok = socket.write(chunked ? Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from("\r\n")]) : chunk);
+              if (!ok) return void socket.once("drain", pump);
+            }
+            if (chunked) socket.end("0\r\n\r\n");
+            else socket.end();
+          };
+          socket.on("error", () => undefined);
+          pump();
+        });
+        const text = answer.bytes.toString("latin1");
+        const split = text.indexOf("\r\n\r\n");
+        const head = split >= 0 ? text.slice(0, split) : text;
+        const rest = split >= 0 ? answer.bytes.subarray(split + 4) : Buffer.alloc(0);
+        const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0);
+        const length = /^content-length:\s*(\d+)/im.exec(head)?.[1];
+        const complete = length !== undefined ? rest.length === Number(length) : /transfer-encoding:\s*chunked/i.test(head) && rest.toString("latin1").endsWith("0\r\n\r\n");
+        const json = /"error":\{"code":"/.test(rest.toString("latin1"));
+        if (status !== expected || !complete || !json || answer.error) {
+          bad.push(`${line}${chunked ? " (chunked)" : ""}: ${status || "no answer"}${answer.error ? ` (${answer.error})` : ""}${status && !complete ? " (answer cut short)" : ""}`);
+        }
+      }),
+    );
+  }
+  return { probes: count, bad };
 }
 
 export interface RssReport {
@@ -473,19 +662,43 @@ async function measureRss(url: string, log: (line: string) => void): Promise<Rss
 async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { seed: { type: "string", default: "42" }, cases: { type: "string", default: "500" }, runtime: { type: "string", default: "both" }, rss: { type: "boolean", default: false } },
+    options: {
+      seed: { type: "string", default: "42" },
+      cases: { type: "string", default: "500" },
+      runtime: { type: "string", default: "both" },
+      rss: { type: "boolean", default: false },
+      only: { type: "string" },
+      dump: { type: "string" },
+      replay: { type: "string" },
+    },
   });
   const runtimes = values.runtime === "both" ? (["node", "workerd"] as const) : ([values.runtime] as Array<"node" | "workerd">);
   const started = Date.now();
-  const { reports, rss } = await runFuzz({ seed: Number(values.seed), cases: Number(values.cases), runtimes: [...runtimes], rss: values.rss });
+  const replay = values.replay ? (JSON.parse(readFileSync(values.replay, "utf8")) as FailedCase[]) : undefined;
+  const { reports, rss } = await runFuzz({ seed: Number(values.seed), cases: Number(values.cases), runtimes: [...runtimes], rss: values.rss, only: values.only ? new RegExp(values.only) : undefined, replay });
+  if (replay) {
+    console.log(`\nreplayed ${replay.length} cases`);
+    process.exit(0);
+  }
   let failed = false;
   for (const r of reports) {
     console.log(`\n${r.runtime}: ${r.totalCases} cases over ${r.endpoints.length} endpoints (${Math.min(...r.endpoints.map((e) => e.cases))} to ${Math.max(...r.endpoints.map((e) => e.cases))} each), seed ${values.seed}`);
-    console.log(`  5xx ${r.serverErrors}, non-JSON 4xx ${r.nonJson4xx}, hangs ${r.hangs}, crashes ${r.crashes}, keys outside the namespace ${r.keysOutside.length}${r.platform431 ? `; workerd's own 431 for heads over its limit: ${r.platform431}` : ""}`);
+    console.log(`  5xx ${r.serverErrors}, non-JSON 4xx ${r.nonJson4xx}, hangs ${r.hangs}, resets ${r.resets}, crashes ${r.crashes}, keys outside the namespace ${r.keysOutside.length}${r.platform431 ? `; refused by workerd itself (head over its 128 KiB limit: its 431 or a reset): ${r.platform431}` : ""}`);
+    console.log("  | route | cases | 2xx | 4xx | 5xx | hangs | resets | platform 431 | max RSS MB |");
+    console.log("  |---|---|---|---|---|---|---|---|---|");
+    for (const e of r.endpoints) {
+      const count = (lo: number) => Object.entries(e.statuses).reduce((a, [st, n]) => a + (Number(st) >= lo && Number(st) < lo + 100 ? n : 0), 0);
+      console.log(`  | ${e.endpoint} | ${e.cases} | ${count(200)} | ${count(400)} | ${count(500)} | ${e.hangs} | ${e.resets} | ${e.platform431} | ${e.maxRssMb} |`);
+    }
     for (const e of r.endpoints) for (const ex of e.examples) console.log(`  ${e.endpoint}: ${ex}`);
-    if (r.rawProbes !== undefined) console.log(`  raw socket probes ${r.rawProbes}, bad answers ${r.rawBad?.length ?? 0}${r.rawBad?.length ? `: ${r.rawBad.join("; ")}` : ""}`);
-    if (r.serverErrors || r.nonJson4xx || r.hangs || r.crashes || r.keysOutside.length || r.rawBad?.length) failed = true;
+    if (r.rawProbes !== undefined) console.log(`  ${r.runtime === "node" ? "raw socket probes" : "early-answer upload probes"} ${r.rawProbes}, bad answers ${r.rawBad?.length ?? 0}${r.rawBad?.length ? `: ${r.rawBad.join("; ")}` : ""}`);
+    if (r.serverErrors || r.nonJson4xx || r.hangs || r.resets || r.crashes || r.keysOutside.length || r.rawBad?.length) failed = true;
     if (r.keysOutside.length) console.log(`  outside: ${r.keysOutside.slice(0, 10).join(", ")}`);
+  }
+  if (values.dump) {
+    const all = reports.flatMap((r) => r.failed);
+    writeFileSync(values.dump, JSON.stringify(all, null, 1));
+    console.log(`\n${all.length} failed cases written to ${values.dump} (npm run fuzz -- --replay ${values.dump} --runtime ...)`);
   }
   if (rss) console.log(`\nRSS under 400 MB stage posts: baseline ${rss.baselineMb} MB, peak ${rss.peakMb} MB; ${rss.posts.map((p) => `${p.kind} -> ${p.status} after ${p.sentMb} MB`).join("; ")}`);
   console.log(`\nfuzz ${failed ? "FAILED" : "passed"} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
