@@ -144,10 +144,12 @@ describe("deploy bundle in Miniflare", () => {
 
   it("the cron trigger moves due delayed runs to their stream in workerd, each once", async () => {
     // This Worker refuses writes (no API_TOKEN): the delayed run is started from Node, moved by the Worker's cron.
-    const runIds = await startRuns(valkey.redis, [{ title: "Later", body: "b" }], { keys: createKeys({ prefix: keyPrefix }), pipeline, runAt: Date.now() + 1 });
-    await new Promise((r) => setTimeout(r, 5));
+    // Due 1 s ahead: a run due by the time the enqueue script runs (a loaded machine) starts at once instead of waiting.
+    const runAt = Date.now() + 1000;
+    const runIds = await startRuns(valkey.redis, [{ title: "Later", body: "b" }], { keys: createKeys({ prefix: keyPrefix }), pipeline, runAt });
     const runKey = `${keyPrefix}:{p0}:run:${runIds[0]}`;
     expect(await valkey.conn.hget(runKey, "status")).toBe("delayed");
+    await new Promise((r) => setTimeout(r, Math.max(0, runAt - Date.now()) + 20));
     const stream = `${keyPrefix}:{p0}:s:fetcher`;
     const before = await valkey.conn.xlen(stream);
     const worker = (await mf.getWorker()) as unknown as { scheduled(options: { cron: string }): Promise<{ outcome: string }> };
