@@ -26,6 +26,8 @@ describe("chaos (reduced)", () => {
       stages: "in-process",
       rate: 120,
       visibilityMs: 5000,
+      // The retrying poison article is dead-lettered after MAX_DELIVERIES backoffs: short ones end the drain sooner.
+      retryBackoffMs: 200,
       selfTest: true,
       log: (l) => console.log(l),
     });

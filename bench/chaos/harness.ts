@@ -48,6 +48,8 @@ export interface ChaosOptions {
   /** Articles per second offered at ingest. */
   rate: number;
   visibilityMs: number;
+  /** The hosts' RETRY_BACKOFF_MS (default: the host's own, 1000): a shorter one dead-letters the retrying poison sooner, so the drain ends sooner. */
+  retryBackoffMs?: number;
   binary?: ServerBinary;
   /** Progress lines. */
   log: (line: string) => void;
@@ -257,6 +259,7 @@ export async function runChaos(o: ChaosOptions): Promise<RunResult> {
       VISIBILITY_TIMEOUT_MS: String(o.visibilityMs),
       BATCH_SIZE: "50",
       CHAOS_CONTROL_URL: control.url,
+      ...(o.retryBackoffMs !== undefined ? { RETRY_BACKOFF_MS: String(o.retryBackoffMs) } : {}),
     };
     if (o.stages === "workerd") {
       const signingKeys = `chaos:${"k".repeat(8)}${o.seed}${"s".repeat(12)}`;
