@@ -8,9 +8,6 @@
  * afterwards every run completes with each step at attempt 1, none
  * dead-lettered, and /health is 200 again.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listDeadLetters } from "../functions/dead-letters";
 import { randomHex } from "../functions/envelope";
@@ -22,14 +19,13 @@ import { loadConfig } from "../worker-host/config";
 import { startHttpModeStack, type HttpModeStack } from "../worker-host/http-mode";
 import { startRuntime, type Runtime } from "../worker-host/runtime";
 import { freePort } from "../worker-host/valkey-launcher";
-import { buildWorkerBundle } from "../worker-host/worker-bundle";
+import { newsWorkerBundle } from "./helpers/news-bundle";
 import { eventually, startTestValkey, type TestValkey } from "./helpers/valkey";
 
 let valkey: TestValkey;
 let scriptPath: string;
 let workerd: HttpModeStack | undefined;
 let host: Runtime | undefined;
-const outdir = mkdtempSync(join(tmpdir(), "edgepipe-workerd-outage-"));
 const prefix = `wo${randomHex(3)}`;
 const signingKeys = `wo:${randomHex(16)}`;
 const bridgeToken = `wo-bridge-${randomHex(12)}`;
@@ -47,7 +43,7 @@ async function startWorkerd(): Promise<HttpModeStack> {
 }
 
 beforeAll(async () => {
-  const [v, bundle] = await Promise.all([startTestValkey(), buildWorkerBundle({ outdir })]);
+  const [v, bundle] = await Promise.all([startTestValkey(), newsWorkerBundle()]);
   valkey = v;
   scriptPath = bundle.scriptPath;
   [stagePort, bridgePort] = [await freePort(), await freePort()];
@@ -68,7 +64,6 @@ afterAll(async () => {
   await host?.close();
   await workerd?.close();
   await valkey?.stop();
-  rmSync(outdir, { recursive: true, force: true });
 });
 
 let seq = 0;
