@@ -21,6 +21,7 @@ import { seedDemoUsers, type UserProfile } from "../functions/news/users";
 import { loadConfig } from "../worker-host/config";
 import { checkFeeds, deliveredArticles, waitForRuns } from "../worker-host/news/news-check";
 import { startRuntime, type Runtime } from "../worker-host/runtime";
+import { replayCommand } from "../worker-host/news/replay";
 import { startTestCluster, type TestCluster } from "./helpers/cluster";
 
 const AG_NEWS = process.env.AG_NEWS_CSV ?? fileURLToPath(new URL("../../shared/data/ag_news_test.csv", import.meta.url));
@@ -150,5 +151,19 @@ describe("the news pipeline on a 3-master cluster", () => {
     } finally {
       await other.close();
     }
+  });
+
+  it("npm run replay -- --direct enqueues straight into the cluster (VALKEY_CLUSTER_NODES), on the app's partitions: every run completes", async () => {
+    const before = await Promise.all(keys.allPartitions.map((p) => t.client.xlen(keys.stream(pipeline.entry, p))));
+    const config = loadConfig({ VALKEY_CLUSTER_NODES: t.cluster.seedList, KEY_PREFIX: keys.prefix, DEMO: "off" }, { appSettings: NewsSettings });
+    const report = await replayCommand(["worker-host/news/sample-articles.jsonl", "--direct", "--limit", "30", "--quiet"], config);
+    expect(report.sent).toBe(30);
+    const after = await Promise.all(keys.allPartitions.map((p) => t.client.xlen(keys.stream(pipeline.entry, p))));
+    // Spread over the app's 12 partitions (entries on several of them), 30 new entries in all.
+    expect(after.reduce((n, x) => n + x, 0) - before.reduce((n, x) => n + x, 0)).toBe(30);
+    expect(after.filter((n, i) => n > before[i]).length).toBeGreaterThan(3);
+    const done = await waitForRuns(rt.conn, keys, report.runIds, { timeoutMs: 60_000 });
+    expect(done.filter((s) => s !== "completed" && s !== "skipped")).toEqual([]);
+    expect(done.filter((s) => s === "completed").length).toBeGreaterThan(20);
   });
 });

@@ -106,6 +106,18 @@ interface ClusterLayout {
 const HOST = "127.0.0.1";
 
 /**
+ * Seed nodes of the embedded cluster kept in `dataDir` (from its cluster.json),
+ * for tools that reach a running `--cluster N` app (replay --direct); throws
+ * when the dir holds no cluster.
+ */
+export function embeddedClusterSeeds(dataDir: string): Array<{ host: string; port: number }> {
+  const layoutFile = join(resolve(dataDir), "cluster.json");
+  if (!existsSync(layoutFile)) throw new Error(`${resolve(dataDir)} holds no embedded cluster (no cluster.json): start it with npm start -- --cluster N, or set VALKEY_CLUSTER_NODES`);
+  const layout = JSON.parse(readFileSync(layoutFile, "utf8")) as ClusterLayout;
+  return layout.nodes.map(({ port }) => ({ host: HOST, port }));
+}
+
+/**
  * The slot range of master `i` of `n`: the same equal split as
  * `valkey-cli --cluster create` (0-5460, 5461-10922, 10923-16383 for 3).
  */

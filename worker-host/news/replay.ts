@@ -3,7 +3,10 @@
  * `title,body`) or JSONL file and posts its articles to POST /v1/articles of
  * a running app in batches (at most 500 per call), optionally paced to
  * `--rate` articles per second; or, with `--direct`, enqueues them straight
- * into Valkey (VALKEY_URL). Shows a progress bar on stderr.
+ * into Valkey: VALKEY_URL (a cluster node's URL is detected), the cluster of
+ * VALKEY_CLUSTER_NODES, or the running embedded cluster of VALKEY_CLUSTER
+ * (its ports from `<VALKEY_DATA_DIR>-cluster/cluster.json`), with the same
+ * PARTITIONS / FEED_BUCKETS defaults as the app. Shows a progress bar on stderr.
  *
  *   npm run replay -- data.csv [--rate N] [--limit N] [--url http://127.0.0.1:8787] [--direct]
  *   npm run replay -- worker-host/news/sample-articles.jsonl   # 50 demo articles, ships with the repo
@@ -19,7 +22,11 @@ import { ArticleInput, MAX_ARTICLES_PER_CALL } from "../../functions/news/schema
 import { NewsSettings } from "../../functions/news/config";
 import { loadConfig, type HostConfig } from "../config";
 import { progressBar } from "../progress";
-import { connectValkey, upstashOverValkey } from "../valkey";
+import { CLUSTER_KEY_DEFAULTS } from "../../functions/keys";
+import { embeddedClusterSeeds } from "../cluster-launcher";
+import { clusterDataDir } from "../data-dir";
+import { connectDataStore, parseSeedNodes, upstashFor, type SeedNode } from "../data-store";
+import { closeConnection } from "../valkey";
 
 /** Reads a CSV or JSONL file into valid article inputs; invalid rows are counted, not sent. */
 export function readArticlesFile(path: string, { source }: { source?: string } = {}): { articles: ArticleInput[]; invalid: number } {
@@ -43,8 +50,8 @@ export interface ReplayOptions {
   /** Base URL of a running app (HTTP mode). */
   url?: string;
   apiToken?: string;
-  /** Enqueue straight into Valkey instead of HTTP. */
-  direct?: { valkeyUrl: string; env: Record<string, string> };
+  /** Enqueue straight into Valkey instead of HTTP: one server (valkeyUrl, a cluster node's is detected) or a cluster's seed nodes. */
+  direct?: { valkeyUrl?: string; seeds?: SeedNode[]; env: Record<string, string> };
   /** Largest batch per call (<= 500). */
   batchSize?: number;
   /** Show the progress bar (stderr). */
@@ -67,11 +74,17 @@ export async function replay({ articles, rate = 0, url = "http://127.0.0.1:8787"
   let send: (batch: ArticleInput[]) => Promise<string[]>;
   let close = async () => {};
   if (direct) {
-    const conn = connectValkey(direct.valkeyUrl, { name: "edgepipe-replay" });
-    const redis = upstashOverValkey(conn);
-    const { keys, settings } = settingsFor(direct.env);
+    // On a cluster each partition's enqueue goes to its master (the host's requester routes by key).
+    const store = await connectDataStore({ url: direct.valkeyUrl, seeds: direct.seeds, name: "edgepipe-replay", log: () => {} });
+    const redis = upstashFor(store.conn);
+    const env = { ...direct.env };
+    if (store.mode === "cluster") {
+      env.PARTITIONS ??= String(CLUSTER_KEY_DEFAULTS.partitions);
+      env.FEED_BUCKETS ??= String(CLUSTER_KEY_DEFAULTS.feedBuckets);
+    }
+    const { keys, settings } = settingsFor(env);
     send = (batch) => ingestArticles(redis, keys, batch, { ttlSeconds: settings.CHECKPOINT_TTL_SECONDS });
-    close = async () => void (await conn.quit());
+    close = () => closeConnection(store.conn, 2000);
   } else {
     const endpoint = `${url.replace(/\/+$/, "")}/v1/articles`;
     send = async (batch) => {
@@ -120,8 +133,8 @@ export async function replay({ articles, rate = 0, url = "http://127.0.0.1:8787"
   return report;
 }
 
-/** `replay` command of the CLI. */
-export async function replayCommand(argv: string[], config: HostConfig): Promise<void> {
+/** `replay` command of the CLI; resolves with what was sent. */
+export async function replayCommand(argv: string[], config: HostConfig): Promise<ReplayReport> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -148,16 +161,19 @@ export async function replayCommand(argv: string[], config: HostConfig): Promise
   const selected = limit !== undefined ? articles.slice(0, limit) : articles;
   console.error(`${file}: ${articles.length} articles${invalid ? ` (${invalid} invalid rows skipped)` : ""}; sending ${selected.length}${rate ? ` at ${rate}/s` : ""}`);
   if (values.direct) {
-    if (!config.VALKEY_URL) throw new Error("--direct needs VALKEY_URL (redis://host:port) of the running app's server");
-    await replay({
+    // The running app's store: VALKEY_CLUSTER_NODES, VALKEY_URL, or the embedded cluster of VALKEY_CLUSTER (must be running).
+    const seeds = config.VALKEY_CLUSTER_NODES ? parseSeedNodes(config.VALKEY_CLUSTER_NODES) : !config.VALKEY_URL && config.VALKEY_CLUSTER ? embeddedClusterSeeds(clusterDataDir(config.VALKEY_DATA_DIR)) : undefined;
+    if (!config.VALKEY_URL && !seeds) throw new Error("--direct needs VALKEY_URL (redis://host:port) of the running app's server, VALKEY_CLUSTER_NODES of its cluster, or VALKEY_CLUSTER=N for its embedded cluster");
+    // PARTITIONS / FEED_BUCKETS as the app chose them: given ones, else the store's defaults (replay() picks the cluster's).
+    const given = (name: "PARTITIONS" | "FEED_BUCKETS") => (config.given.has(name) ? { [name]: String(config[name]) } : {});
+    return replay({
       articles: selected,
       rate,
-      direct: { valkeyUrl: config.VALKEY_URL, env: { KEY_PREFIX: config.KEY_PREFIX, PARTITIONS: String(config.PARTITIONS), FEED_BUCKETS: String(config.FEED_BUCKETS), CHECKPOINT_TTL_SECONDS: String(config.CHECKPOINT_TTL_SECONDS) } },
+      direct: { valkeyUrl: seeds ? undefined : config.VALKEY_URL, seeds, env: { KEY_PREFIX: config.KEY_PREFIX, CHECKPOINT_TTL_SECONDS: String(config.CHECKPOINT_TTL_SECONDS), ...given("PARTITIONS"), ...given("FEED_BUCKETS") } },
       progress: !values.quiet,
     });
-  } else {
-    await replay({ articles: selected, rate, url: values.url ?? `http://${config.HOST}:${config.PORT}`, apiToken: config.API_TOKEN, progress: !values.quiet });
   }
+  return replay({ articles: selected, rate, url: values.url ?? `http://${config.HOST}:${config.PORT}`, apiToken: config.API_TOKEN, progress: !values.quiet });
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1])) {
