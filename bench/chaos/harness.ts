@@ -333,7 +333,7 @@ export async function runChaos(o: ChaosOptions): Promise<RunResult> {
 
     // Poison: rejected at once, and failing every delivery; plus malformed stream entries, injected at seeded moments.
     const poisonPlan = [POISON_REJECT, POISON_RETRY, POISON_REJECT, POISON_RETRY].map((marker, i) => ({ marker, at: between(0, articles.length - 1), i }));
-    const malformed = [
+    const malformed: Array<{ marker: string; fields: string[]; reason: RegExp; addedAt?: number }> = [
       { marker: "chaos-malformed-1", fields: ["junk", "chaos-malformed-1"], reason: /envelope/i },
       { marker: "chaos-malformed-2", fields: ["e", "{not json chaos-malformed-2"], reason: /json/i },
       { marker: "chaos-malformed-3", fields: ["e", JSON.stringify({ runId: "chaos-malformed-3", stage: "classifier", attempt: 1, traceId: "4bf92f3577b34da6a3ce929d0e0e4736", createdAt: Date.now(), payload: {} })], reason: /stage/i },
@@ -355,7 +355,10 @@ export async function runChaos(o: ChaosOptions): Promise<RunResult> {
           for (const m of malformed) {
             for (let tries = 0; tries < 200; tries++) {
               const ok = await admin!.xadd(keys.stream("fetcher", 0), "*", ...m.fields).then(() => true, () => false);
-              if (ok) break;
+              if (ok) {
+                m.addedAt = Date.now();
+                break;
+              }
               await sleep(200);
             }
           }

@@ -29,7 +29,7 @@ export interface OracleReport {
   duplicated: number;
   /** Dead-lettered runs that were not poison. */
   deadLettered: number;
-  poison: { injected: number; deadLetteredWithReason: number; malformedInjected: number; malformedDeadLettered: number };
+  poison: { injected: number; deadLetteredWithReason: number; malformedInjected: number; malformedDeadLettered: number; malformedEverysecLost?: number };
   /** Accepted (202) runs gone after a simulated power loss under everysec. */
   everysecLost: number;
   /** Articles whose POST was retried after its answer was lost (the first POST's run stands for them). */
@@ -47,7 +47,8 @@ interface CheckInput {
   tracked: TrackedRun[];
   users: Array<{ uid: string; interests: string[] }>;
   faults: FaultRecord[];
-  malformed: Array<{ marker: string; fields: string[]; reason: RegExp }>;
+  /** addedAt: when its XADD was answered (a simulated power loss soon after may take it). */
+  malformed: Array<{ marker: string; fields: string[]; reason: RegExp; addedAt?: number }>;
   fsync: Fsync;
   ambiguous: number;
   apiUrl: () => string | undefined;
@@ -188,9 +189,12 @@ export async function checkRun(input: CheckInput): Promise<OracleReport> {
     else violations.push(`poison ${p.runId} (${p.kind}) is ${view.json.status}${letter ? ` with dead letter "${letter.error}"` : ", no dead letter"}`);
   }
   let malformedOk = 0;
+  let malformedEverysecLost = 0;
   for (const m of input.malformed) {
     const letter = dead.find((d) => JSON.stringify(d.envelope ?? "").includes(m.marker));
     if (letter && m.reason.test(letter.error)) malformedOk++;
+    // Written, then gone with the AOF a simulated power loss cut, within the same window as an accepted run.
+    else if (!letter && m.addedAt !== undefined && cuts.some((f) => m.addedAt! <= f.startedAt && m.addedAt! >= f.startedAt - 3000)) malformedEverysecLost++;
     else violations.push(`malformed entry ${JSON.stringify(m.fields)} not dead-lettered with its reason${letter ? ` (found "${letter.error}")` : ""}`);
   }
 
@@ -251,7 +255,7 @@ export async function checkRun(input: CheckInput): Promise<OracleReport> {
     lostDetail,
     duplicated,
     deadLettered,
-    poison: { injected: poisonRuns.length, deadLetteredWithReason: poisonOk, malformedInjected: input.malformed.length, malformedDeadLettered: malformedOk },
+    poison: { injected: poisonRuns.length, deadLetteredWithReason: poisonOk, malformedInjected: input.malformed.length, malformedDeadLettered: malformedOk, malformedEverysecLost },
     everysecLost,
     retried,
     wrongItems,

@@ -111,7 +111,7 @@ async function main(): Promise<number> {
     const rep = result.report;
     console.log(
       `  => ${rep.runs} runs, ${rep.completed} completed, ${rep.feedEntries} feed entries: lost ${rep.lost}, duplicated ${rep.duplicated}, dead-lettered ${rep.deadLettered}, ` +
-        `poison ${rep.poison.deadLetteredWithReason}/${rep.poison.injected} + malformed ${rep.poison.malformedDeadLettered}/${rep.poison.malformedInjected} dead-lettered with reason, ` +
+        `poison ${rep.poison.deadLetteredWithReason}/${rep.poison.injected} + malformed ${rep.poison.malformedDeadLettered}/${rep.poison.malformedInjected} dead-lettered with reason${rep.poison.malformedEverysecLost ? ` (${rep.poison.malformedEverysecLost} lost to the AOF cut)` : ""}, ` +
         `everysec lost ${rep.everysecLost}, max delay ${(rep.maxDelayMs / 1000).toFixed(1)} s, Ctrl-C ${result.ctrlCMs.map((m) => `${m === Infinity ? "HUNG" : (m / 1000).toFixed(1) + " s"}`).join(", ")}, ${(result.ms / 1000).toFixed(0)} s` +
         (rep.violations.length ? `\n  VIOLATIONS:\n    ${rep.violations.join("\n    ")}` : ""),
     );
