@@ -24,6 +24,10 @@ function expectClean(report: FuzzReport, cases: number): void {
   expect(report.crashes).toBe(0);
   expect(report.keysOutside).toEqual([]);
   expect(report.rawBad).toEqual([]);
+  // Each route's body limit, measured: a body of the limit passes the check, one byte more is 413.
+  const limited = (report.limits ?? []).filter((l) => l.limit !== null);
+  expect(limited.length).toBeGreaterThan(8);
+  for (const l of limited) expect({ endpoint: l.endpoint, atLimitTooLarge: l.atLimit === 413, overLimit: l.overLimit }).toEqual({ endpoint: l.endpoint, atLimitTooLarge: false, overLimit: 413 });
 }
 
 describe("fuzz (reduced)", () => {

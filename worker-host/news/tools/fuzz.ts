@@ -13,7 +13,7 @@
  *   npm run fuzz -- --replay FILE --runtime workerd   (each dumped case alone, three times)
  *
  * `--rss` also sends 400 MB unsigned (and forged-signature) stage posts to
- * the Node runtime and reports its RSS while they stream.
+ * each runtime and reports the server's RSS while they stream.
  */
 import { request as httpRequest } from "node:http";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -202,6 +202,7 @@ export interface FuzzReport {
   failed: FailedCase[];
   rawProbes?: number;
   rawBad?: string[];
+  limits?: LimitProbe[];
 }
 
 export interface FailedCase {
@@ -442,7 +443,7 @@ function rssOfPids(pids: number[]): number {
 }
 
 /** Starts a server, the runtimes, fuzzes them, checks the keyspace; resolves with one report per runtime. */
-export async function runFuzz({ seed = 42, cases = 500, runtimes = ["node", "workerd"], rss = false, only, replay, log = console.log }: FuzzOptions = {}): Promise<{ reports: FuzzReport[]; rss?: RssReport }> {
+export async function runFuzz({ seed = 42, cases = 500, runtimes = ["node", "workerd"], rss = false, only, replay, log = console.log }: FuzzOptions = {}): Promise<{ reports: FuzzReport[]; rss?: RssReport[] }> {
   const dir = mkdtempSync(join(tmpdir(), "edgepipe-fuzz-"));
   const valkey = await launchValkey({ dataDir: join(dir, "valkey"), binary: findServerBinary(), appendOnly: false });
   const admin = connectValkey(valkey.url, { name: "fuzz-admin", log: () => {} });
@@ -457,7 +458,7 @@ export async function runFuzz({ seed = 42, cases = 500, runtimes = ["node", "wor
   const quietError = console.error;
   // The app logs every 500 with its details; the fuzz counts them instead.
   console.error = () => {};
-  let rssReport: RssReport | undefined;
+  const rssReport: RssReport[] = [];
   try {
     const base = { VALKEY_URL: valkey.url, PORT: "0", HOST: "127.0.0.1", DEMO: "off", API_TOKEN: FUZZ_TOKEN, STAGE_SIGNING_KEYS: `${SIGNING_KEY.kid}:${SIGNING_KEY.secret}`, WEB_DIR: "", BLOCK_MS: "200" };
     if (runtimes.includes("node")) {
@@ -479,8 +480,9 @@ export async function runFuzz({ seed = 42, cases = 500, runtimes = ["node", "wor
         const endpoints = replay ? [] : await runCases("node", send, { seed, cases, rssOf: () => process.memoryUsage().rss, failed, only, log });
         const raw = await rawProbes(rt.url);
         log(`[fuzz node] raw socket probes (CR/LF/NUL in the head, 2 MB heads, broken framing): ${raw.probes}, bad answers ${raw.bad.length}${raw.bad.length ? `: ${raw.bad.join("; ")}` : ""}`);
-        reports.push({ ...summarize("node", endpoints, crashes, failed), rawProbes: raw.probes, rawBad: raw.bad });
-        if (rss) rssReport = await measureRss(rt.url, log);
+        const limits = replay ? [] : await limitProbes(rt.url, { api: 1024 * 1024, stage: 32 * 1024 * 1024 });
+        reports.push({ ...summarize("node", endpoints, crashes, failed), rawProbes: raw.probes, rawBad: raw.bad, limits });
+        if (rss) rssReport.push(await measureRss("node", rt.url, () => process.memoryUsage().rss, log));
       } finally {
         await rt.close();
       }
@@ -511,8 +513,10 @@ export async function runFuzz({ seed = 42, cases = 500, runtimes = ["node", "wor
         if (replay) await replayCases("workerd", send, replay, log);
         const endpoints = replay ? [] : await runCases("workerd", send, { seed, cases, rssOf: () => rssOfPids(pids), failed, only, log });
         const early = await earlyAnswerProbes(stack.url);
-        log(`[fuzz workerd] early answers to 3 MB uploads (413, 401, 404, 403 before the body is read): ${early.probes}, lost ${early.bad.length}${early.bad.length ? `: ${early.bad.slice(0, 5).join("; ")}` : ""}`);
-        reports.push({ ...summarize("workerd", endpoints, crashes - before, failed), rawProbes: early.probes, rawBad: early.bad });
+        log(`[fuzz workerd] early answers to 3 MB uploads (413 on a declared or chunked length, 401 unsigned, 404 no stage; before the body is read): ${early.probes}, lost ${early.bad.length}${early.bad.length ? `: ${early.bad.slice(0, 5).join("; ")}` : ""}`);
+        const limits = replay ? [] : await limitProbes(stack.url, { api: 1024 * 1024, stage: 32 * 1024 * 1024 });
+        reports.push({ ...summarize("workerd", endpoints, crashes - before, failed), rawProbes: early.probes, rawBad: early.bad, limits });
+        if (rss) rssReport.push(await measureRss("workerd", stack.url, () => rssOfPids(pids), log));
       } finally {
         await stack.close();
       }
@@ -534,12 +538,46 @@ export async function runFuzz({ seed = 42, cases = 500, runtimes = ["node", "wor
     await valkey.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-  return { reports, rss: rssReport };
+  return { reports, rss: rss ? rssReport : undefined };
 }
 
 function summarize(runtime: string, endpoints: EndpointReport[], crashes: number, failed: FailedCase[]): FuzzReport {
   const sum = (f: (e: EndpointReport) => number) => endpoints.reduce((a, e) => a + f(e), 0);
   return { runtime, endpoints, totalCases: sum((e) => e.cases), serverErrors: sum((e) => e.serverErrors), nonJson4xx: sum((e) => e.nonJson4xx), hangs: sum((e) => e.hangs), resets: sum((e) => e.resets), platform431: sum((e) => e.platform431), crashes, keysOutside: [], failed };
+}
+
+export interface LimitProbe {
+  endpoint: string;
+  /** The largest body that is not refused as too large (bytes), or null for routes that read no body. */
+  limit: number | null;
+  atLimit: number;
+  overLimit: number;
+}
+
+/**
+ * The body limit of every route that reads a body, measured: a body of
+ * exactly the limit (spaces, so it never parses) must not get 413, one byte
+ * more must. Stage calls are signed with the real key (the signature is
+ * checked before the body), so the stage limit is what is measured.
+ */
+export async function limitProbes(url: string, limits: { api: number; stage: number }): Promise<LimitProbe[]> {
+  const out: LimitProbe[] = [];
+  for (const { method, path } of fuzzEndpoints()) {
+    const filled = path.replace(":name", "fetcher").replace(":uid", "u0001").replace(":runId", "fz-run").replace(":event", "ev").replace(":topic", "sports");
+    if (["GET", "HEAD"].includes(method)) {
+      out.push({ endpoint: `${method} ${path}`, limit: null, atLimit: 0, overLimit: 0 });
+      continue;
+    }
+    const limit = path.startsWith("/stages/") ? limits.stage : limits.api;
+    const status = async (bytes: number) => {
+      const c: FuzzCase = { method, path: filled, headers: { "content-type": "application/json", authorization: `Bearer ${FUZZ_TOKEN}` }, body: " ".repeat(bytes), sign: path.startsWith("/stages/") };
+      const res = await fetch(`${url}${filled}`, { method, headers: await signedHeaders(c), body: c.body });
+      await res.arrayBuffer();
+      return res.status;
+    };
+    out.push({ endpoint: `${method} ${path}`, limit, atLimit: await status(limit), overLimit: await status(limit + 1) });
+  }
+  return out;
 }
 
 /**
@@ -607,6 +645,7 @@ export async function earlyAnswerProbes(url: string, repeat = 6): Promise<{ prob
 }
 
 export interface RssReport {
+  runtime: string;
   baselineMb: number;
   peakMb: number;
   posts: Array<{ kind: string; status: number; sentMb: number; ms: number }>;
@@ -638,12 +677,12 @@ function streamPost(url: string, mb: number, headers: Record<string, string>): P
   });
 }
 
-/** RSS of this process (the Node runtime runs in it) while 400 MB stage posts stream in. */
-async function measureRss(url: string, log: (line: string) => void): Promise<RssReport> {
+/** RSS of the server (Node: this process, where the runtime runs; workerd: its processes) while 400 MB stage posts stream in. */
+async function measureRss(runtime: string, url: string, rssOf: RssProbe, log: (line: string) => void): Promise<RssReport> {
   global.gc?.();
-  const baseline = process.memoryUsage().rss;
+  const baseline = rssOf();
   let peak = baseline;
-  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
+  const sampler = setInterval(() => (peak = Math.max(peak, rssOf())), 50);
   const posts: RssReport["posts"] = [];
   try {
     const forged = { "x-edgepipe-timestamp": String(Math.floor(Date.now() / 1000)), "x-edgepipe-signature": `v2=${"0".repeat(64)},kid=fuzz,nonce=${"b".repeat(32)}` };
@@ -651,12 +690,12 @@ async function measureRss(url: string, log: (line: string) => void): Promise<Rss
       const started = Date.now();
       const { status, sentMb } = await streamPost(url, 400, headers);
       posts.push({ kind, status, sentMb, ms: Date.now() - started });
-      log(`[fuzz rss] 400 MB ${kind} stage post: ${status} after ${sentMb} MB sent; rss peak so far ${(peak / 1e6).toFixed(0)} MB`);
+      log(`[fuzz rss ${runtime}] 400 MB ${kind} stage post: ${status} after ${sentMb} MB sent; rss peak so far ${(peak / 1e6).toFixed(0)} MB`);
     }
   } finally {
     clearInterval(sampler);
   }
-  return { baselineMb: Math.round(baseline / 1e6), peakMb: Math.round(peak / 1e6), posts };
+  return { runtime, baselineMb: Math.round(baseline / 1e6), peakMb: Math.round(peak / 1e6), posts };
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -683,16 +722,22 @@ async function main(argv: string[]): Promise<void> {
   let failed = false;
   for (const r of reports) {
     console.log(`\n${r.runtime}: ${r.totalCases} cases over ${r.endpoints.length} endpoints (${Math.min(...r.endpoints.map((e) => e.cases))} to ${Math.max(...r.endpoints.map((e) => e.cases))} each), seed ${values.seed}`);
-    console.log(`  5xx ${r.serverErrors}, non-JSON 4xx ${r.nonJson4xx}, hangs ${r.hangs}, resets ${r.resets}, crashes ${r.crashes}, keys outside the namespace ${r.keysOutside.length}${r.platform431 ? `; refused by workerd itself (head over its 128 KiB limit: its 431 or a reset): ${r.platform431}` : ""}`);
-    console.log("  | route | cases | 2xx | 4xx | 5xx | hangs | resets | platform 431 | max RSS MB |");
-    console.log("  |---|---|---|---|---|---|---|---|---|");
+    const health503 = r.endpoints.reduce((a, e) => a + e.health503, 0);
+    console.log(`  5xx ${r.serverErrors}${health503 ? ` (besides ${health503} /health 503s, its answer while Valkey is slower than 700 ms)` : ""}, non-JSON 4xx ${r.nonJson4xx}, hangs ${r.hangs}, resets ${r.resets}, crashes ${r.crashes}, keys outside the namespace ${r.keysOutside.length}${r.platform431 ? `; refused by workerd itself (head over its 128 KiB limit: its 431 or a reset): ${r.platform431}` : ""}`);
+    console.log("  | route | cases | 2xx | 4xx | 5xx | /health 503 | hangs | resets | refused by workerd | max RSS MB |");
+    console.log("  |---|---|---|---|---|---|---|---|---|---|");
     for (const e of r.endpoints) {
       const count = (lo: number) => Object.entries(e.statuses).reduce((a, [st, n]) => a + (Number(st) >= lo && Number(st) < lo + 100 ? n : 0), 0);
-      console.log(`  | ${e.endpoint} | ${e.cases} | ${count(200)} | ${count(400)} | ${count(500)} | ${e.hangs} | ${e.resets} | ${e.platform431} | ${e.maxRssMb} |`);
+      console.log(`  | ${e.endpoint} | ${e.cases} | ${count(200)} | ${count(400)} | ${count(500) - e.health503} | ${e.health503} | ${e.hangs} | ${e.resets} | ${e.platform431} | ${e.maxRssMb} |`);
     }
     for (const e of r.endpoints) for (const ex of e.examples) console.log(`  ${e.endpoint}: ${ex}`);
     if (r.rawProbes !== undefined) console.log(`  ${r.runtime === "node" ? "raw socket probes" : "early-answer upload probes"} ${r.rawProbes}, bad answers ${r.rawBad?.length ?? 0}${r.rawBad?.length ? `: ${r.rawBad.join("; ")}` : ""}`);
-    if (r.serverErrors || r.nonJson4xx || r.hangs || r.resets || r.crashes || r.keysOutside.length || r.rawBad?.length) failed = true;
+    const limitBad = (r.limits ?? []).filter((l) => l.limit !== null && (l.atLimit === 413 || l.overLimit !== 413));
+    if (r.limits?.length) {
+      console.log(`  body limits (a body of the limit not refused as too large, one byte more 413): ${limitBad.length ? `WRONG on ${limitBad.map((l) => `${l.endpoint} (${l.atLimit}/${l.overLimit})`).join(", ")}` : "as configured on every route"}`);
+      for (const l of r.limits) console.log(`    ${l.endpoint}: ${l.limit === null ? "reads no body" : `${l.limit} bytes (at the limit ${l.atLimit}, one more ${l.overLimit})`}`);
+    }
+    if (r.serverErrors || r.nonJson4xx || r.hangs || r.resets || r.crashes || r.keysOutside.length || r.rawBad?.length || limitBad.length) failed = true;
     if (r.keysOutside.length) console.log(`  outside: ${r.keysOutside.slice(0, 10).join(", ")}`);
   }
   if (values.dump) {
@@ -700,7 +745,7 @@ async function main(argv: string[]): Promise<void> {
     writeFileSync(values.dump, JSON.stringify(all, null, 1));
     console.log(`\n${all.length} failed cases written to ${values.dump} (npm run fuzz -- --replay ${values.dump} --runtime ...)`);
   }
-  if (rss) console.log(`\nRSS under 400 MB stage posts: baseline ${rss.baselineMb} MB, peak ${rss.peakMb} MB; ${rss.posts.map((p) => `${p.kind} -> ${p.status} after ${p.sentMb} MB`).join("; ")}`);
+  for (const r of rss ?? []) console.log(`\n${r.runtime}: RSS under 400 MB stage posts: baseline ${r.baselineMb} MB, peak ${r.peakMb} MB; ${r.posts.map((p) => `${p.kind} -> ${p.status} after ${p.sentMb} MB (${p.ms} ms)`).join("; ")}`);
   console.log(`\nfuzz ${failed ? "FAILED" : "passed"} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
   process.exit(failed ? 1 : 0);
 }
