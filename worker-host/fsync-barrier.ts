@@ -10,11 +10,20 @@
  * arrived before it started; callers that arrive during a round share the
  * next one (group commit), so the cost is one fsync wait per round, not per
  * request, and no shared connection is ever blocked.
+ *
+ * On a Valkey Cluster a write is fsynced by the master that took it, so a
+ * round runs that pair on every master at once, each on a connection of its
+ * own to that master, bumping a mark key whose slot that master owns: the
+ * round confirms when every master confirms. Every master must have WAITAOF
+ * (or all run `appendfsync always`); otherwise the host refuses to start,
+ * naming the masters that cannot.
  */
 import type { FsyncBarrier } from "../functions/durable";
 import { NotDurableError } from "../functions/durable";
 import { parseServerInfo } from "../functions/app";
-import { withTimeout, type Connection } from "./valkey";
+import type Valkey from "iovalkey";
+import { keySlot } from "../functions/key-slot";
+import { asCluster, isClusterConnection, withTimeout, type Connection } from "./valkey";
 
 /** How the server keeps DURABLE_ACCEPT's promise. */
 export type DurabilityMode =
@@ -90,6 +99,42 @@ export async function checkDurability(conn: Connection): Promise<DurabilityCheck
   );
 }
 
+/**
+ * checkDurability on every master of a cluster: all must have WAITAOF (or all
+ * run appendfsync always); otherwise DurabilityUnavailable names the masters
+ * that cannot, and why.
+ */
+export async function checkClusterDurability(conn: Connection): Promise<DurabilityCheck> {
+  const masters = asCluster(conn).nodes("master");
+  if (masters.length === 0) throw new DurabilityUnavailable("DURABLE_ACCEPT=on: no master of the cluster is known");
+  const results = await Promise.all(
+    masters.map((node) =>
+      checkDurability(node as unknown as Connection).then(
+        (check) => ({ at: `${node.options.host}:${node.options.port}`, check, error: undefined as Error | undefined }),
+        (error: Error) => ({ at: `${node.options.host}:${node.options.port}`, check: undefined, error }),
+      ),
+    ),
+  );
+  const refused = results.filter((r) => r.error);
+  if (refused.length > 0) {
+    throw new DurabilityUnavailable(
+      `DURABLE_ACCEPT=on on a cluster needs every master to confirm its fsync; ${refused.length} of ${masters.length} cannot: ` +
+        refused.map((r) => `master ${r.at}: ${r.error!.message.replace(/^DURABLE_ACCEPT=on: /, "")}`).join("; "),
+    );
+  }
+  const modes = new Set(results.map((r) => r.check!.mode));
+  if (modes.size > 1) {
+    const without = results.filter((r) => r.check!.mode !== "waitaof").map((r) => r.at);
+    throw new DurabilityUnavailable(`DURABLE_ACCEPT=on on a cluster: masters ${without.join(", ")} have no WAITAOF (the others do): run one server version on every master (Valkey >= 8 or Redis >= 7.2), or set DURABLE_ACCEPT=off`);
+  }
+  const first = results[0].check!;
+  const summary =
+    first.mode === "waitaof"
+      ? `ingest waits for the fsync with WAITAOF on each of the ${masters.length} masters (${first.server} ${first.version}, appendfsync ${first.appendfsync}), group-committed, each master on its own connection`
+      : `the ${masters.length} masters have no WAITAOF; appendfsync always fsyncs every write before its reply`;
+  return { ...first, summary };
+}
+
 interface Round {
   promise: Promise<void>;
   resolve(): void;
@@ -124,9 +169,12 @@ export class ValkeyFsyncBarrier implements FsyncBarrier {
   private conn: Connection | undefined;
   private running: Round | undefined;
   private queued: Round | undefined;
+  /** Cluster mode: the barrier's connection to each master, and its mark key there ("host:port" -> ...). */
+  private readonly perMaster = new Map<string, { conn: Valkey; mark: string }>();
+  private closed = false;
 
   constructor(private readonly o: FsyncBarrierOptions) {
-    if (o.mode === "waitaof") {
+    if (o.mode === "waitaof" && !isClusterConnection(o.source)) {
       this.conn = o.source.duplicate({ connectionName: "edgepipe-fsync", enableAutoPipelining: false, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false });
       this.conn.on("error", () => undefined);
     }
@@ -158,6 +206,7 @@ export class ValkeyFsyncBarrier implements FsyncBarrier {
   }
 
   private async runRound(): Promise<void> {
+    if (isClusterConnection(this.o.source)) return this.runClusterRound();
     const conn = this.conn;
     if (!conn) throw new NotDurableError("the fsync barrier is closed (the host is stopping)");
     let replies: Array<[Error | null, unknown]> | null;
@@ -184,16 +233,83 @@ export class ValkeyFsyncBarrier implements FsyncBarrier {
     }
   }
 
+  /** One round on a cluster: INCR a mark the master owns + WAITAOF, on every master at once, each on its own connection. */
+  private async runClusterRound(): Promise<void> {
+    if (this.closed) throw new NotDurableError("the fsync barrier is closed (the host is stopping)");
+    const cluster = asCluster(this.o.source);
+    const masters = cluster.nodes("master");
+    if (masters.length === 0) {
+      this.counts.notConfirmed++;
+      throw new NotDurableError("WAITAOF failed: no master known (slot map refreshing)");
+    }
+    const failures = (
+      await Promise.all(
+        masters.map(async (node) => {
+          const at = `${node.options.host}:${node.options.port}`;
+          try {
+            const { conn, mark } = this.masterConn(node, at);
+            const replies = (await withTimeout(conn.pipeline().incr(mark).call("WAITAOF", "1", "0", String(this.o.timeoutMs)).exec(), this.o.timeoutMs + 1000, "WAITAOF")) as Array<[Error | null, unknown]> | null;
+            const [incr, wait] = replies ?? [];
+            const error = incr?.[0] ?? wait?.[0];
+            if (error || !wait) return `${at}: ${error?.message ?? "no reply"}`;
+            return Number((wait[1] as unknown[])[0]) >= 1 ? undefined : `${at}: not confirmed within ${this.o.timeoutMs} ms`;
+          } catch (err) {
+            this.dropMaster(at);
+            return `${at}: ${(err as Error).message}`;
+          }
+        }),
+      )
+    ).filter((f): f is string => f !== undefined);
+    if (failures.length > 0) {
+      this.counts.notConfirmed++;
+      throw new NotDurableError(`WAITAOF failed on ${failures.length} of ${masters.length} masters (${failures.join("; ")})`);
+    }
+  }
+
+  /** The barrier's connection to a master and a mark key of a slot it owns now (re-picked after a failover or reshard). */
+  private masterConn(node: Valkey, at: string): { conn: Valkey; mark: string } {
+    const cluster = asCluster(this.o.source);
+    let entry = this.perMaster.get(at);
+    if (entry && (entry.conn.status === "end" || cluster.slots[keySlot(entry.mark)]?.[0] !== at)) {
+      this.dropMaster(at);
+      entry = undefined;
+    }
+    if (!entry) {
+      let mark: string | undefined;
+      for (let i = 0; i < 20_000 && !mark; i++) {
+        const candidate = `${this.o.markKey}:{m${i}}`;
+        if (cluster.slots[keySlot(candidate)]?.[0] === at) mark = candidate;
+      }
+      if (!mark) throw new Error("no slot of this master in the slot map");
+      const conn = node.duplicate({ connectionName: "edgepipe-fsync", enableAutoPipelining: false, enableOfflineQueue: true, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false, retryStrategy: () => null });
+      conn.on("error", () => undefined);
+      entry = { conn, mark };
+      this.perMaster.set(at, entry);
+    }
+    return entry;
+  }
+
+  private dropMaster(at: string): void {
+    this.perMaster.get(at)?.conn.disconnect();
+    this.perMaster.delete(at);
+  }
+
   /** Closes the barrier's connection (callers still waiting get their round's answer or its failure). */
   async close(): Promise<void> {
+    this.closed = true;
+    const conns = [...this.perMaster.values()].map((e) => e.conn);
+    this.perMaster.clear();
     const conn = this.conn;
     this.conn = undefined;
-    if (!conn) return;
-    try {
-      await withTimeout(conn.quit(), 500, "quit");
-    } catch {
-      conn.disconnect();
-    }
+    await Promise.all(
+      [...conns, ...(conn ? [conn] : [])].map(async (c) => {
+        try {
+          await withTimeout(c.quit(), 500, "quit");
+        } catch {
+          c.disconnect();
+        }
+      }),
+    );
   }
 }
 
@@ -203,6 +319,11 @@ export class ValkeyFsyncBarrier implements FsyncBarrier {
  * switched to `appendfsync always` (logged) instead of refusing to start.
  */
 export async function startFsyncBarrier(conn: Connection, { markKey, timeoutMs, embedded, log }: { markKey: string; timeoutMs: number; embedded: boolean; log: (line: string) => void }): Promise<ValkeyFsyncBarrier> {
+  if (isClusterConnection(conn)) {
+    const check = await checkClusterDurability(conn);
+    log(`DURABLE_ACCEPT=on: ${check.summary}`);
+    return new ValkeyFsyncBarrier({ source: conn, markKey, mode: check.mode, timeoutMs });
+  }
   let check: DurabilityCheck;
   try {
     check = await checkDurability(conn);

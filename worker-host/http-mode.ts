@@ -234,7 +234,6 @@ export async function startHttpModeStack({ config, pipeline, workerd, startHost 
     // DURABLE_ACCEPT=on: checked before anything serves; the bridge answers the Worker's WAITAOF with this barrier.
     let barrier: ValkeyFsyncBarrier | undefined;
     if (config.DURABLE_ACCEPT) {
-      if (store.mode === "cluster") throw new Error("DURABLE_ACCEPT=on works with one server (VALKEY_URL or the embedded one), not on a cluster yet: set DURABLE_ACCEPT=off");
       barrier = await startFsyncBarrier(conn, { markKey: createKeys({ prefix: config.KEY_PREFIX }).fsyncMark(), timeoutMs: config.DURABLE_ACCEPT_TIMEOUT_MS, embedded: valkey !== undefined, log });
       cleanup.push(["fsync barrier", () => barrier!.close()]);
     }

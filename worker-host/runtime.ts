@@ -152,8 +152,7 @@ export async function startRuntime({ config, pipeline, app, invoker, log = conso
   let barrier: ValkeyFsyncBarrier | undefined;
   if (config.DURABLE_ACCEPT) {
     try {
-      // WAITAOF confirms the fsync of one server: the barrier waits on the server the host talks to.
-      if (mode === "cluster") throw new Error("DURABLE_ACCEPT=on works with one server (VALKEY_URL or the embedded one), not on a cluster yet: set DURABLE_ACCEPT=off");
+      // WAITAOF confirms the fsync of one server: the barrier waits on the server the host talks to (on a cluster: on every master).
       barrier = await startFsyncBarrier(conn, { markKey: keys.fsyncMark(), timeoutMs: config.DURABLE_ACCEPT_TIMEOUT_MS, embedded: valkey !== undefined, log });
     } catch (err) {
       conn.disconnect();
