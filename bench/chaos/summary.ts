@@ -72,8 +72,10 @@ export function summarize(results: RunResult[]): { table: string; failed: boolea
   const failedRuns = results.filter(runFailed);
   const ctrlC = results.flatMap((r) => r.ctrlCMs);
   const first = results[0];
+  // The header names what the runs share, or every value they had ("1/2 host(s)").
+  const distinct = (pick: (r: RunResult) => string | number) => [...new Set(results.map(pick))].join("/");
   const table = [
-    `chaos summary: ${results.length} run(s), seeds ${results.map((r) => r.seed).join(",")}, ${first ? `${first.hosts} host(s), appendfsync ${first.fsync}, ${first.server}` : ""}`,
+    `chaos summary: ${results.length} run(s), seeds ${results.map((r) => r.seed).join(",")}, ${first ? `${distinct((r) => r.hosts)} host(s), appendfsync ${distinct((r) => r.fsync)}, ${distinct((r) => r.server)}` : ""}`,
     line(header),
     `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`,
     ...rows.map(line),
