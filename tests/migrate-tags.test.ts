@@ -1,17 +1,21 @@
 /**
  * migrate-tags: data written under the old {p<i>} / {b<i>} tags on one server
  * is renamed to the spread tags, so users, feeds, runs and consumer groups
- * read back through the key builder after the upgrade.
+ * read back through the key builder after the upgrade; on a 3-master cluster
+ * too (DUMP + RESTORE at the new name's master: groups, pending entries and
+ * TTLs kept).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomHex } from "../functions/envelope";
 import { createKeys, spreadTag } from "../functions/keys";
-import { fanOutArticle } from "../functions/news/fan-out";
+import { fanOutArticle, fanOutToBucket } from "../functions/news/fan-out";
 import { getUser, setInterests } from "../functions/news/users";
 import { readRun, startRuns } from "../functions/runs";
 import { migrateLegacyTags } from "../worker-host/tools/migrate-tags";
 import { countingPipeline } from "./helpers/pipelines";
 import { startTestValkey, type TestValkey } from "./helpers/valkey";
+import { startTestCluster } from "./helpers/cluster";
+import { keySlot } from "../functions/key-slot";
 
 let v: TestValkey;
 beforeAll(async () => {
@@ -73,4 +77,59 @@ describe("migrate-tags", () => {
     expect(await v.conn.hget(old, "interests")).toBe("world");
     expect(await v.conn.hget(keys.user("u1"), "interests")).toBe("sports");
   });
+
+  it("on a 3-master cluster: moves old-tag keys to the spread tags (DUMP + RESTORE + DEL), groups, pending entries and TTLs kept", async () => {
+    const t = await startTestCluster({ masters: 3 });
+    try {
+      const c = t.client;
+      const prefix = `m${randomHex(3)}`;
+      const keys = createKeys({ prefix, partitions: 12, feedBuckets: 24 });
+      const pipeline = countingPipeline();
+      const uids = Array.from({ length: 30 }, (_, i) => `u${i}`);
+      await Promise.all(uids.map((uid) => setInterests(t.redis, keys, uid, ["world"])));
+      for (const b of keys.allBuckets) await fanOutToBucketOnly(t.redis, keys, b);
+      const runIds = await startRuns(t.redis, [{ n: 1 }, { n: 2 }, { n: 3 }, { n: 4 }], { keys, pipeline, ttlSeconds: 3600 });
+      for (const p of keys.allPartitions) await c.xgroup("CREATE", keys.stream("first", p), "first", "0", "MKSTREAM");
+      // One entry read and not acknowledged: its pending entry must survive the move.
+      const p0 = keys.partitionOf(runIds[0]);
+      await c.xreadgroup("GROUP", "first", "host-a", "COUNT", 1, "STREAMS", keys.stream("first", p0), ">");
+      // The data as the previous version left it (old tags), moved there the same way.
+      let total = 0;
+      for (const [letter, count] of [["p", 12], ["b", 24]] as const) {
+        for (let i = 0; i < count; i++) {
+          const now = `${prefix}:{${spreadTag(letter, i, count)}}:`;
+          const old = `${prefix}:{${letter}${i}}:`;
+          const owner = c.nodes("master").find((n) => `${n.options.host}:${n.options.port}` === c.slots[keySlot(`${now}x`)][0])!;
+          for (const key of (await owner.keys(`${now}*`)) as string[]) {
+            const [dump, pttl] = await Promise.all([c.dumpBuffer(key), c.pttl(key)]);
+            await c.restore(old + key.slice(now.length), pttl > 0 ? pttl : 0, dump!);
+            await c.del(key);
+            total++;
+          }
+        }
+      }
+      expect(total).toBeGreaterThan(30);
+      expect(await getUser(t.redis, keys, "u1")).toBeNull();
+      expect(await migrateLegacyTags(c as never, { prefix, partitions: 12, feedBuckets: 24, dryRun: true })).toEqual({ renamed: total, conflicts: [] });
+      expect(await migrateLegacyTags(c as never, { prefix, partitions: 12, feedBuckets: 24 })).toEqual({ renamed: total, conflicts: [] });
+      expect(await getUser(t.redis, keys, "u1")).toEqual({ uid: "u1", interests: ["world"] });
+      for (const uid of uids) expect(await c.lrange(keys.feed(uid), 0, -1)).toEqual(["1a"]);
+      for (const id of runIds) expect((await readRun(t.redis, keys, pipeline, id))?.status).toBe("running");
+      const ttl = await c.pttl(keys.run(runIds[0]));
+      expect(ttl).toBeGreaterThan(3_000_000);
+      for (const p of keys.allPartitions) expect(await c.xinfo("GROUPS", keys.stream("first", p))).toHaveLength(1);
+      const pending = (await c.xpending(keys.stream("first", p0), "first")) as [number, ...unknown[]];
+      expect(pending[0]).toBe(1);
+      // Old names are gone from every master; a second run finds nothing.
+      for (const n of c.nodes("master")) expect(((await n.keys(`${prefix}:{p*`)) as string[]).filter((k) => /:\{[pb]\d+\}:/.test(k))).toEqual([]);
+      expect(await migrateLegacyTags(c as never, { prefix, partitions: 12, feedBuckets: 24 })).toEqual({ renamed: 0, conflicts: [] });
+    } finally {
+      await t.stop();
+    }
+  }, 60_000);
 });
+
+/** Delivers article 1a of topic world to one bucket's subscribers (every key of that bucket's tag). */
+async function fanOutToBucketOnly(redis: Parameters<typeof fanOutToBucket>[0], keys: ReturnType<typeof createKeys>, bucket: number): Promise<void> {
+  await fanOutToBucket(redis, keys, "1a", "world", bucket, { feedCap: 10, markerTtlSeconds: 60 });
+}

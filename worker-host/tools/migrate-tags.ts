@@ -8,14 +8,22 @@
  *
  *   npx tsx worker-host/tools/migrate-tags.ts [--dry-run]
  *
- * With VALKEY_URL it migrates that server; without, the embedded server's data
- * dir (VALKEY_DATA_DIR, as npm start opens it).
- * KEY_PREFIX, PARTITIONS and FEED_BUCKETS are read like the host reads them.
- * RENAMENX keeps streams' consumer groups and keys' TTLs; a key whose new name
- * already exists is left alone and reported.
+ * It opens the store as npm start does: VALKEY_URL (a cluster node's URL is
+ * detected), VALKEY_CLUSTER_NODES, the embedded cluster (VALKEY_CLUSTER), or
+ * the embedded server's data dir (VALKEY_DATA_DIR).
+ * KEY_PREFIX, PARTITIONS and FEED_BUCKETS are read like the host reads them
+ * (12 and 24 on a cluster unless set).
+ * On one server RENAMENX keeps streams' consumer groups and keys' TTLs. On a
+ * cluster the old and new names are in different slots (often on different
+ * masters), so each key is moved with DUMP + RESTORE (the same serialization:
+ * consumer groups and pending entries included) with its remaining TTL, then
+ * the old key is deleted. Either way a key whose new name already exists is
+ * left alone and reported (on a cluster that is also what a rerun finds for a
+ * key whose move was interrupted between RESTORE and DEL: check and delete the
+ * old one yourself).
  */
 import { spreadTag } from "../../functions/keys";
-import type { Connection } from "../valkey";
+import { asCluster, isClusterConnection, type Connection } from "../valkey";
 
 export interface TagMigration {
   renamed: number;
@@ -25,35 +33,52 @@ export interface TagMigration {
 
 /**
  * Renames every `<prefix>:{p<i>}:...` and `<prefix>:{b<i>}:...` key whose tag
- * changed. Refuses to run on a cluster (a rename across slots is CROSSSLOT there;
- * data moves onto a cluster with the new names already).
+ * changed: RENAMENX on one server; on a cluster (a rename across slots is
+ * CROSSSLOT) DUMP + RESTORE at the new name's master, then DEL of the old key.
  */
 export async function migrateLegacyTags(
   conn: Connection,
   { prefix, partitions, feedBuckets, dryRun = false, log = () => {} }: { prefix: string; partitions: number; feedBuckets: number; dryRun?: boolean; log?: (line: string) => void },
 ): Promise<TagMigration> {
-  const info = String(await conn.info("cluster"));
-  if (/^cluster_enabled:1/m.test(info)) throw new Error("migrate-tags runs on a single server only");
+  const cluster = isClusterConnection(conn) ? asCluster(conn) : undefined;
+  if (!cluster && /^cluster_enabled:1/m.test(String(await conn.info("cluster")))) throw new Error("migrate-tags: this server is a cluster node; connect as a cluster (VALKEY_CLUSTER_NODES)");
   const result: TagMigration = { renamed: 0, conflicts: [] };
+  // Where to look: the server, or every master (a tag's keys live on the master of its slot).
+  const scanners = cluster ? cluster.nodes("master") : [conn];
+  const move = async (key: string, target: string): Promise<boolean> => {
+    if (!cluster) return Number(await conn.renamenx(key, target)) === 1;
+    const [payload, pttl] = await Promise.all([conn.dumpBuffer(key), conn.pttl(key)]);
+    if (payload === null || pttl === -2) return true; // gone meanwhile (expired)
+    try {
+      await conn.restore(target, pttl > 0 ? pttl : 0, payload);
+    } catch (err) {
+      if (/BUSYKEY/.test((err as Error).message)) return false;
+      throw err;
+    }
+    await conn.del(key);
+    return true;
+  };
   for (const [letter, n] of [["p", partitions], ["b", feedBuckets]] as const) {
     for (let i = 0; i < n; i++) {
       const from = `${prefix}:{${letter}${i}}:`;
       const to = `${prefix}:{${spreadTag(letter, i, n)}}:`;
       if (from === to) continue;
-      let cursor = "0";
-      do {
-        const [next, found] = (await conn.scan(cursor, "MATCH", `${from}*`, "COUNT", 1000)) as [string, string[]];
-        cursor = next;
-        for (const key of found) {
-          const target = to + key.slice(from.length);
-          if (dryRun) {
-            result.renamed++;
-            continue;
+      for (const scanner of scanners) {
+        let cursor = "0";
+        do {
+          const [next, found] = (await scanner.scan(cursor, "MATCH", `${from}*`, "COUNT", 1000)) as [string, string[]];
+          cursor = next;
+          for (const key of found) {
+            const target = to + key.slice(from.length);
+            if (dryRun) {
+              result.renamed++;
+              continue;
+            }
+            if (await move(key, target)) result.renamed++;
+            else result.conflicts.push(key);
           }
-          if (Number(await conn.renamenx(key, target)) === 1) result.renamed++;
-          else result.conflicts.push(key);
-        }
-      } while (cursor !== "0");
+        } while (cursor !== "0");
+      }
     }
   }
   log(`${dryRun ? "would rename" : "renamed"} ${result.renamed} key(s)${result.conflicts.length ? `; ${result.conflicts.length} left because the new name exists, e.g. ${result.conflicts[0]}` : ""}`);
@@ -62,19 +87,16 @@ export async function migrateLegacyTags(
 
 async function main(): Promise<void> {
   const { loadConfig } = await import("../config");
-  const { connectValkey } = await import("../valkey");
-  const { findServerBinary, launchValkey } = await import("../valkey-launcher");
+  const { openStore } = await import("../runtime");
+  const { closeConnection } = await import("../valkey");
   const config = loadConfig(process.env);
-  // No VALKEY_URL: the embedded server's data dir, as npm start would open it.
-  const embedded = config.VALKEY_URL
-    ? undefined
-    : await launchValkey({ dataDir: config.VALKEY_DATA_DIR, binary: findServerBinary(config.VALKEY_SERVER ? { ...process.env, VALKEY_SERVER: config.VALKEY_SERVER } : process.env), log: console.log });
-  const conn = connectValkey(config.VALKEY_URL ?? embedded!.url, { name: "edgepipe-migrate-tags" });
+  // The store as npm start opens it: VALKEY_URL, VALKEY_CLUSTER_NODES, the embedded cluster or server.
+  const store = await openStore(config, console.log);
   try {
-    await migrateLegacyTags(conn, { prefix: config.KEY_PREFIX, partitions: config.PARTITIONS, feedBuckets: config.FEED_BUCKETS, dryRun: process.argv.includes("--dry-run"), log: console.log });
+    await migrateLegacyTags(store.conn, { prefix: config.KEY_PREFIX, partitions: store.partitions, feedBuckets: store.feedBuckets, dryRun: process.argv.includes("--dry-run"), log: console.log });
   } finally {
-    await conn.quit();
-    await embedded?.stop();
+    await closeConnection(store.conn, 2000);
+    await store.stopEmbedded();
   }
 }
 
