@@ -24,7 +24,8 @@ const USERS = 100;
 function loadArticles(): ArticleInput[] {
   if (existsSync(AG_NEWS)) return articlesFromCsv(readFileSync(AG_NEWS, "utf8")).slice(0, ITEMS).map((r) => ({ title: r.title, body: r.body, source: "ag_news" }));
   console.warn(`[cluster-replay] ${AG_NEWS} is absent: using the project's own demo generator`);
-  return generateDemoArticles(ITEMS, { seed: 5 }).map(({ intendedTopic: _t, ...a }) => a);
+  // Without their ids: an article id names its run, so a copy with the id would be the same run, not a duplicate.
+  return generateDemoArticles(ITEMS, { seed: 5 }).map(({ intendedTopic: _t, id: _id, ...a }) => a);
 }
 
 let v: TestValkey;

@@ -311,7 +311,7 @@ describe("stage runtime", () => {
     const started = performance.now();
     await host.close();
     expect(performance.now() - started).toBeLessThan(1500);
-    expect(lines.some((l) => /1 batch\(es\) not committed within 300 ms/.test(l))).toBe(true);
+    expect(lines.some((l) => /1 batch\(es\) not committed by the close deadline/.test(l))).toBe(true);
     hang = false;
     const { host: next } = makeHost({ pipeline, keys, conn: v.conn, redis: v.redis, consumer: "next" });
     await next.run();
