@@ -289,7 +289,7 @@ async function main(): Promise<void> {
     await flush(server);
     const durableAccept = await attempt("durable accept", () => measureDurableAccept({ quick }));
     await flush(server);
-    const flowCost = await attempt("flow control cost", () => measureFlowCost({ url: server.url, entries: quick ? 5000 : 20_000 }));
+    const flowCost = await attempt("flow control cost", () => measureFlowCost({ url: server.url, entries: quick ? 5000 : 20_000, rounds: quick ? 3 : 5 }));
     await flush(server);
     progress(`row 11: tracing off vs on (OTLP to a local sink), news pipeline in-process, ${quick ? 1500 : 5000} articles, each twice`);
     const tracingCost = await attempt("tracing cost", () => measureTracingCost({ url: server.url, articles: articles.slice(0, quick ? 1500 : 5000) }));
