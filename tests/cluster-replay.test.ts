@@ -12,8 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { articlesFromCsv } from "../functions/news/csv";
 import { generateDemoArticles } from "../functions/news/demo-feed";
 import type { ArticleInput } from "../functions/news/schema";
-import { commandsOnMasters, differences, loadPerMaster, replayOn, spreadFromMean, type MasterLoad, type ReplayResult } from "../worker-host/news/cluster-compare";
-import type { Runtime } from "../worker-host/runtime";
+import { commandsOnMasters, differences, loadPerMaster, replayOn, spreadFromMean, type MasterLoad, type ReplayResult, type ReplayTarget } from "../worker-host/news/cluster-compare";
 import { startTestCluster, type TestCluster } from "./helpers/cluster";
 import { startTestValkey, type TestValkey } from "./helpers/valkey";
 
@@ -30,7 +29,7 @@ function loadArticles(): ArticleInput[] {
 
 let v: TestValkey;
 let t: TestCluster;
-const runtimes: Runtime[] = [];
+const runtimes: ReplayTarget[] = [];
 let single: ReplayResult;
 let clustered: ReplayResult;
 let load: MasterLoad[];

@@ -4,7 +4,9 @@
  * article the run's outcome (status, topic), per user the feed (as the set of
  * articles it holds: feed ids and their order depend on processing order),
  * and GET /v1/topics. On the cluster it also measures the load per master
- * (commands processed, from INFO commandstats, and keys). Used by
+ * (commands processed, from INFO commandstats, and keys). With `edge`, the
+ * run goes through the edge stack instead (handlers and API in workerd from
+ * the built bundle, @upstash/redis over the REST bridge). Used by
  * tests/cluster-replay.test.ts (reduced) and `npm run measure:cluster`.
  */
 import type { Cluster } from "iovalkey";
@@ -16,6 +18,7 @@ import type { ArticleInput } from "../../functions/news/schema";
 import { seedDemoUsers } from "../../functions/news/users";
 import { loadConfig } from "../config";
 import { startRuntime, type Runtime } from "../runtime";
+import { startHttpModeStack } from "../http-mode";
 import { asCluster, execMany, type Connection } from "../valkey";
 import { deliveredArticles, waitForRuns } from "./news-check";
 
@@ -54,8 +57,11 @@ async function post(url: string, body: unknown): Promise<{ status: number; body:
   return { status: res.status, body: await res.json() };
 }
 
+/** What a replay runs on: the in-process runtime, or the edge stack (workerd over the REST bridge). */
+export type ReplayTarget = Pick<Runtime, "url" | "env" | "conn" | "close">;
+
 /** Posts the articles in chunks (waiting out 429 backpressure), returns the run ids in order. */
-async function ingest(rt: Runtime, articles: ArticleInput[], chunk = 200): Promise<string[]> {
+async function ingest(rt: ReplayTarget, articles: ArticleInput[], chunk = 200): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < articles.length; ) {
     const res = await post(`${rt.url}/v1/articles`, { articles: articles.slice(i, i + chunk) });
@@ -71,9 +77,14 @@ async function ingest(rt: Runtime, articles: ArticleInput[], chunk = 200): Promi
 }
 
 /** Runs the replay on the store `vars` name (VALKEY_URL or VALKEY_CLUSTER_NODES) and reads the end state. */
-export async function replayOn(vars: Record<string, string>, articles: ArticleInput[], users: number, { timeoutMs = 600_000, log = () => {} }: { timeoutMs?: number; log?: (line: string) => void } = {}): Promise<ReplayResult & { runtime: Runtime }> {
-  const config = loadConfig({ PORT: "0", DEMO: "off", KEY_PREFIX: `r${randomHex(3)}`, FEED_CAP: "100000", BLOCK_MS: "200", ...vars }, { appSettings: NewsSettings });
-  const rt = await startRuntime({ config, pipeline, app, log });
+export async function replayOn(
+  vars: Record<string, string>,
+  articles: ArticleInput[],
+  users: number,
+  { timeoutMs = 600_000, log = () => {}, edge }: { timeoutMs?: number; log?: (line: string) => void; edge?: { scriptPath: string } } = {},
+): Promise<ReplayResult & { runtime: ReplayTarget }> {
+  const config = loadConfig({ PORT: "0", DEMO: "off", KEY_PREFIX: `r${randomHex(3)}`, FEED_CAP: "100000", BLOCK_MS: "200", ...(edge ? { UPSTASH_REDIS_REST_URL: "http://127.0.0.1:0" } : {}), ...vars }, { appSettings: NewsSettings });
+  const rt: ReplayTarget = edge ? await startHttpModeStack({ config, pipeline, workerd: { kind: "miniflare", scriptPath: edge.scriptPath }, log }) : await startRuntime({ config, pipeline, app, log });
   try {
     const keys = settingsFor(rt.env).keys;
     const profiles = await seedDemoUsers(rt.env.REDIS!, keys, users);

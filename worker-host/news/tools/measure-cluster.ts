@@ -7,6 +7,8 @@
  * against the ±25% bound.
  *
  * Options: --file PATH (../shared/data/ag_news_test.csv)  --limit N (4000)  --users N (300)  --masters N (3)
+ *          --edge: the cluster run goes through the edge stack (npm run dev's: handlers and API in
+ *          workerd from the built bundle, @upstash/redis over the REST bridge on the cluster)
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -16,6 +18,7 @@ import { parseArgs } from "node:util";
 import { articlesFromCsv } from "../../../functions/news/csv";
 import { launchCluster } from "../../cluster-launcher";
 import { launchValkey } from "../../valkey-launcher";
+import { buildWorkerBundle } from "../../worker-bundle";
 import { differences, loadPerMaster, replayOn, spreadFromMean } from "../cluster-compare";
 
 const { values } = parseArgs({
@@ -24,6 +27,7 @@ const { values } = parseArgs({
     limit: { type: "string", default: "4000" },
     users: { type: "string", default: "300" },
     masters: { type: "string", default: "3" },
+    edge: { type: "boolean", default: false },
   },
 });
 
@@ -41,8 +45,9 @@ async function main(): Promise<number> {
     const one = await replayOn({ VALKEY_URL: server.url }, articles, users);
     await one.runtime.close();
     console.log(`one server: ${one.seconds.toFixed(1)} s (${(articles.length / one.seconds).toFixed(0)} articles/s)`);
-    const many = await replayOn({ VALKEY_CLUSTER_NODES: cluster.seedList }, articles, users);
-    console.log(`cluster:    ${many.seconds.toFixed(1)} s (${(articles.length / many.seconds).toFixed(0)} articles/s)`);
+    const edge = values.edge ? { scriptPath: (await buildWorkerBundle({ outdir: join(dir, "worker") })).scriptPath } : undefined;
+    const many = await replayOn({ VALKEY_CLUSTER_NODES: cluster.seedList }, articles, users, { edge });
+    console.log(`cluster${edge ? " (edge stack: workerd over the REST bridge)" : ""}: ${many.seconds.toFixed(1)} s (${(articles.length / many.seconds).toFixed(0)} articles/s)`);
     // Commands since the cluster started (it served only this run: seeding users and the replay), keys now.
     const load = await loadPerMaster(many.runtime.conn, new Map());
     await many.runtime.close();
