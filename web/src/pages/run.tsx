@@ -281,7 +281,8 @@ const REFRESH_MS = 2000;
 function RecentRuns({ info }: { info: PipelineInfo }) {
   const [status, setStatus] = useState<RunStatus | "">("");
   const [auto, setAuto] = useState(true);
-  const [list, setList] = useState<{ items: RunSummary[]; truncated: boolean; examined: number; at: number } | null>(null);
+  // `status` is the filter the list was loaded with: until the new filter's answer arrives the old list stays up, marked with its own filter.
+  const [list, setList] = useState<{ items: RunSummary[]; truncated: boolean; examined: number; at: number; status: RunStatus | "" } | null>(null);
   const [error, setError] = useState<unknown>(null);
 
   useEffect(() => {
@@ -291,7 +292,7 @@ function RecentRuns({ info }: { info: PipelineInfo }) {
       try {
         const r = await getRuns({ limit: 50, ...(status ? { status } : {}) });
         if (cancelled) return;
-        setList({ ...r, at: Date.now() });
+        setList({ ...r, at: Date.now(), status });
         setError(null);
       } catch (err) {
         if (!cancelled) setError(err);
@@ -339,7 +340,7 @@ function RecentRuns({ info }: { info: PipelineInfo }) {
       )}
       {list && list.items.length > 0 && (
         <div class="scroll-x">
-          <table class="runs">
+          <table class="runs" data-status={list.status || "any"} aria-busy={list.status !== status}>
             <caption class="sr-only">Recent runs, newest first</caption>
             <thead>
               <tr>
