@@ -145,7 +145,7 @@ describe("the edge stack on an embedded 3-master cluster", () => {
     expect(await res.json()).toEqual([{ result: Buffer.from(bin, "latin1").toString("base64") }, { result: 4 }]);
   });
 
-  it("scripts: SCRIPT LOAD reaches every master, so EVALSHA runs on each; DBSIZE adds up the masters", async () => {
+  it("scripts: SCRIPT LOAD reaches every master, so EVALSHA runs on each; DBSIZE adds up the masters; SCAN walks them all", async () => {
     const sha = await redis.scriptLoad("return redis.call('INCR', KEYS[1])");
     const keys = keysOnThreeMasters(`sc${randomHex(3)}`);
     expect(await Promise.all(keys.map((k) => redis.evalsha(sha, [k], [])))).toEqual([1, 1, 1]);
@@ -153,9 +153,23 @@ describe("the edge stack on an embedded 3-master cluster", () => {
     const perMaster = await Promise.all(client.nodes("master").map((n) => n.dbsize()));
     const total = await redis.dbsize();
     expect(total).toBeGreaterThanOrEqual(perMaster.reduce((s, n) => s + n, 0) - 5);
-    const scan = await post("/", ["SCAN", "0"]);
-    expect(scan.status).toBe(400);
-    expect(scan.json.error).toMatch(/SCAN .* cluster mode/);
+    // SCAN walks every master: the client's own loop finds exactly the keys written, on all three.
+    const tag = `scan${randomHex(3)}`;
+    const written = Array.from({ length: 90 }, (_, i) => `${tag}:${i}`);
+    await Promise.all(written.map((k) => redis.set(k, 1)));
+    expect(new Set(written.map((k) => client.slots[keySlot(k)][0])).size).toBe(3);
+    const found: string[] = [];
+    let cursor: string | number = "0";
+    let calls = 0;
+    do {
+      const [next, page]: [string, string[]] = await redis.scan(cursor, { match: `${tag}:*`, count: 20 });
+      found.push(...page);
+      cursor = next;
+      calls++;
+    } while (cursor !== "0" && calls < 500);
+    expect(found.sort()).toEqual([...new Set(found)].sort());
+    expect(new Set(found)).toEqual(new Set(written));
+    expect((await post("/", ["SCAN", "not-a-cursor"])).status).toBe(400);
   });
 
   it("the allow-list holds on a cluster: FLUSHALL is refused alone, in a pipeline and in a transaction, and no master is flushed", async () => {

@@ -322,7 +322,9 @@ const crossSlot = () => new HttpError(400, CROSSSLOT_ERROR);
  * with CROSSSLOT (nothing runs) when they span slots. Keyless commands that
  * mean "the database" run on every master: SCRIPT LOAD (each master has its
  * own script cache), SCRIPT EXISTS (1 only where every master has it), DBSIZE
- * (the sum). SCAN is refused: its cursor belongs to one node.
+ * (the sum). SCAN walks the masters one after another (in slot order): its
+ * cursor is the node's cursor x masters + the master's index, a decimal
+ * string as the server's, "0" again once the last master is done.
  */
 function clusterExecutor(source: Connection, log: (line: string) => void): Executor {
   const shared = asCluster(source);
@@ -336,7 +338,7 @@ function clusterExecutor(source: Connection, log: (line: string) => void): Execu
   async function one(command: Arg[]): Promise<unknown> {
     const name = String(command[0]).toUpperCase();
     const sub = String(command[1] ?? "").toUpperCase();
-    if (name === "SCAN") throw new HttpError(400, "ERR SCAN walks one node's keys and the REST bridge runs on a Valkey Cluster: it does not run SCAN in cluster mode");
+    if (name === "SCAN") return scan(command);
     if (name === "DBSIZE" || (name === "SCRIPT" && (sub === "LOAD" || sub === "EXISTS"))) {
       const [, args] = toArgs(command);
       const replies = (await Promise.all(masters().map((node) => node.callBuffer(name, ...args)))) as unknown[];
@@ -347,6 +349,30 @@ function clusterExecutor(source: Connection, log: (line: string) => void): Execu
     const routed = new RoutedCommand(command);
     if (slotOf([routed]) === "cross") throw crossSlot();
     return cluster.sendCommand(routed);
+  }
+
+  /** SCAN over every master in turn (see above); MATCH, COUNT and TYPE go to each master as given. */
+  async function scan(command: Arg[]): Promise<unknown> {
+    const order: string[] = [];
+    for (const entry of cluster.slots) if (entry?.[0] && !order.includes(entry[0])) order.push(entry[0]);
+    const nodes = new Map(masters().map((n) => [`${n.options.host}:${n.options.port}`, n]));
+    if (order.length === 0 || order.some((at) => !nodes.has(at))) throw new HttpError(400, "ERR SCAN: the cluster's slot map is not complete yet, try again");
+    let value: bigint;
+    try {
+      value = BigInt(String(command[1] ?? ""));
+    } catch {
+      throw new HttpError(400, "ERR invalid cursor");
+    }
+    const m = BigInt(order.length);
+    let index = Number(value % m);
+    let cursor = value / m;
+    const [, args] = toArgs(command);
+    const rest = args.slice(1);
+    const reply = (await nodes.get(order[index])!.callBuffer("SCAN", String(cursor), ...rest)) as [Buffer, unknown[]];
+    cursor = BigInt(reply[0].toString());
+    if (cursor === 0n) index++;
+    const next = index >= order.length ? "0" : String(cursor * m + BigInt(index));
+    return [next, reply[1]];
   }
 
   return {
