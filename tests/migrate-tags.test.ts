@@ -5,6 +5,7 @@
  * too (DUMP + RESTORE at the new name's master: groups, pending entries and
  * TTLs kept).
  */
+import { spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomHex } from "../functions/envelope";
 import { createKeys, spreadTag } from "../functions/keys";
@@ -110,6 +111,11 @@ describe("migrate-tags", () => {
       }
       expect(total).toBeGreaterThan(30);
       expect(await getUser(t.redis, keys, "u1")).toBeNull();
+      // The tool as a user runs it: VALKEY_CLUSTER_NODES, the cluster defaults (12 partitions, 24 buckets).
+      const dry = spawnSync(process.execPath, ["--import", "tsx", "worker-host/tools/migrate-tags.ts", "--dry-run"], { env: { ...process.env, VALKEY_URL: "", VALKEY_CLUSTER: "", PARTITIONS: "", FEED_BUCKETS: "", VALKEY_CLUSTER_NODES: t.cluster.seedList, KEY_PREFIX: prefix }, encoding: "utf8" });
+      expect(dry.status, dry.stderr).toBe(0);
+      expect(dry.stdout).toContain("cluster mode: 3 masters, 12 partitions, 24 feed buckets");
+      expect(dry.stdout).toContain(`would rename ${total} key(s)`);
       expect(await migrateLegacyTags(c as never, { prefix, partitions: 12, feedBuckets: 24, dryRun: true })).toEqual({ renamed: total, conflicts: [] });
       expect(await migrateLegacyTags(c as never, { prefix, partitions: 12, feedBuckets: 24 })).toEqual({ renamed: total, conflicts: [] });
       expect(await getUser(t.redis, keys, "u1")).toEqual({ uid: "u1", interests: ["world"] });
