@@ -299,7 +299,7 @@ function filesUnder(dir: string): string[] {
 /** Everything the checks compare the docs with, read from the repository. */
 export function gatherFacts(root: string, schemas: Facts["schemas"], blocks: Block[], external: Record<string, string>): Facts {
   const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { scripts: Record<string, string>; bin: Record<string, string> };
-  const sources = SOURCE_DIRS.flatMap((d) => filesUnder(join(root, d))).filter((f) => /\.(ts|tsx|lua|mts)$/.test(f) && !f.endsWith("docs.test.ts") && !f.endsWith("docs-check.ts"));
+  const sources = SOURCE_DIRS.flatMap((d) => filesUnder(join(root, d))).filter((f) => /\.(ts|tsx|lua|mts)$/.test(f) && !f.endsWith("docs.test.ts") && !f.endsWith("docs-check.ts") && !f.endsWith("docs-fixtures.ts"));
   const codeReads = new Map<string, string>();
   let sourceText = "";
   for (const f of sources) {
