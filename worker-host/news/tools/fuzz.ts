@@ -176,8 +176,16 @@ export interface EndpointReport {
   nonJson4xx: number;
   /** No answer within the bound (`answerWithinMs`, 20 s by default). */
   hangs: number;
-  /** The connection failed before an answer was read (reset, closed, refused). */
+  /** The connection failed before an answer was read (reset, closed, refused), also when sent again. */
   resets: number;
+  /**
+   * Requests that failed with "other side closed" before any answer and were
+   * sent once more on a fresh connection (then answered). Both servers close a
+   * keep-alive connection idle for 5 s; fetch's pool keeps one about as long,
+   * so on a loaded machine it now and then sends on one the server is closing.
+   * Any HTTP client meets this; it is no answer of the app's.
+   */
+  staleRetries: number;
   /** workerd refused the request head itself (over its 128 KiB limit: its plain-text 431, or a reset while the head was still being sent): the Worker never ran. */
   platform431: number;
   /** Largest RSS of the server under test while this route was fuzzed, MB (Node: this process, which serves the app; workerd: its processes). */
@@ -195,6 +203,7 @@ export interface FuzzReport {
   nonJson4xx: number;
   hangs: number;
   resets: number;
+  staleRetries: number;
   platform431: number;
   crashes: number;
   keysOutside: string[];
@@ -226,6 +235,12 @@ export function headBytes(c: FuzzCase): number {
   return n;
 }
 
+/** fetch's error when the server closed the connection before any answer: an idle keep-alive connection closed as it was reused. */
+function isStaleConnection(err: unknown): boolean {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  return !(err instanceof NoAnswer) && cause?.code === "UND_ERR_SOCKET" && /other side closed/.test(cause.message ?? "");
+}
+
 /** An error of our own timer (the answer bound), as opposed to a failed connection. */
 class NoAnswer extends Error {}
 
@@ -245,7 +260,7 @@ async function runCases(runtime: string, send: Send, { seed, cases, rssOf, faile
     // goes out on a connection already closed and fails with "other side closed" (UND_ERR_SOCKET),
     // although the server never saw it. One turn of the loop lets the pool drop those connections first.
     await new Promise((resolve) => setTimeout(resolve, 100));
-    const report: EndpointReport = { endpoint: `${endpoint.method} ${endpoint.path}`, cases: 0, statuses: {}, serverErrors: 0, nonJson4xx: 0, hangs: 0, resets: 0, platform431: 0, maxRssMb: 0, health503: 0, examples: [] };
+    const report: EndpointReport = { endpoint: `${endpoint.method} ${endpoint.path}`, cases: 0, statuses: {}, serverErrors: 0, nonJson4xx: 0, hangs: 0, resets: 0, staleRetries: 0, platform431: 0, maxRssMb: 0, health503: 0, examples: [] };
     const sampleRss = () => (report.maxRssMb = Math.max(report.maxRssMb, Math.round(rssOf() / 1e6)));
     sampleRss();
     const sampler = setInterval(sampleRss, 100);
@@ -257,7 +272,13 @@ async function runCases(runtime: string, send: Send, { seed, cases, rssOf, faile
           report.cases++;
           const describe = () => `${c.method} ${c.path.slice(0, 120)} ${JSON.stringify(c.headers).slice(0, 200)} body=${(c.body ?? "").slice(0, 120)}`;
           try {
-            const res = await send(c);
+            const res = await send(c).catch((err: unknown) => {
+              if (!isStaleConnection(err)) throw err;
+              // The server closed a keep-alive connection as fetch's pool reused it (see staleRetries):
+              // once more, on a connection of its own; a second failure counts.
+              report.staleRetries++;
+              return send({ ...c, headers: { ...c.headers, connection: "close" } });
+            });
             report.statuses[res.status] = (report.statuses[res.status] ?? 0) + 1;
             if (res.status === 503 && endpoint.path === "/health") {
               // /health's contract: 503 when Valkey does not answer within 700 ms (a loaded machine), not an error of the input.
@@ -545,7 +566,7 @@ export async function runFuzz({ seed = 42, cases = 500, runtimes = ["node", "wor
 
 function summarize(runtime: string, endpoints: EndpointReport[], crashes: number, failed: FailedCase[]): FuzzReport {
   const sum = (f: (e: EndpointReport) => number) => endpoints.reduce((a, e) => a + f(e), 0);
-  return { runtime, endpoints, totalCases: sum((e) => e.cases), serverErrors: sum((e) => e.serverErrors), nonJson4xx: sum((e) => e.nonJson4xx), hangs: sum((e) => e.hangs), resets: sum((e) => e.resets), platform431: sum((e) => e.platform431), crashes, keysOutside: [], failed };
+  return { runtime, endpoints, totalCases: sum((e) => e.cases), serverErrors: sum((e) => e.serverErrors), nonJson4xx: sum((e) => e.nonJson4xx), hangs: sum((e) => e.hangs), resets: sum((e) => e.resets), staleRetries: sum((e) => e.staleRetries), platform431: sum((e) => e.platform431), crashes, keysOutside: [], failed };
 }
 
 export interface LimitProbe {
@@ -725,12 +746,12 @@ async function main(argv: string[]): Promise<void> {
   for (const r of reports) {
     console.log(`\n${r.runtime}: ${r.totalCases} cases over ${r.endpoints.length} endpoints (${Math.min(...r.endpoints.map((e) => e.cases))} to ${Math.max(...r.endpoints.map((e) => e.cases))} each), seed ${values.seed}`);
     const health503 = r.endpoints.reduce((a, e) => a + e.health503, 0);
-    console.log(`  5xx ${r.serverErrors}${health503 ? ` (besides ${health503} /health 503s, its answer while Valkey is slower than 700 ms)` : ""}, non-JSON 4xx ${r.nonJson4xx}, hangs ${r.hangs}, resets ${r.resets}, crashes ${r.crashes}, keys outside the namespace ${r.keysOutside.length}${r.platform431 ? `; refused by workerd itself (head over its 128 KiB limit: its 431 or a reset): ${r.platform431}` : ""}`);
-    console.log("  | route | cases | 2xx | 4xx | 5xx | /health 503 | hangs | resets | refused by workerd | max RSS MB |");
-    console.log("  |---|---|---|---|---|---|---|---|---|---|");
+    console.log(`  5xx ${r.serverErrors}${health503 ? ` (besides ${health503} /health 503s, its answer while Valkey is slower than 700 ms)` : ""}, non-JSON 4xx ${r.nonJson4xx}, hangs ${r.hangs}, resets ${r.resets} (sent again after the server closed an idle connection: ${r.staleRetries}), crashes ${r.crashes}, keys outside the namespace ${r.keysOutside.length}${r.platform431 ? `; refused by workerd itself (head over its 128 KiB limit: its 431 or a reset): ${r.platform431}` : ""}`);
+    console.log("  | route | cases | 2xx | 4xx | 5xx | /health 503 | hangs | resets | sent again (idle connection closed) | refused by workerd | max RSS MB |");
+    console.log("  |---|---|---|---|---|---|---|---|---|---|---|");
     for (const e of r.endpoints) {
       const count = (lo: number) => Object.entries(e.statuses).reduce((a, [st, n]) => a + (Number(st) >= lo && Number(st) < lo + 100 ? n : 0), 0);
-      console.log(`  | ${e.endpoint} | ${e.cases} | ${count(200)} | ${count(400)} | ${count(500) - e.health503} | ${e.health503} | ${e.hangs} | ${e.resets} | ${e.platform431} | ${e.maxRssMb} |`);
+      console.log(`  | ${e.endpoint} | ${e.cases} | ${count(200)} | ${count(400)} | ${count(500) - e.health503} | ${e.health503} | ${e.hangs} | ${e.resets} | ${e.staleRetries} | ${e.platform431} | ${e.maxRssMb} |`);
     }
     for (const e of r.endpoints) for (const ex of e.examples) console.log(`  ${e.endpoint}: ${ex}`);
     if (r.rawProbes !== undefined) console.log(`  ${r.runtime === "node" ? "raw socket probes" : "early-answer upload probes"} ${r.rawProbes}, bad answers ${r.rawBad?.length ?? 0}${r.rawBad?.length ? `: ${r.rawBad.join("; ")}` : ""}`);
