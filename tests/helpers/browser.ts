@@ -70,7 +70,7 @@ export interface BrowserStack {
 /** A test server, the runtime serving `app` and the web client on a free port (`env`: more host settings; `appSettings`: the app's schema), and Chromium. */
 export async function startBrowserStack({ pipeline, app, env = {}, appSettings }: { pipeline: Pipeline; app: RuntimeOptions["app"]; env?: Record<string, string>; appSettings?: LoadConfigOptions["appSettings"] }): Promise<BrowserStack> {
   if (!ensureWebBuild(undefined, () => undefined)) throw new Error("web client build failed (npm run build:web)");
-  // WEB_TEST_CLUSTER=1 (tests/web-cluster.browser.test.ts): the same stack on a 3-master cluster.
+  // WEB_TEST_CLUSTER=1 (tests/web-cluster.browser.slow.test.ts): the same stack on a 3-master cluster.
   const onCluster = process.env.WEB_TEST_CLUSTER === "1";
   const valkey = onCluster ? await startTestCluster({ masters: 3 }) : await startTestValkey();
   const store = "url" in valkey ? { VALKEY_URL: valkey.url } : { VALKEY_CLUSTER_NODES: valkey.cluster.seedList };

@@ -427,6 +427,8 @@ export interface FuzzOptions {
   answerWithinMs?: number;
   /** Instead of fuzzing: send these cases one at a time (each alone, three times) and log each answer. */
   replay?: FailedCase[];
+  /** The news deploy bundle to load in workerd, already built (the suite shares one); default: build it into the fuzz's temp dir. */
+  workerBundle?: { scriptPath: string };
   log?: (line: string) => void;
 }
 
@@ -466,7 +468,7 @@ function rssOfPids(pids: number[]): number {
 }
 
 /** Starts a server, the runtimes, fuzzes them, checks the keyspace; resolves with one report per runtime. */
-export async function runFuzz({ seed = 42, cases = 500, runtimes = ["node", "workerd"], rss = false, only, replay, answerWithinMs = 20_000, log = console.log }: FuzzOptions = {}): Promise<{ reports: FuzzReport[]; rss?: RssReport[] }> {
+export async function runFuzz({ seed = 42, cases = 500, runtimes = ["node", "workerd"], rss = false, only, replay, answerWithinMs = 20_000, workerBundle, log = console.log }: FuzzOptions = {}): Promise<{ reports: FuzzReport[]; rss?: RssReport[] }> {
   const dir = mkdtempSync(join(tmpdir(), "edgepipe-fuzz-"));
   const valkey = await launchValkey({ dataDir: join(dir, "valkey"), binary: findServerBinary(), appendOnly: false });
   const admin = connectValkey(valkey.url, { name: "fuzz-admin", log: () => {} });
@@ -511,7 +513,7 @@ export async function runFuzz({ seed = 42, cases = 500, runtimes = ["node", "wor
       }
     }
     if (runtimes.includes("workerd")) {
-      const bundle = await buildWorkerBundle({ outdir: join(dir, "worker") });
+      const bundle = workerBundle ?? (await buildWorkerBundle({ outdir: join(dir, "worker") }));
       const stack = await startHttpModeStack({
         config: loadConfig({ ...base, KEY_PREFIX: "fzw", UPSTASH_REDIS_REST_URL: "http://127.0.0.1:0" }, { appSettings: NewsSettings }),
         pipeline,
