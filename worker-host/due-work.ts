@@ -95,6 +95,11 @@ export class DueWork {
     }
   }
 
+  /** The clock time up to which schedule ticks have been fired: the `now` of the last round that finished. */
+  get coveredUntil(): number {
+    return this.since;
+  }
+
   /** Stops the loop; waits for the round in progress at most `timeoutMs` (its scripts are atomic, so one cut short leaves nothing half done). */
   async close(timeoutMs = 1000): Promise<void> {
     this.running = false;
