@@ -10,10 +10,11 @@ export default defineConfig({
   test: {
     // Builds web/dist once for the browser and serving tests.
     globalSetup: ["tests/global-setup.ts"],
-    // Each file starts its own server on a free port. Two forks on two cores: measured on a quiet
-    // machine, three forks took 130 s and 181 s of CPU, two 120 s and 156 s (less contention).
+    // Each file starts its own server on a free port. Three forks on two cores: the files often
+    // wait (servers starting, child processes, polling). On a quiet machine three forks took
+    // 119.5-130 s, two forks 162 s.
     pool: "forks",
-    maxWorkers: 2,
+    maxWorkers: 3,
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: ["default", "./tests/helpers/summary-reporter.ts"],
