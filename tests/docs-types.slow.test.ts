@@ -6,10 +6,9 @@
  * tests/docs.test.ts. A broken document's removed export must be reported, so
  * the check can fail.
  */
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { REPO, blockPath, blockSource, extractBlocks, gatherFacts, readDocs, typeCheckBlocks, CHECKED_LANGS, type Problem } from "./helpers/docs-check";
+import { REPO, extractBlocks, gatherFacts, readDocs, typeCheckBlocks, writeTsBlocks, type Problem } from "./helpers/docs-check";
 import { BROKEN, EXTERNAL_NAMES, SCHEMAS, SELFTEST_DOC } from "./helpers/docs-fixtures";
 
 // Its own directory: tests/docs.test.ts writes (and first removes) tests/artifacts/docs-blocks.
@@ -25,14 +24,7 @@ let problems: Problem[] = [];
 let count = 0;
 
 beforeAll(async () => {
-  rmSync(OUT, { recursive: true, force: true });
-  const tsBlocks = [...blocks, ...broken.blocks].filter((b) => CHECKED_LANGS[b.lang] === "ts" && !b.skip);
-  const written = tsBlocks.map((block) => {
-    const path = blockPath(OUT, block);
-    mkdirSync(join(path, ".."), { recursive: true });
-    writeFileSync(path, blockSource(block, OUT, facts.blockFiles.get(block.doc)));
-    return { block, path };
-  });
+  const written = writeTsBlocks([...blocks, ...broken.blocks], OUT, facts);
   count = written.filter((w) => w.block.doc !== SELFTEST_DOC).length;
   const started = performance.now();
   problems = await typeCheckBlocks(written);

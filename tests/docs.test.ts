@@ -13,7 +13,6 @@
  * problem to be found, so the checks can fail.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomHex } from "../functions/envelope";
@@ -22,7 +21,6 @@ import newsApp from "../functions/news/index";
 import {
   REPO,
   blockPath,
-  blockSource,
   checkApiDoc,
   checkConfigDoc,
   checkDocStatic,
@@ -35,6 +33,7 @@ import {
   shellCommands,
   shellLines,
   CHECKED_LANGS,
+  writeTsBlocks,
   type Block,
   type Problem,
   type Routes,
@@ -222,14 +221,7 @@ async function runBlock(block: Block): Promise<Problem[]> {
 let liveProblems = new Map<string, Problem[]>();
 
 beforeAll(async () => {
-  rmSync(OUT, { recursive: true, force: true });
-  const tsBlocks = [...blocks, ...broken.blocks].filter((b) => CHECKED_LANGS[b.lang] === "ts" && !b.skip);
-  const written = tsBlocks.map((block) => {
-    const path = blockPath(OUT, block);
-    mkdirSync(join(path, ".."), { recursive: true });
-    writeFileSync(path, blockSource(block, OUT, facts.blockFiles.get(block.doc)));
-    return { block, path };
-  });
+  const written = writeTsBlocks([...blocks, ...broken.blocks], OUT, facts);
   valkey = await startTestValkey();
   // The runtimes start (child processes) while this process type-checks.
   for (const s of stacks.values()) startStack(s);

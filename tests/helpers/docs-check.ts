@@ -10,7 +10,7 @@
  * test). Pure functions of their inputs, so the test can feed them a broken
  * document and see each problem reported.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import type { z } from "zod";
 
@@ -561,6 +561,19 @@ export function checkApiDoc(doc: Doc, routes: Routes): Problem[] {
 export function blockPath(outDir: string, block: Block): string {
   const dir = block.doc.replace(/\.md$/, "").replace(/[^\w.-]+/g, "_");
   return join(outDir, dir, block.file ?? `block-${block.line}.ts`);
+}
+
+/** Writes the checked TypeScript blocks (those not skipped) under `outDir`, emptied first; returns each block with its path. */
+export function writeTsBlocks(blocks: Block[], outDir: string, facts: Facts): Array<{ block: Block; path: string }> {
+  rmSync(outDir, { recursive: true, force: true });
+  return blocks
+    .filter((b) => CHECKED_LANGS[b.lang] === "ts" && !b.skip)
+    .map((block) => {
+      const path = blockPath(outDir, block);
+      mkdirSync(join(path, ".."), { recursive: true });
+      writeFileSync(path, blockSource(block, outDir, facts.blockFiles.get(block.doc)));
+      return { block, path };
+    });
 }
 
 /**
