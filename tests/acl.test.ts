@@ -19,6 +19,7 @@ import { startRuntime } from "../worker-host/runtime";
 import { connectValkey } from "../worker-host/valkey";
 import { newsWorkerBundle } from "./helpers/news-bundle";
 import { eventually, startTestValkey, type TestValkey } from "./helpers/valkey";
+import { nodeArgs } from "./helpers/node-entry";
 
 let valkey: TestValkey;
 const prefix = `acl${randomHex(3)}`;
@@ -57,7 +58,7 @@ async function runsFinished(base: string, runIds: string[]): Promise<boolean> {
 
 describe("ACL users", () => {
   it("npm run acl prints one ACL SETUSER line per user, limited to the prefix's keys and channels", () => {
-    const out = execFileSync(process.execPath, ["--import", "tsx", "worker-host/acl.ts", "--prefix", "myapp", "--url", valkey.url], { encoding: "utf8" });
+    const out = execFileSync(process.execPath, nodeArgs("worker-host/acl.ts", ["--prefix", "myapp", "--url", valkey.url]), { encoding: "utf8" });
     const lines = out.split("\n").filter((l) => l.startsWith("ACL SETUSER"));
     expect(lines).toHaveLength(2);
     for (const line of lines) {

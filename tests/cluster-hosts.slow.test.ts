@@ -14,6 +14,7 @@ import { runStatuses } from "../worker-host/news/news-check";
 import { execMany, type Connection } from "../worker-host/valkey";
 import { startTestCluster, type TestCluster } from "./helpers/cluster";
 import { eventually } from "./helpers/valkey";
+import { nodeArgs } from "./helpers/node-entry";
 
 const RUNS = 900;
 
@@ -37,7 +38,7 @@ let killedAt = 0;
 let joinedAt = 0;
 
 async function startHost(): Promise<Host> {
-  const child = spawn(process.execPath, ["--import", "tsx", "worker-host/cli.ts", "start", "--pipeline", "tests/fixtures/host-share-pipeline.ts"], {
+  const child = spawn(process.execPath, nodeArgs("worker-host/cli.ts", ["start", "--pipeline", "tests/fixtures/host-share-pipeline.ts"]), {
     env: {
       ...process.env,
       VALKEY_URL: "",

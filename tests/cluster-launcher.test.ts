@@ -17,6 +17,7 @@ import { resetClusterDataDir } from "../worker-host/data-dir";
 import { isAlive, ping } from "../worker-host/valkey-launcher";
 import { startFixture } from "./helpers/fixture";
 import { eventually } from "./helpers/valkey";
+import { nodeArgs } from "./helpers/node-entry";
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -53,7 +54,7 @@ describe.concurrent("cluster launcher", () => {
     expect(() => resetClusterDataDir(dir, { clusterNodes: first.seedList })).toThrow(/VALKEY_CLUSTER_NODES is set/);
     await first.stop();
     writeFileSync(join(dir, "notes.txt"), "mine");
-    const reset = spawnSync(process.execPath, ["--import", "tsx", "worker-host/cli.ts", "reset", "--cluster", "3"], { env: { ...process.env, VALKEY_URL: "", VALKEY_CLUSTER_NODES: "", VALKEY_DATA_DIR: base }, encoding: "utf8" });
+    const reset = spawnSync(process.execPath, nodeArgs("worker-host/cli.ts", ["reset", "--cluster", "3"]), { env: { ...process.env, VALKEY_URL: "", VALKEY_CLUSTER_NODES: "", VALKEY_DATA_DIR: base }, encoding: "utf8" });
     expect(reset.status, reset.stdout + reset.stderr).toBe(0);
     expect(reset.stdout).toMatch(/reset: deleted node-0\/appendonlydir, .*node-2\/nodes\.conf.*, cluster\.json in .*valkey-cluster \(.*everything the embedded cluster stored\)/);
     expect(reset.stdout).toContain("reset: kept notes.txt");
@@ -66,7 +67,7 @@ describe.concurrent("cluster launcher", () => {
     await second.stop();
     // Without --cluster, reset touches the server's dir only and says where the cluster's data is.
     mkdirSync(base, { recursive: true });
-    const plain = spawnSync(process.execPath, ["--import", "tsx", "worker-host/cli.ts", "reset"], { env: { ...process.env, VALKEY_URL: "", VALKEY_CLUSTER: "", VALKEY_DATA_DIR: base }, encoding: "utf8" });
+    const plain = spawnSync(process.execPath, nodeArgs("worker-host/cli.ts", ["reset"]), { env: { ...process.env, VALKEY_URL: "", VALKEY_CLUSTER: "", VALKEY_DATA_DIR: base }, encoding: "utf8" });
     expect(plain.status, plain.stderr).toBe(0);
     expect(plain.stdout).toContain(`${dir} holds an embedded cluster's data, kept; npm run reset -- --cluster 3 deletes it`);
     expect(existsSync(join(dir, "cluster.json"))).toBe(true);

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { listenersOf } from "../worker-host/process-group";
 import { freePort, isAlive } from "../worker-host/valkey-launcher";
+import { nodeArgs } from "./helpers/node-entry";
 
 const dirs: string[] = [];
 const started: ChildProcess[] = [];
@@ -77,7 +78,7 @@ function descendants(root: number): Array<{ pid: number; cmd: string }> {
 function startDev(env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
   const dataDir = mkdtempSync(join(tmpdir(), "edgepipe-dev-"));
   dirs.push(dataDir);
-  const child = spawn(process.execPath, ["--import", "tsx", "worker-host/cli.ts", "dev", "--pipeline", "./functions/example/pipeline.ts"], {
+  const child = spawn(process.execPath, nodeArgs("worker-host/cli.ts", ["dev", "--pipeline", "./functions/example/pipeline.ts"]), {
     env: { ...process.env, DEMO: "off", VALKEY_DATA_DIR: dataDir, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -20,6 +20,7 @@ import { runStatuses } from "../worker-host/news/news-check";
 import { connectValkey, type Connection } from "../worker-host/valkey";
 import { startTestCluster, type TestCluster } from "./helpers/cluster";
 import { eventually, startTestValkey, type TestValkey } from "./helpers/valkey";
+import { nodeArgs } from "./helpers/node-entry";
 
 const TENANTS = ["a", "b", "c"];
 const EACH = 16;
@@ -40,7 +41,7 @@ afterAll(async () => {
 });
 
 async function startHost(env: Record<string, string>): Promise<Host> {
-  const child = spawn(process.execPath, ["--import", "tsx", "worker-host/cli.ts", "start", "--pipeline", "tests/fixtures/flow-limit-pipeline.ts"], {
+  const child = spawn(process.execPath, nodeArgs("worker-host/cli.ts", ["start", "--pipeline", "tests/fixtures/flow-limit-pipeline.ts"]), {
     env: { ...process.env, VALKEY_URL: "", PORT: "0", DEMO: "off", WEB_DIR: "", BLOCK_MS: "200", BATCH_SIZE: "4", VISIBILITY_TIMEOUT_MS: "2000", WORK_MS: "60", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -17,6 +17,7 @@ import { countingPipeline } from "./helpers/pipelines";
 import { startTestValkey, type TestValkey } from "./helpers/valkey";
 import { startTestCluster } from "./helpers/cluster";
 import { keySlot } from "../functions/key-slot";
+import { nodeArgs } from "./helpers/node-entry";
 
 let v: TestValkey;
 beforeAll(async () => {
@@ -112,7 +113,7 @@ describe("migrate-tags", () => {
       expect(total).toBeGreaterThan(30);
       expect(await getUser(t.redis, keys, "u1")).toBeNull();
       // The tool as a user runs it: VALKEY_CLUSTER_NODES, the cluster defaults (12 partitions, 24 buckets).
-      const dry = spawnSync(process.execPath, ["--import", "tsx", "worker-host/tools/migrate-tags.ts", "--dry-run"], { env: { ...process.env, VALKEY_URL: "", VALKEY_CLUSTER: "", PARTITIONS: "", FEED_BUCKETS: "", VALKEY_CLUSTER_NODES: t.cluster.seedList, KEY_PREFIX: prefix }, encoding: "utf8" });
+      const dry = spawnSync(process.execPath, nodeArgs("worker-host/tools/migrate-tags.ts", ["--dry-run"]), { env: { ...process.env, VALKEY_URL: "", VALKEY_CLUSTER: "", PARTITIONS: "", FEED_BUCKETS: "", VALKEY_CLUSTER_NODES: t.cluster.seedList, KEY_PREFIX: prefix }, encoding: "utf8" });
       expect(dry.status, dry.stderr).toBe(0);
       expect(dry.stdout).toContain("cluster mode: 3 masters, 12 partitions, 24 feed buckets");
       expect(dry.stdout).toContain(`would rename ${total} key(s)`);

@@ -19,6 +19,7 @@ import { freePort } from "../worker-host/valkey-launcher";
 import { maskSecret } from "../worker-host/http-mode";
 import newsApp from "../functions/news/index";
 import { eventually } from "./helpers/valkey";
+import { nodeArgs } from "./helpers/node-entry";
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -37,7 +38,7 @@ interface Cli {
 }
 
 function cli(args: string[], env: Record<string, string>): Cli {
-  const child = spawn(process.execPath, ["--import", "tsx", "worker-host/cli.ts", ...args], {
+  const child = spawn(process.execPath, nodeArgs("worker-host/cli.ts", args), {
     env: { ...process.env, VALKEY_URL: "", DEMO: "off", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -132,7 +133,8 @@ describe.concurrent("npm start -- --pipeline <module>", () => {
     const app = await startCli([], env);
     try {
       expect(app.output()).toContain("from PIPELINE; app greeting");
-      expect(app.output()).toContain(`greeting ${app.url}/v1/greeting`);
+      // The links line follows "listening on" in its own write: wait for it, not for the chunk.
+      await eventually(() => app.output().includes(`greeting ${app.url}/v1/greeting`), { timeoutMs: 10_000 }).catch(() => expect(app.output()).toContain(`greeting ${app.url}/v1/greeting`));
       expect(await (await fetch(`${app.url}/v1/greeting`)).json()).toEqual({ greeting: "bonjour" });
       await eventually(() => app.output().includes("greeting app started (demo off)"));
       expect(((await (await fetch(`${app.url}/v1/pipeline`)).json()) as { apps: string[] }).apps).toEqual(["greeting"]);

@@ -10,6 +10,7 @@ import { createKeys } from "../functions/keys";
 import { setInterests } from "../functions/news/users";
 import { readFanoutDeliveries } from "../functions/stats";
 import { eventually, startTestValkey, type TestValkey } from "./helpers/valkey";
+import { nodeArgs } from "./helpers/node-entry";
 
 let v: TestValkey;
 beforeAll(async () => {
@@ -23,7 +24,7 @@ const USERS = 150;
 
 /** Runs the fanout stage in a child process and kills it with SIGKILL `afterMs` after its first batch. */
 async function fanOutUntilKilled(prefix: string, afterMs: number): Promise<void> {
-  const child = spawn(process.execPath, ["--import", "tsx", "tests/helpers/fanout-child.ts", v.url, prefix], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, nodeArgs("tests/helpers/fanout-child.ts", [v.url, prefix]), { stdio: ["ignore", "pipe", "inherit"] });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   await new Promise<void>((resolve, reject) => {
     child.stdout.on("data", (d: Buffer) => d.toString().includes("running") && resolve());

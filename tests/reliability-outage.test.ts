@@ -18,6 +18,7 @@ import { loadConfig } from "../worker-host/config";
 import { startRuntime, type Runtime } from "../worker-host/runtime";
 import { startRestartableValkey, type RestartableValkey } from "./helpers/restartable-valkey";
 import { eventually } from "./helpers/valkey";
+import { nodeArgs } from "./helpers/node-entry";
 
 // RELIABILITY_OUTAGE_MS=10000 for a longer drill by hand.
 const OUTAGE_MS = Number(process.env.RELIABILITY_OUTAGE_MS ?? 7000);
@@ -53,7 +54,7 @@ async function startHost(lines: string[]): Promise<Runtime> {
 /** `npm start` as a process (the CLI), against the test server; resolves with its URL once it listens. */
 async function startHostProcess(output: string[]): Promise<{ child: ChildProcess; url: string; exited: Promise<number | null> }> {
   const env = { ...process.env, VALKEY_URL: v.url, PORT: "0", HOST: "127.0.0.1", DEMO: "off", WEB_DIR: "", KEY_PREFIX: `c${randomHex(3)}`, RETRY_BACKOFF_MS: "50" };
-  const child = spawn(process.execPath, ["--import", "tsx", "worker-host/cli.ts", "start"], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, nodeArgs("worker-host/cli.ts", ["start"]), { env, stdio: ["ignore", "pipe", "pipe"] });
   children.push(child);
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {

@@ -15,6 +15,7 @@ import { NewsSettings, newsSettings } from "../functions/news/config";
 import { createApp } from "../functions/app";
 import { examplePipeline } from "../functions/example/pipeline";
 import { eventually, startTestValkey, testKeys, type TestValkey } from "./helpers/valkey";
+import { nodeArgs } from "./helpers/node-entry";
 
 let v: TestValkey;
 beforeAll(async () => {
@@ -29,7 +30,7 @@ describe("npm start", () => {
   it("starts the embedded server, processes the demo run end to end, and stops cleanly on SIGINT", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "edgepipe-start-"));
     const port = await freePort();
-    const child = spawn(process.execPath, ["--import", "tsx", "worker-host/cli.ts", "start"], {
+    const child = spawn(process.execPath, nodeArgs("worker-host/cli.ts", ["start"]), {
       // WEB_DIR= (empty): no web client; TOPIC_LIST_CAP reaches the handlers (checked below).
       env: { ...process.env, PORT: String(port), VALKEY_DATA_DIR: dataDir, DEMO: "on", VALKEY_URL: "", WEB_DIR: "", TOPIC_LIST_CAP: "1" },
       stdio: ["ignore", "pipe", "pipe"],
@@ -83,7 +84,7 @@ describe("npm start", () => {
   });
 
   it("refuses a bad configuration with a list of what is wrong", async () => {
-    const child = spawn(process.execPath, ["--import", "tsx", "worker-host/cli.ts", "start"], {
+    const child = spawn(process.execPath, nodeArgs("worker-host/cli.ts", ["start"]), {
       env: { ...process.env, PORT: "not-a-port", BATCH_SIZE: "0" },
       stdio: ["ignore", "pipe", "pipe"],
     });

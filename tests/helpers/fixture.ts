@@ -3,10 +3,10 @@
  * it) and resolves with the first JSON line it prints.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { join } from "node:path";
+import { nodeArgs } from "./node-entry";
 
 export async function startFixture<T>(name: string, args: string[]): Promise<{ child: ChildProcess; info: T }> {
-  const child = spawn(process.execPath, ["--import", "tsx", join(__dirname, "..", "fixtures", name), ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, nodeArgs(`tests/fixtures/${name}`, args), { stdio: ["ignore", "pipe", "inherit"] });
   const info = await new Promise<T>((resolve, reject) => {
     let out = "";
     child.stdout!.on("data", (d) => {
