@@ -2,11 +2,11 @@
  * The embedded server launcher: binary discovery and its errors, AOF
  * persistence across restarts, and no orphans after a kill -9 of the parent.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { findServerBinary, isAlive as alive, launchValkey, ping } from "../worker-host/valkey-launcher";
+import { findServerBinary, freePort, isAlive as alive, launchValkey, ping } from "../worker-host/valkey-launcher";
 import { connectValkey } from "../worker-host/valkey";
 import { startFixture } from "./helpers/fixture";
 import { eventually } from "./helpers/valkey";
@@ -31,6 +31,13 @@ describe("valkey launcher", () => {
     // VALKEY_SERVER=/path/to/valkey-server npm test runs every file against that binary.
     expect(findServerBinary({ PATH: "", VALKEY_SERVER: bin.path }).path).toBe(bin.path);
     if (process.env.VALKEY_SERVER) expect(bin.path).toBe(process.env.VALKEY_SERVER);
+  });
+
+  it("picks free ports below the kernel's ephemeral range, so no client socket takes one before a restart on it", async () => {
+    const [low] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+    const ports = await Promise.all(Array.from({ length: 20 }, () => freePort()));
+    for (const port of ports) expect(port < low && port >= 10_000, `port ${port} (ephemeral range from ${low})`).toBe(true);
+    expect(new Set(ports).size).toBeGreaterThan(15);
   });
 
   it("explains how to install a server when none is found", () => {

@@ -6,7 +6,7 @@
  * and stop it before starting a fresh one.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, accessSync, constants } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, accessSync, constants } from "node:fs";
 import { createServer, connect } from "node:net";
 import { delimiter, join, resolve } from "node:path";
 
@@ -44,8 +44,27 @@ function which(name: string, path = process.env.PATH ?? ""): string | undefined 
   return undefined;
 }
 
-/** Reads `--version` of a server binary: "Valkey server v=8.0.1 ..." or "Redis server v=7.0.15 ...". */
+const probed = new Map<string, { mtimeMs: number; binary: ServerBinary }>();
+
+/**
+ * Reads `--version` of a server binary: "Valkey server v=8.0.1 ..." or "Redis server v=7.0.15 ...".
+ * Remembered per path while the file is unchanged: a process that starts many servers runs it once.
+ */
 export function probeBinary(path: string): ServerBinary {
+  let mtimeMs = -1;
+  try {
+    mtimeMs = statSync(path).mtimeMs;
+  } catch {
+    // spawnSync below says what is wrong
+  }
+  const known = probed.get(path);
+  if (known && known.mtimeMs === mtimeMs) return known.binary;
+  const binary = probeVersion(path);
+  probed.set(path, { mtimeMs, binary });
+  return binary;
+}
+
+function probeVersion(path: string): ServerBinary {
   const res = spawnSync(path, ["--version"], { encoding: "utf8", timeout: 10_000 });
   if (res.error || res.status !== 0) {
     throw new ValkeyBinaryNotFound(`could not run ${path} --version: ${res.error?.message ?? res.stderr}`);
@@ -72,18 +91,50 @@ export function findServerBinary(env: NodeJS.ProcessEnv = process.env): ServerBi
   return probeBinary(found);
 }
 
-/** A free TCP port on 127.0.0.1 (bind to 0, read it, close). */
-export function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
+/** The ports the kernel hands to outgoing connections (Linux's setting; elsewhere its default). */
+function ephemeralPorts(): [number, number] {
+  try {
+    const [low, high] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+    if (low && high) return [low, high];
+  } catch {
+    // not Linux
+  }
+  return [32768, 60999];
+}
+
+/** Binds 127.0.0.1:`port` (0: any) and closes; resolves the port bound, or 0 when it is taken. */
+function tryPort(port: number): Promise<number> {
+  return new Promise((resolvePort) => {
     const srv = createServer();
     srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
+    srv.on("error", () => resolvePort(0));
+    srv.listen({ port, host: "127.0.0.1", exclusive: true }, () => {
       const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => resolvePort(port));
+      const bound = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolvePort(bound));
     });
   });
+}
+
+/**
+ * A free TCP port on 127.0.0.1, chosen below the ephemeral range: the source
+ * port of an outgoing connection is never one of these, so a server that
+ * stops and starts again on its port (a cluster node, which keeps its ports
+ * across restarts) does not find it taken by some client socket meanwhile.
+ * Falls back to any port the kernel picks when that range is too small or full.
+ */
+export async function freePort(): Promise<number> {
+  const [low] = ephemeralPorts();
+  const floor = Math.max(10_000, low - 16_384);
+  if (low - floor >= 1000) {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const port = await tryPort(floor + Math.floor(Math.random() * (low - floor)));
+      if (port) return port;
+    }
+  }
+  const port = await tryPort(0);
+  if (!port) throw new Error("no free TCP port on 127.0.0.1");
+  return port;
 }
 
 /** Sends PING over a raw socket; resolves true on +PONG. */

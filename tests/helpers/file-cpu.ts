@@ -11,7 +11,7 @@ import { afterAll, beforeAll } from "vitest";
 declare module "vitest" {
   interface TaskMeta {
     /** CPU seconds: the file's own, and its reaped child processes'. */
-    cpu?: { own: number; children: number };
+    cpu?: { own: number; children: number; pid: number; startMs: number; endMs: number };
   }
 }
 
@@ -27,14 +27,16 @@ function childrenCpu(): number {
 
 let own = process.cpuUsage();
 let children = 0;
+let startMs = 0;
 
 beforeAll(() => {
   own = process.cpuUsage();
   children = childrenCpu();
+  startMs = Date.now();
 });
 
 // The first argument is the (empty) context; vitest requires it destructured.
 afterAll(({}, file) => {
   const used = process.cpuUsage(own);
-  file.meta.cpu = { own: (used.user + used.system) / 1e6, children: childrenCpu() - children };
+  file.meta.cpu = { own: (used.user + used.system) / 1e6, children: childrenCpu() - children, pid: process.pid, startMs, endMs: Date.now() };
 });

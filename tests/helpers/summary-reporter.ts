@@ -18,7 +18,7 @@ export default class SummaryReporter implements Reporter {
     let passed = 0;
     let failed = 0;
     let skipped = 0;
-    const times: Array<{ file: string; seconds: number; importSeconds: number; cpuSeconds?: number; childCpuSeconds?: number; tests: number }> = [];
+    const times: Array<{ file: string; seconds: number; importSeconds: number; cpuSeconds?: number; childCpuSeconds?: number; pid?: number; startMs?: number; endMs?: number; tests: number }> = [];
     for (const mod of testModules) {
       let tests = 0;
       for (const test of mod.children.allTests()) {
@@ -31,7 +31,7 @@ export default class SummaryReporter implements Reporter {
       if (mod.state() === "failed" && tests === 0) failed++;
       const d = mod.diagnostic();
       const cpu = mod.meta().cpu;
-      times.push({ file: relative(process.cwd(), mod.moduleId), seconds: (d.duration + d.collectDuration) / 1000, importSeconds: d.collectDuration / 1000, cpuSeconds: cpu?.own, childCpuSeconds: cpu?.children, tests });
+      times.push({ file: relative(process.cwd(), mod.moduleId), seconds: (d.duration + d.collectDuration) / 1000, importSeconds: d.collectDuration / 1000, cpuSeconds: cpu?.own, childCpuSeconds: cpu?.children, pid: cpu?.pid, startMs: cpu?.startMs, endMs: cpu?.endMs, tests });
     }
     times.sort((a, b) => b.seconds - a.seconds);
     if (times.length > 1) {
