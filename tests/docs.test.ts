@@ -118,7 +118,7 @@ const stackKeyOf = (b: Block) => {
 let valkey: TestValkey;
 
 function startStack(stack: Stack): void {
-  const args = nodeArgs("worker-host/cli.ts", ["start", ...(stack.pipeline ? ["--pipeline", stack.pipeline] : [])], { pipeline: stack.pipeline });
+  const args = nodeArgs("worker-host/cli.ts", ["start", ...(stack.pipeline ? ["--pipeline", stack.pipeline] : [])]);
   // The block's own variables, then what keeps the run isolated: a test server, a free port, no demo, no web build.
   const env = { ...process.env, ...stack.env, VALKEY_URL: valkey.url, PORT: "0", HOST: "127.0.0.1", KEY_PREFIX: `docs${randomHex(3)}`, DEMO: "off", WEB_DIR: "", API_TOKEN: "" };
   const child = spawn(process.execPath, args, { cwd: REPO, env, stdio: ["ignore", "pipe", "pipe"] });

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import type { TestProject } from "vitest/node";
 import { ensureWebBuild } from "../worker-host/static-files";
 import { nodeBundle } from "../worker-host/tools/node-bundle";
-import { TEST_NODE_ENTRIES } from "./helpers/node-entry";
+import { TEST_NODE_ENTRIES, TEST_NODE_PACKAGES } from "./helpers/node-entry";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -26,6 +26,6 @@ export default async function setup(project: TestProject): Promise<() => void> {
   project.provide("testRunDir", dir);
   // The Node entries tests start as child processes, pre-built (tests/helpers/node-entry.ts).
   const tsx = process.env.EDGEPIPE_TEST_NODE === "tsx";
-  project.provide("nodeBundle", tsx ? undefined : await nodeBundle({ name: "tests", entries: TEST_NODE_ENTRIES, sources: ["worker-host", "functions", "lua", "tests/fixtures", "tests/helpers"] }));
+  project.provide("nodeBundle", tsx ? undefined : await nodeBundle({ name: "tests", entries: TEST_NODE_ENTRIES, packages: TEST_NODE_PACKAGES, sources: ["worker-host", "functions", "lua", "tests/fixtures", "tests/helpers"] }));
   return () => rmSync(dir, { recursive: true, force: true });
 }

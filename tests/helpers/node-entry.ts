@@ -5,11 +5,11 @@
  * By default the entry runs from the bundle tests/global-setup.ts builds once
  * per run (worker-host/tools/node-bundle.ts): the same sources compiled by
  * esbuild, which start in a third of tsx's CPU time. Pipeline modules are
- * still named by their source paths. `EDGEPIPE_TEST_NODE=tsx npm test` runs
- * every such child with `node --import tsx <source>` instead, `npm start`'s
- * exact command.
+ * still named by their source paths, and a user's own pipeline module (one a
+ * docs page writes, importing `edgepipe` and `zod`) loads from its file.
+ * `EDGEPIPE_TEST_NODE=tsx npm test` runs every such child with
+ * `node --import tsx <source>` instead, `npm start`'s exact command.
  */
-import { relative, resolve } from "node:path";
 import { inject } from "vitest";
 import type { NodeBundle } from "../../worker-host/tools/node-bundle";
 
@@ -30,18 +30,21 @@ export const TEST_NODE_ENTRIES: Record<string, string> = {
   "host-share": "tests/fixtures/host-share-pipeline.ts",
 };
 
+/** What a user's own module (a pipeline a docs page writes) imports from the bundle, as from the installed package. */
+export const TEST_NODE_PACKAGES: Record<string, string> = {
+  edgepipe: "functions/index.ts",
+  "edgepipe/host": "worker-host/index.ts",
+  "edgepipe/news": "functions/news/index.ts",
+  zod: "zod",
+  hono: "hono",
+};
+
 const BY_SOURCE = new Map(Object.entries(TEST_NODE_ENTRIES).map(([name, file]) => [file, name]));
 
-/**
- * Node's arguments for running `source` (a path relative to the repository root) with `args`.
- * `pipeline`: the pipeline module the process will load, when it may be one the bundle does
- * not hold (a module a docs page writes, which imports `edgepipe` as a user's would): then
- * the child runs through tsx.
- */
-export function nodeArgs(source: string, args: string[] = [], { pipeline }: { pipeline?: string } = {}): string[] {
+/** Node's arguments for running `source` (a path relative to the repository root) with `args`. */
+export function nodeArgs(source: string, args: string[] = []): string[] {
   const bundle = inject("nodeBundle");
-  const bundled = (file: string) => BY_SOURCE.has(relative(process.cwd(), resolve(file)));
-  if (!bundle || (pipeline !== undefined && !bundled(pipeline))) return ["--import", "tsx", source, ...args];
+  if (!bundle) return ["--import", "tsx", source, ...args];
   const name = BY_SOURCE.get(source);
   if (!name) throw new Error(`${source} is not in TEST_NODE_ENTRIES (tests/helpers/node-entry.ts)`);
   return ["--import", bundle.register, bundle.entries[name]!, ...args];

@@ -17,10 +17,14 @@
  *   the bundle's own URL, so such a script still runs when it is the entry.
  * - A pipeline module is named by its source path (`--pipeline
  *   functions/example/pipeline.ts`), exactly as under tsx: the process runs
- *   with `--import <register>`, a module resolve hook that maps each bundled
- *   source file to its entry in the bundle. A TypeScript file that is not in
- *   the bundle is an error naming the bundle's entries, not a second copy of
- *   the framework loaded from source.
+ *   with `--import <register>`, module hooks that map each bundled source
+ *   file to its entry in the bundle.
+ * - A user's own TypeScript module (a pipeline a docs page writes) loads as
+ *   under tsx, compiled by esbuild as it is imported, and the packages it
+ *   imports that the bundle serves (`edgepipe`, `zod`, `hono`: `packages`)
+ *   resolve to the bundle's copy, so it shares the one framework and one zod.
+ *   A framework or host source that is not an entry (under `guarded`) is an
+ *   error naming the entries, never a second copy loaded from source.
  *
  * Builds are kept under node_modules/.cache/edgepipe-bundles/<name>-<hash of
  * the sources, the lock file and the entries>, so runs of the same code share
@@ -39,6 +43,13 @@ export interface NodeBundleOptions {
   entries: Record<string, string>;
   /** Folders whose files the build can include (hashed to name the build). */
   sources?: string[];
+  /**
+   * Bare specifiers a user module imports that resolve to the bundle: specifier ->
+   * a source path relative to the root (`edgepipe` -> `functions/index.ts`) or a package name (`zod`).
+   */
+  packages?: Record<string, string>;
+  /** Folders whose TypeScript must come from the bundle (default functions/ and worker-host/). */
+  guarded?: string[];
   root?: string;
 }
 
@@ -63,6 +74,7 @@ function sourceHash(root: string, options: NodeBundleOptions): string {
   };
   for (const dir of options.sources ?? DEFAULT_SOURCES) if (existsSync(join(root, dir))) walk(join(root, dir));
   for (const file of Object.values(options.entries)) hash.update(file).update(readFileSync(join(root, file)));
+  hash.update(JSON.stringify([options.entries, options.packages ?? {}, options.guarded ?? []])).update(HOOKS);
   hash.update(readFileSync(join(root, "package-lock.json")));
   return hash.digest("hex").slice(0, 16);
 }
@@ -88,22 +100,56 @@ function sourceUrls(): Plugin {
   };
 }
 
-const HOOKS = `// Written by worker-host/tools/node-bundle.ts: maps bundled source modules to their entries.
+const HOOKS = `// Written by worker-host/tools/node-bundle.ts: maps bundled source modules to their entries,
+// and compiles a user's own TypeScript modules as tsx would.
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { transformSync } from "esbuild";
 let map = {};
+let packages = {};
+let guarded = [];
+let bundleDir = "";
 let entries = "";
 export function initialize(data) {
-  map = data.map;
-  entries = Object.keys(data.map).join(", ");
+  ({ map, packages, guarded, bundleDir } = data);
+  entries = Object.keys(map).map((u) => fileURLToPath(u)).join(", ");
 }
+const isTs = (url) => url.startsWith("file:") && /\\.[cm]?tsx?$/.test(url);
 export async function resolve(specifier, context, next) {
-  const found = await next(specifier, context);
-  if (found.url.startsWith("file:") && /\\.[cm]?tsx?$/.test(found.url)) {
+  const parent = context.parentURL ?? "";
+  if (packages[specifier] && !parent.startsWith(bundleDir)) return { url: packages[specifier], shortCircuit: true, format: "module" };
+  let found;
+  try {
+    found = await next(specifier, context);
+  } catch (err) {
+    // tsx resolves extensionless relative imports of TypeScript modules: ./notes -> ./notes.ts
+    if (!isTs(parent) || !/^\\.\\.?\\//.test(specifier)) throw err;
+    for (const ext of [".ts", ".tsx", "/index.ts"]) {
+      try {
+        found = await next(specifier + ext, context);
+        break;
+      } catch {
+        // the next one
+      }
+    }
+    if (!found) throw err;
+  }
+  if (isTs(found.url)) {
     const to = map[found.url];
     if (to) return { url: to, shortCircuit: true, format: "module" };
-    throw new Error(fileURLToPath(found.url) + " is not in this pre-built bundle (its TypeScript entries: " + entries + "); add it to the bundle's entries, or run the source through tsx");
+    const path = fileURLToPath(found.url);
+    if (guarded.some((dir) => path.startsWith(dir))) {
+      throw new Error(path + " is not in this pre-built bundle (its TypeScript entries: " + entries + "); add it to the bundle's entries, or run the source through tsx");
+    }
+    return { url: found.url, shortCircuit: true, format: "module" };
   }
   return found;
+}
+export async function load(url, context, next) {
+  if (!isTs(url) || map[url]) return next(url, context);
+  const path = fileURLToPath(url);
+  const { code } = transformSync(readFileSync(path, "utf8"), { loader: /x$/.test(path) ? "tsx" : "ts", format: "esm", target: "node20", sourcefile: path, sourcemap: "inline" });
+  return { format: "module", source: code, shortCircuit: true };
 }
 `;
 
@@ -111,7 +157,8 @@ const built = new Map<string, Promise<NodeBundle>>();
 
 /** Builds (once per version of the code) into node_modules/.cache, where a package that resolves files at run time still finds node_modules. */
 export function nodeBundle(options: NodeBundleOptions): Promise<NodeBundle> {
-  const root = resolve(options.root ?? ".");
+  // Real paths: Node names modules by them, and the hooks compare them.
+  const root = realpathSync(resolve(options.root ?? "."));
   const key = `${root}\0${options.name}\0${JSON.stringify(options.entries)}`;
   let promise = built.get(key);
   if (!promise) {
@@ -136,8 +183,20 @@ async function buildOnce(root: string, options: NodeBundleOptions): Promise<Node
   // Built aside and renamed into place, so a run beside this one never sees half a bundle.
   const tmp = `${outdir}.${process.pid}.tmp`;
   mkdirSync(tmp, { recursive: true });
+  // A package the bundle serves is an entry of its own: a module that re-exports it.
+  const packageEntries: Record<string, string> = {};
+  for (const [specifier, target] of Object.entries(options.packages ?? {})) {
+    const name = `pkg-${specifier.replace(/[^\w-]/g, "_")}`;
+    if (existsSync(join(root, target))) packageEntries[name] = join(root, target);
+    else {
+      const stub = join(tmp, "stubs", `${name}.mjs`);
+      mkdirSync(join(tmp, "stubs"), { recursive: true });
+      writeFileSync(stub, `export * from ${JSON.stringify(target)};\n`);
+      packageEntries[name] = stub;
+    }
+  }
   await build({
-    entryPoints: Object.fromEntries(Object.entries(options.entries).map(([name, file]) => [name, join(root, file)])),
+    entryPoints: { ...Object.fromEntries(Object.entries(options.entries).map(([name, file]) => [name, join(root, file)])), ...packageEntries },
     outdir: tmp,
     bundle: true,
     splitting: true,
@@ -150,9 +209,14 @@ async function buildOnce(root: string, options: NodeBundleOptions): Promise<Node
     plugins: [sourceUrls()],
     logLevel: "warning",
   });
-  const map = Object.fromEntries(Object.entries(options.entries).map(([name, file]) => [pathToFileURL(join(root, file)).href, pathToFileURL(join(outdir, `${name}.mjs`)).href]));
+  const entryUrl = (name: string) => pathToFileURL(join(outdir, `${name}.mjs`)).href;
+  const map = Object.fromEntries(Object.entries(options.entries).map(([name, file]) => [pathToFileURL(join(root, file)).href, entryUrl(name)]));
+  const packages = Object.fromEntries(Object.keys(options.packages ?? {}).map((specifier) => [specifier, entryUrl(`pkg-${specifier.replace(/[^\w-]/g, "_")}`)]));
+  const guarded = (options.guarded ?? ["functions", "worker-host"]).map((dir) => `${join(root, dir)}/`);
+  const data = { map, packages, guarded, bundleDir: `${pathToFileURL(outdir).href}/` };
+  rmSync(join(tmp, "stubs"), { recursive: true, force: true });
   writeFileSync(join(tmp, "hooks.mjs"), HOOKS);
-  writeFileSync(join(tmp, "register.mjs"), `import { register } from "node:module";\nregister("./hooks.mjs", import.meta.url, { data: { map: ${JSON.stringify(map)} } });\n`);
+  writeFileSync(join(tmp, "register.mjs"), `import { register } from "node:module";\nregister("./hooks.mjs", import.meta.url, { data: ${JSON.stringify(data)} });\n`);
   try {
     renameSync(tmp, outdir);
   } catch {
