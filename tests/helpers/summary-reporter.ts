@@ -34,7 +34,7 @@ export default class SummaryReporter implements Reporter {
       times.push({ file: relative(process.cwd(), mod.moduleId), seconds: (d.duration + d.collectDuration) / 1000, importSeconds: d.collectDuration / 1000, cpuSeconds: cpu?.own, childCpuSeconds: cpu?.children, pid: cpu?.pid, startMs: cpu?.startMs, endMs: cpu?.endMs, tests });
     }
     times.sort((a, b) => b.seconds - a.seconds);
-    if (times.length > 1) {
+    if (times.length > 0) {
       const total = times.reduce((s, t) => s + t.seconds, 0);
       const cpu = times.reduce((s, t) => s + (t.cpuSeconds ?? 0) + (t.childCpuSeconds ?? 0), 0);
       process.stdout.write(`\nslowest files (import + hooks + tests; all ${times.length} files: ${total.toFixed(0)} s over the workers, ${cpu.toFixed(0)} s of CPU in hooks, tests and their child processes):\n`);
