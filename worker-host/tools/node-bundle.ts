@@ -74,7 +74,9 @@ function sourceHash(root: string, options: NodeBundleOptions): string {
   };
   for (const dir of options.sources ?? DEFAULT_SOURCES) if (existsSync(join(root, dir))) walk(join(root, dir));
   for (const file of Object.values(options.entries)) hash.update(file).update(readFileSync(join(root, file)));
-  hash.update(JSON.stringify([options.entries, options.packages ?? {}, options.guarded ?? []])).update(HOOKS);
+  // The root too: a build maps and names source files by their absolute paths, and checkouts
+  // that share one node_modules (worktrees) share its cache.
+  hash.update(JSON.stringify([root, options.entries, options.packages ?? {}, options.guarded ?? []])).update(HOOKS);
   hash.update(readFileSync(join(root, "package-lock.json")));
   return hash.digest("hex").slice(0, 16);
 }
