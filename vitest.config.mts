@@ -20,7 +20,9 @@ export default defineConfig({
     // Files run one after another in the same three processes instead of a new process
     // each: the framework, vitest and the packages are imported once per fork, not once
     // per file (on a quiet two-core machine: 199 s -> 152 s for the same suite). No test
-    // file may leave a process-wide change behind (env, handlers, globals, timers).
+    // file may leave a process-wide change behind (env, handlers, globals, timers); helpers
+    // may keep what costs to start for the files after (tests/helpers/browser.ts: one
+    // Chromium per fork, a fresh browser context per file).
     isolate: false,
     testTimeout: 60_000,
     hookTimeout: 60_000,

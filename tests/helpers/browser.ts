@@ -1,14 +1,15 @@
 /**
  * Real headless Chromium (Debian `chromium`, driven by playwright-core) for
- * the browser tests: one persistent context per test file, console errors
+ * the browser tests: one Chromium per test process (vitest runs files one
+ * after another in the same forks, `isolate: false`), a fresh browser context
+ * per test file (its own cookies, storage and cache), console errors
  * collected (a test fails on any), screenshots into tests/artifacts/; and the
  * stack they run against (a real server, the Node runtime as `npm start`
  * runs it, the web build).
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium, type BrowserContext, type Page } from "playwright-core";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, expect } from "vitest";
 import { randomHex } from "../../functions/envelope";
 import type { Pipeline } from "../../functions/pipeline";
@@ -30,16 +31,39 @@ export interface TestBrowser {
   errors: string[];
   /** Writes tests/artifacts/<name>.png. */
   shot(name: string, options?: { fullPage?: boolean }): Promise<void>;
+  /** Closes this file's context (the Chromium stays for the next file of the process). */
   close(): Promise<void>;
 }
 
-/** Launches Chromium with a fresh profile; says how to install it when missing. */
+/**
+ * The Chromium of this test process, launched by the first file that asks
+ * (about 2 s of CPU a launch, against about 0.4 s for a context in a running
+ * one). It lives until the process exits: playwright kills its process group
+ * on `exit`, and a SIGTERM (how vitest stops a fork) exits the process so that
+ * this runs; had the process been killed outright, Chromium ends when its
+ * DevTools pipe closes. A browser that crashed or was closed is launched anew.
+ */
+let shared: Promise<Browser> | undefined;
+function sharedBrowser(): Promise<Browser> {
+  if (!shared) {
+    const launching = chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true, handleSIGTERM: false, handleSIGHUP: false });
+    shared = launching;
+    launching.then(
+      (browser) => browser.on("disconnected", () => shared === launching && (shared = undefined)),
+      () => shared === launching && (shared = undefined),
+    );
+    // Node's default SIGTERM ends the process without `exit` handlers: exit instead, so they run.
+    if (process.listenerCount("SIGTERM") === 0) process.once("SIGTERM", () => process.exit(143));
+  }
+  return shared;
+}
+
+/** A fresh context (and page) in this process's Chromium; says how to install Chromium when missing. */
 export async function launchBrowser({ width = 1100, height = 900 }: { width?: number; height?: number } = {}): Promise<TestBrowser> {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)`);
   mkdirSync(ARTIFACTS, { recursive: true });
-  const userDataDir = mkdtempSync(join(tmpdir(), "edgepipe-chromium-"));
-  const context: BrowserContext = await chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true, viewport: { width, height } });
-  const page = context.pages()[0] ?? (await context.newPage());
+  const context: BrowserContext = await (await sharedBrowser()).newContext({ viewport: { width, height } });
+  const page = await context.newPage();
   const errors: string[] = [];
   page.on("console", (msg) => {
     if (msg.type() === "error") errors.push(`console: ${msg.text()}`);
@@ -51,10 +75,7 @@ export async function launchBrowser({ width = 1100, height = 900 }: { width?: nu
     shot: async (name, { fullPage = true } = {}) => {
       await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage });
     },
-    close: async () => {
-      await context.close();
-      rmSync(userDataDir, { recursive: true, force: true });
-    },
+    close: () => context.close(),
   };
 }
 
