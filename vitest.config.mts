@@ -1,4 +1,5 @@
 import { defineConfig } from "vitest/config";
+import LongestFirst from "./tests/helpers/sequencer";
 
 /**
  * Two projects over tests/: `suite` is `npm test` (every *.test.ts, kept near two
@@ -24,6 +25,9 @@ export default defineConfig({
     // may keep what costs to start for the files after (tests/helpers/browser.ts: one
     // Chromium per fork, a fresh browser context per file).
     isolate: false,
+    // Longest files first, by tests/file-seconds.json (npm run test:order refreshes it): the
+    // same order in a fresh clone, where vitest has no results cache to order by.
+    sequence: { sequencer: LongestFirst },
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: ["default", "./tests/helpers/summary-reporter.ts"],
