@@ -1,11 +1,11 @@
 /**
  * The deploy bundle: `wrangler deploy --dry-run` builds it offline, it imports
  * no node:* module, and Miniflare runs it: /health reaches Valkey through the
- * REST bridge, a signed stage call runs, an unsigned one gets 401.
+ * REST bridge, a signed stage call runs, an unsigned one gets 401. The bundle
+ * is the one this test run builds once (tests/helpers/news-bundle.ts, with
+ * buildWorkerBundle, as `npm run build:worker`) for every file that loads it.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname } from "node:path";
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newEnvelope, randomHex } from "../functions/envelope";
@@ -14,25 +14,25 @@ import { startRuns } from "../functions/runs";
 import { signStageRequest } from "../functions/signing";
 import { compatibilityDateFromWranglerToml, varsFromWranglerToml } from "../worker-host/http-mode";
 import { startRestBridge, type RestBridge } from "../worker-host/rest-bridge";
-import { buildWorkerBundle, type WorkerBundle } from "../worker-host/worker-bundle";
+import type { WorkerBundle } from "../worker-host/worker-bundle";
 import { samplePayloads } from "../worker-host/news/sample-work";
 import { pipeline } from "../functions/news/index";
+import { newsWorkerBundle } from "./helpers/news-bundle";
 import { startTestValkey, type TestValkey } from "./helpers/valkey";
 
 let valkey: TestValkey;
 let bridge: RestBridge;
 let bundle: WorkerBundle;
 let mf: Miniflare;
-const outdir = mkdtempSync(join(tmpdir(), "edgepipe-bundle-"));
 const signingKey = { kid: "test", secret: randomHex(16) };
 const keyPrefix = `wb${randomHex(3)}`;
 
 beforeAll(async () => {
-  [valkey, bundle] = await Promise.all([startTestValkey(), buildWorkerBundle({ outdir })]);
+  [valkey, bundle] = await Promise.all([startTestValkey(), newsWorkerBundle()]);
   bridge = await startRestBridge({ conn: valkey.connect(), token: randomHex(16) });
   mf = new Miniflare({
     modules: [{ type: "ESModule", path: bundle.scriptPath }],
-    modulesRoot: outdir,
+    modulesRoot: dirname(bundle.scriptPath),
     compatibilityDate: compatibilityDateFromWranglerToml(),
     bindings: {
       ...varsFromWranglerToml(),
@@ -49,7 +49,6 @@ afterAll(async () => {
   await mf?.dispose();
   await bridge?.close();
   await valkey?.stop();
-  rmSync(outdir, { recursive: true, force: true });
 });
 
 describe("deploy bundle in Miniflare", () => {
@@ -119,7 +118,7 @@ describe("deploy bundle in Miniflare", () => {
     const variants = async (extra: Record<string, string>) =>
       new Miniflare({
         modules: [{ type: "ESModule", path: bundle.scriptPath }],
-        modulesRoot: outdir,
+        modulesRoot: dirname(bundle.scriptPath),
         compatibilityDate: compatibilityDateFromWranglerToml(),
         bindings: { ...varsFromWranglerToml(), KEY_PREFIX: keyPrefix, UPSTASH_REDIS_REST_URL: bridge.url, UPSTASH_REDIS_REST_TOKEN: bridge.token, ...extra },
       });

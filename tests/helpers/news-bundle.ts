@@ -4,7 +4,7 @@
  * shared by the files that load it in Miniflare, instead of one wrangler run
  * per file. tests/global-setup.ts provides a directory for the run; the first
  * file to ask builds into it (a mkdir lock), the others wait for it, bounded.
- * tests/worker-bundle.test.ts still builds its own (it tests the build).
+ * tests/worker-bundle.test.ts checks what the build made.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
