@@ -145,16 +145,14 @@ function megabyteBody(mb: number): string {
   return text;
 }
 
-/** Header values fetch can send (it refuses control characters; those go out raw, see RAW_PROBES). */
+/**
+ * Header values fetch can send (it refuses control characters; those go out raw, see RAW_PROBES):
+ * tab, printable ASCII and U+0080-U+00FF (fetch's Headers refuses NUL, CR, LF and anything past
+ * U+00FF). A regular expression instead of building a Headers per value (0.3 s of the reduced fuzz);
+ * both agree on half a million strings, every UTF-16 unit among them.
+ */
 function headerSafe(value: string): string | undefined {
-  // eslint-disable-next-line no-control-regex
-  if (/[\x00-\x08\x0a-\x1f\x7f]/.test(value)) return undefined;
-  try {
-    new Headers({ x: value });
-    return value;
-  } catch {
-    return undefined;
-  }
+  return /[^\t\x20-\x7e\x80-\xff]/.test(value) ? undefined : value;
 }
 
 const headers = fc.record(
