@@ -11,7 +11,7 @@ import { z } from "zod";
 import { createApp } from "../functions/app";
 import { definePipeline, defineStage } from "../functions/pipeline";
 import type { Runtime } from "../worker-host/runtime";
-import { useBrowserStack, WAIT, type TestBrowser } from "./helpers/browser";
+import { POLL, useBrowserStack, WAIT, type TestBrowser } from "./helpers/browser";
 
 const draft = defineStage({ name: "draft", input: z.object({ title: z.string() }), next: ["review"], handle: ({ title }) => ({ emit: [{ payload: { title } }], result: { title } }) });
 const review = defineStage({ name: "review", input: z.object({ title: z.string() }), next: ["publish"], handle: ({ title }) => ({ result: { asked: title }, waitFor: { event: "approved", timeoutMs: 3_600_000 } }) });
@@ -72,7 +72,7 @@ describe("run inspector: waits and reruns", () => {
     const parked = await start("Second");
     await page.goto(`${runtime.url}/#/dashboard`);
     await page.getByRole("heading", { name: "Waiting runs and schedules" }).waitFor(WAIT);
-    await page.waitForFunction(() => document.querySelector(".durable-panel dd.parked")?.textContent === "1", null, WAIT);
+    await page.waitForFunction(() => document.querySelector(".durable-panel dd.parked")?.textContent === "1", null, POLL);
     expect(await page.locator(".durable-panel dd.schedules").textContent()).toBe("1");
     expect(await page.locator('.schedule-list li[data-schedule="nightly"]').textContent()).toContain("0 2 * * *");
     await browser.shot("durable-dashboard");

@@ -11,7 +11,7 @@ import { createApp } from "../functions/app";
 import { settingsFor } from "../functions/config";
 import { examplePipeline } from "../functions/example/pipeline";
 import type { Runtime } from "../worker-host/runtime";
-import { useBrowserStack, WAIT, type TestBrowser } from "./helpers/browser";
+import { POLL, useBrowserStack, WAIT, type TestBrowser } from "./helpers/browser";
 
 let runtime: Runtime;
 let browser: TestBrowser;
@@ -70,7 +70,7 @@ describe("web client for the example pipeline (no news app)", () => {
     expect(why).not.toContain("news app");
     expect(await page.getByText("Feed deliveries").count()).toBe(0);
     // Two polls in, the rates read 0/s instead of "measuring".
-    await page.waitForFunction(() => Number(document.querySelector("[data-samples]")?.getAttribute("data-samples")) >= 3, null, WAIT);
+    await page.waitForFunction(() => Number(document.querySelector("[data-samples]")?.getAttribute("data-samples")) >= 3, null, POLL);
     expect(await diagram.locator('g.box[data-stage="wordcount"] .d-rate').evaluate((el) => el.firstChild?.textContent)).toBe("0");
     await browser.shot("example-dashboard");
   });

@@ -11,7 +11,7 @@ import { z } from "zod";
 import { createApp } from "../functions/app";
 import { definePipeline, defineStage } from "../functions/pipeline";
 import type { Runtime } from "../worker-host/runtime";
-import { useBrowserStack, WAIT, type TestBrowser } from "./helpers/browser";
+import { POLL, useBrowserStack, WAIT, type TestBrowser } from "./helpers/browser";
 
 /** Gates the handler waits on between chunks (the handler runs in this process: the runtime dispatches in-process). */
 const gates: Array<() => void> = [];
@@ -53,17 +53,17 @@ describe("run inspector: streamed output", () => {
     const text = page.locator('.run-output figure[data-stage="write"] .stream-text');
     const state = page.locator(".run-output h3 .status");
 
-    await page.waitForFunction(() => document.querySelector(".run-output .stream-text")?.textContent === "A poem ", null, WAIT);
+    await page.waitForFunction(() => document.querySelector(".run-output .stream-text")?.textContent === "A poem ", null, POLL);
     expect(await state.textContent()).toBe("live");
     expect(await page.locator(".facts .status").first().textContent()).toBe("running");
     await browser.shot("stream-live");
 
     await release();
-    await page.waitForFunction(() => document.querySelector(".run-output .stream-text")?.textContent === "A poem about streams, ", null, WAIT);
+    await page.waitForFunction(() => document.querySelector(".run-output .stream-text")?.textContent === "A poem about streams, ", null, POLL);
     expect(await state.textContent()).toBe("live");
 
     await release();
-    await page.waitForFunction(() => document.querySelector(".run-output h3 .status")?.textContent === "ended", null, WAIT);
+    await page.waitForFunction(() => document.querySelector(".run-output h3 .status")?.textContent === "ended", null, POLL);
     expect(await text.textContent()).toBe("A poem about streams, streamed.");
     await page.locator(".facts .status.completed").waitFor(WAIT);
     expect(await page.locator(".run-output figcaption").allTextContents()).toEqual(["write"]);

@@ -17,7 +17,7 @@ import { app, NewsSettings, pipeline } from "../functions/news/index";
 import { seedDemoUsers } from "../functions/news/users";
 import { cachedTool } from "../functions/tools/cache";
 import type { Runtime } from "../worker-host/runtime";
-import { ARTIFACTS, useBrowserStack, WAIT, type TestBrowser } from "./helpers/browser";
+import { ARTIFACTS, PAGE_STEP, POLL, useBrowserStack, WAIT, type TestBrowser } from "./helpers/browser";
 import { eventually } from "./helpers/valkey";
 
 const SPORTS = { title: `Rovers win the league cup final ${randomHex(2)}`, body: "The team won the match in the last minute; the coach praised the players after a long season of games in the league." };
@@ -54,7 +54,7 @@ const samples = async () => Number(await page.locator("[data-samples]").getAttri
 /** Waits for `n` more dashboard polls (the page keeps at most 90 samples). */
 async function pollsPass(n: number): Promise<void> {
   const seen = await samples();
-  await eventually(async () => (await samples()) >= Math.min(seen + n, 90));
+  await eventually(async () => (await samples()) >= Math.min(seen + n, 90), PAGE_STEP);
 }
 
 useBrowserStack({ pipeline, app, appSettings: NewsSettings }, (stack) => {
@@ -139,11 +139,11 @@ describe("web client in Chromium", () => {
     // Articles flowing while the page polls give a non-zero rate on the boxes.
     const more = Array.from({ length: 5 }, (_, i) => ({ title: `${SPORTS.title} replay ${i}`, body: `${SPORTS.body} Round ${i}.` }));
     await api("/v1/articles", { method: "POST", body: { articles: more } });
-    await page.waitForFunction(() => [...document.querySelectorAll(".stage-card .peak")].some((el) => Number(el.textContent) > 0), null, WAIT);
-    await eventually(async () => (await processedFanout()) >= 7);
+    await page.waitForFunction(() => [...document.querySelectorAll(".stage-card .peak")].some((el) => Number(el.textContent) > 0), null, POLL);
+    await eventually(async () => (await processedFanout()) >= 7, PAGE_STEP);
     const done = Date.now();
     const boxRate = async () => Number(await diagram.locator('g.box[data-stage="fanout"] .d-rate').evaluate((el) => el.firstChild?.textContent ?? "0"));
-    await eventually(async () => (await boxRate()) > 0);
+    await eventually(async () => (await boxRate()) > 0, PAGE_STEP);
     // A rate over the window, not a delta between two polls: it stays above 0 for polls after the burst.
     await pollsPass(3);
     if (Date.now() - done < WINDOW_MS - 2000) expect(await boxRate(), "fanout rate 3 polls after the burst").toBeGreaterThan(0);
@@ -174,7 +174,7 @@ describe("web client in Chromium", () => {
     await runtime.env.REDIS!.hset(keys.stageStats("classifier", 0), { flow_throttled: 1234, flow_waiting: 34, flow_readmitted: 1200 });
     await page.getByRole("heading", { name: "Flow control" }).waitFor(WAIT);
     const row = page.locator('section[aria-labelledby="flow-h"] tr[data-stage="classifier"]');
-    await page.waitForFunction(() => document.querySelector('section[aria-labelledby="flow-h"] tr[data-stage="classifier"] td.throttled')?.textContent?.replace(/\D/g, "") === "1234", undefined, WAIT);
+    await page.waitForFunction(() => document.querySelector('section[aria-labelledby="flow-h"] tr[data-stage="classifier"] td.throttled')?.textContent?.replace(/\D/g, "") === "1234", undefined, POLL);
     expect((await row.locator("td.flow-waiting").textContent())?.replace(/\D/g, "")).toBe("34");
     expect((await row.locator("td.readmitted").textContent())?.replace(/\D/g, "")).toBe("1200");
     expect((await page.locator('section[aria-labelledby="flow-h"] tr[data-stage="fetcher"] td.throttled').textContent())?.trim()).toBe("0");
@@ -224,7 +224,7 @@ describe("web client in Chromium", () => {
     await page.waitForFunction(() => {
       const cells = [...document.querySelectorAll("table.runs tbody tr .status")];
       return cells.length > 0 && cells.every((c) => c.textContent === "dead-lettered");
-    }, undefined, WAIT);
+    }, undefined, POLL);
     const statuses = await page.locator("table.runs tbody tr .status").allTextContents();
     expect(new Set(statuses)).toEqual(new Set(["dead-lettered"]));
     await page.getByLabel("Status", { exact: true }).selectOption("skipped");
