@@ -13,12 +13,12 @@ export default defineConfig({
     globalSetup: ["tests/global-setup.ts"],
     // Measures each file's CPU for the summary (tests/helpers/file-cpu.ts).
     setupFiles: ["tests/helpers/file-cpu.ts"],
-    // Each file starts its own server on a free port. Three forks on two cores: the files often
-    // wait (servers starting, child processes, polling). On a quiet machine three forks took
-    // 119.5-130 s, two forks 162 s.
+    // Each file starts its own server on a free port. Four forks on two cores: the files often
+    // wait (servers starting, child processes, timers). On a quiet two-core machine, with the
+    // suite at about 160 s of CPU: three forks took 126 s, four 107 s, five 112 s (more CPU).
     pool: "forks",
-    maxWorkers: 3,
-    // Files run one after another in the same three processes instead of a new process
+    maxWorkers: 4,
+    // Files run one after another in the same four processes instead of a new process
     // each: the framework, vitest and the packages are imported once per fork, not once
     // per file (on a quiet two-core machine: 199 s -> 152 s for the same suite). No test
     // file may leave a process-wide change behind (env, handlers, globals, timers); helpers

@@ -1,6 +1,6 @@
 /**
  * The order the suite's files start in: longest first, by the seconds each
- * took in a recent full run (tests/file-seconds.json), so the three forks end
+ * took in a recent full run (tests/file-seconds.json), so the forks end
  * together instead of one starting a 30 s file when the others are done.
  * vitest's own order needs its results cache, which a fresh clone (CI) does
  * not have: there it runs the largest files first, and the two fuzz files and

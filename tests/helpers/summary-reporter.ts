@@ -3,7 +3,8 @@
  * vitest's own summary, so CI logs state the count in a runner-neutral form,
  * and the slowest files before it (`slowest: 12.3 s tests/x.test.ts (import
  * 1.2 s, cpu 3.4 s + children 5.6 s)`), so a file that makes `npm test` long is
- * named in every run; every file's times go to tests/artifacts/test-times.json.
+ * named in every run; every file's times go to tests/artifacts/test-times.json
+ * (tests/artifacts/test-times-slow.json for a run of the slow project alone).
  * The CPU figures come from tests/helpers/file-cpu.ts: on two cores the suite
  * is CPU-bound, so a file's CPU matters more than its wall time.
  */
@@ -44,7 +45,8 @@ export default class SummaryReporter implements Reporter {
     if (times.length > 1) try {
       const dir = join(process.cwd(), "tests", "artifacts");
       mkdirSync(dir, { recursive: true });
-      writeFileSync(join(dir, "test-times.json"), `${JSON.stringify(times, null, 1)}\n`);
+      const slowOnly = testModules.every((m) => m.project.name === "slow");
+      writeFileSync(join(dir, slowOnly ? "test-times-slow.json" : "test-times.json"), `${JSON.stringify(times, null, 1)}\n`);
     } catch {
       // a read-only checkout: the list above is enough
     }
