@@ -110,7 +110,7 @@ describe("stage workers under faults", () => {
     }
   });
 
-  it("ride out a CLIENT PAUSE longer than the read watchdog and the stall bound, running every entry once", async () => {
+  it("ride out a CLIENT PAUSE longer than the read watchdog and the stall bound, committing every entry once", async () => {
     const conn = connect(v.url, { stallMs: 1000 });
     const admin = connect(v.url);
     const keys = testKeys();
@@ -126,10 +126,17 @@ describe("stage workers under faults", () => {
     await host.close();
     expect(doneMs).toBeGreaterThan(2000);
     expect(lines.some((l) => /did not settle/.test(l))).toBe(true);
+    // Every step committed once. Handlers are at least once (docs/guarantees.md): a pause that
+    // catches a batch after its handlers' own writes and before its commit stalls the commit,
+    // the connection is dropped and the entries are redelivered, so those handlers run again
+    // (seen in one CI run: a handler's counter at 2). What must hold is the commits.
     const calls = (await admin.hgetall(`${keys.prefix}:calls:second`)) as Record<string, string>;
     expect(Object.keys(calls).length).toBe(30);
-    expect(Object.values(calls).every((c) => c === "1")).toBe(true);
-    console.log(`CLIENT PAUSE 2500 ALL: every run completed ${doneMs.toFixed(0)} ms after the pause began`);
+    expect(Object.values(calls).every((c) => Number(c) >= 1)).toBe(true);
+    const stats = await readStats(upstashOverValkey(admin), keys, pipeline);
+    expect(stats.stages.map((s) => [s.name, s.processed, s.pending])).toEqual([["first", 30, 0], ["second", 30, 0]]);
+    const again = Object.values(calls).filter((c) => c !== "1").length;
+    console.log(`CLIENT PAUSE 2500 ALL: every run completed ${doneMs.toFixed(0)} ms after the pause began; ${again} of 30 second-stage handlers ran again after a stalled commit`);
   });
 
   it("reports a stage that makes no progress while work waits as 503 on /health, naming it", async () => {
