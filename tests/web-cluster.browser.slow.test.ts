@@ -5,6 +5,11 @@
  * inspector against cluster mode. (Set before the import: the stack reads it
  * when the suite starts.)
  */
+import { afterAll } from "vitest";
+
 process.env.WEB_TEST_CLUSTER = "1";
+// The forks run several files (isolate: false): the files after this one run on one server again.
+afterAll(() => {
+  delete process.env.WEB_TEST_CLUSTER;
+});
 await import("./web.browser.test");
-export {};
