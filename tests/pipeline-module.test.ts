@@ -52,7 +52,12 @@ function cli(args: string[], env: Record<string, string>): Cli {
 /** Starts the CLI and resolves with its URL once it listens; stop() sends Ctrl-C and expects exit 0. */
 async function startCli(args: string[], env: Record<string, string>) {
   const run = cli(["start", ...args], env);
-  const url = await eventually(() => /listening on (\S+)/.exec(run.output())?.[1], { timeoutMs: 30_000 }).catch((err) => {
+  // A CLI that exits before it listens fails the test at once, with its exit code and signal.
+  const exitedEarly = new Promise<never>((_, fail) => run.child.once("exit", (code, signal) => fail(new Error(`the CLI exited before listening (code ${code}, signal ${signal})`))));
+  exitedEarly.catch(() => undefined);
+  const listening = eventually(() => /listening on (\S+)/.exec(run.output())?.[1], { timeoutMs: 30_000 });
+  listening.catch(() => undefined); // after an early exit it times out unobserved
+  const url = await Promise.race([listening, exitedEarly]).catch((err) => {
     run.child.kill("SIGKILL");
     throw new Error(`${(err as Error).message}\n${run.output()}`);
   });
