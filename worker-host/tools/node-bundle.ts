@@ -106,7 +106,6 @@ const HOOKS = `// Written by worker-host/tools/node-bundle.ts: maps bundled sour
 // and compiles a user's own TypeScript modules as tsx would.
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { transformSync } from "esbuild";
 let map = {};
 let packages = {};
 let guarded = [];
@@ -150,6 +149,8 @@ export async function resolve(specifier, context, next) {
 export async function load(url, context, next) {
   if (!isTs(url) || map[url]) return next(url, context);
   const path = fileURLToPath(url);
+  // Loaded on first use: most processes import no module of their own.
+  const { transformSync } = await import("esbuild");
   const { code } = transformSync(readFileSync(path, "utf8"), { loader: /x$/.test(path) ? "tsx" : "ts", format: "esm", target: "node20", sourcefile: path, sourcemap: "inline" });
   return { format: "module", source: code, shortCircuit: true };
 }
