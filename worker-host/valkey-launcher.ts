@@ -91,15 +91,15 @@ export function findServerBinary(env: NodeJS.ProcessEnv = process.env): ServerBi
   return probeBinary(found);
 }
 
-/** The ports the kernel hands to outgoing connections (Linux's setting; elsewhere its default). */
-function ephemeralPorts(): [number, number] {
+/** The first port the kernel hands to outgoing connections (Linux's setting; elsewhere its default). */
+function ephemeralLow(): number {
   try {
-    const [low, high] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
-    if (low && high) return [low, high];
+    const low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    if (low) return low;
   } catch {
     // not Linux
   }
-  return [32768, 60999];
+  return 32768;
 }
 
 /** Binds 127.0.0.1:`port` (0: any) and closes; resolves the port bound, or 0 when it is taken. */
@@ -124,7 +124,7 @@ function tryPort(port: number): Promise<number> {
  * Falls back to any port the kernel picks when that range is too small or full.
  */
 export async function freePort(): Promise<number> {
-  const [low] = ephemeralPorts();
+  const low = ephemeralLow();
   const floor = Math.max(10_000, low - 16_384);
   if (low - floor >= 1000) {
     for (let attempt = 0; attempt < 20; attempt++) {

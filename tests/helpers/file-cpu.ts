@@ -10,7 +10,7 @@ import { afterAll, beforeAll } from "vitest";
 
 declare module "vitest" {
   interface TaskMeta {
-    /** CPU seconds: the file's own, and its reaped child processes'. */
+    /** CPU seconds, the file's own and its child processes' (reaped or still running); its fork, start and end. */
     cpu?: { own: number; children: number; pid: number; startMs: number; endMs: number };
   }
 }

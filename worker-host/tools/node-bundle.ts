@@ -156,13 +156,16 @@ export async function load(url, context, next) {
 }
 `;
 
+/** The entry name of a package the bundle serves: `pkg-edgepipe_host` for `edgepipe/host`. */
+const packageEntry = (specifier: string) => `pkg-${specifier.replace(/[^\w-]/g, "_")}`;
+
 const built = new Map<string, Promise<NodeBundle>>();
 
 /** Builds (once per version of the code) into node_modules/.cache, where a package that resolves files at run time still finds node_modules. */
 export function nodeBundle(options: NodeBundleOptions): Promise<NodeBundle> {
   // Real paths: Node names modules by them, and the hooks compare them.
   const root = realpathSync(resolve(options.root ?? "."));
-  const key = `${root}\0${options.name}\0${JSON.stringify(options.entries)}`;
+  const key = `${root}\0${JSON.stringify(options)}`;
   let promise = built.get(key);
   if (!promise) {
     promise = buildOnce(root, options);
@@ -189,7 +192,7 @@ async function buildOnce(root: string, options: NodeBundleOptions): Promise<Node
   // A package the bundle serves is an entry of its own: a module that re-exports it.
   const packageEntries: Record<string, string> = {};
   for (const [specifier, target] of Object.entries(options.packages ?? {})) {
-    const name = `pkg-${specifier.replace(/[^\w-]/g, "_")}`;
+    const name = packageEntry(specifier);
     if (existsSync(join(root, target))) packageEntries[name] = join(root, target);
     else {
       const stub = join(tmp, "stubs", `${name}.mjs`);
@@ -214,7 +217,7 @@ async function buildOnce(root: string, options: NodeBundleOptions): Promise<Node
   });
   const entryUrl = (name: string) => pathToFileURL(join(outdir, `${name}.mjs`)).href;
   const map = Object.fromEntries(Object.entries(options.entries).map(([name, file]) => [pathToFileURL(join(root, file)).href, entryUrl(name)]));
-  const packages = Object.fromEntries(Object.keys(options.packages ?? {}).map((specifier) => [specifier, entryUrl(`pkg-${specifier.replace(/[^\w-]/g, "_")}`)]));
+  const packages = Object.fromEntries(Object.keys(options.packages ?? {}).map((specifier) => [specifier, entryUrl(packageEntry(specifier))]));
   const guarded = (options.guarded ?? ["functions", "worker-host"]).map((dir) => `${join(root, dir)}/`);
   const data = { map, packages, guarded, bundleDir: `${pathToFileURL(outdir).href}/` };
   rmSync(join(tmp, "stubs"), { recursive: true, force: true });

@@ -655,6 +655,7 @@ export async function limitProbes(url: string, limits: { api: number; stage: num
       continue;
     }
     const limit = path.startsWith("/stages/") ? limits.stage : limits.api;
+    let resent = 0;
     const status = async (bytes: number) => {
       // The body as bytes (a string of 32 MB costs fetch a measuring pass and an encoding, and the signature another), cut from one buffer per size.
       const body = spaces(limit + 1).subarray(0, bytes);
@@ -674,7 +675,6 @@ export async function limitProbes(url: string, limits: { api: number; stage: num
         }
       }
     };
-    let resent = 0;
     const atLimit = await status(limit);
     const overLimit = await status(limit + 1);
     out.push({ endpoint: `${method} ${path}`, limit, atLimit, overLimit, ...(resent ? { resent } : {}) });
